@@ -64,6 +64,7 @@ DA = Model(
     tau_fast_ms=_guarded_tau_m_na(),
     tau_slow_ms=sigmoid(20, -18, -10, 38),  # tau_nKd
     tau_ultraslow_ms="(100.0 + 0.0*V)",
+    default_dt_ms=0.0125,
     default_duration_ms=12000.0,
     default_transient_ms=3000.0,
     references="Qian K et al. (2014) PLoS ONE 9:e104722; Brandoit et al. (2025) arXiv 2509.12783",

@@ -42,6 +42,7 @@ STG = Model(
     tau_fast_ms=sigmoid(1.32, -1.26, -25, 120),  # tau_mNa
     tau_slow_ms=sigmoid(7.2, -6.4, -19.2, 28.3),  # tau_mKd
     tau_ultraslow_ms=sigmoid(272, 1499, -8.73, 42.2),  # tau_mH
+    default_dt_ms=0.05,
     default_duration_ms=6000.0,
     default_transient_ms=3000.0,
     references="Liu Z, Golowasch J, Marder E, Abbott LF (1998) J Neurosci 18:2309; Brandoit et al. (2025) arXiv 2509.12783",

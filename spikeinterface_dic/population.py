@@ -1,0 +1,492 @@
+"""Degenerate populations: many maximal-conductance sets that share the same DICs at threshold (spec section 4).
+
+``generate_population(model, g_s, g_u, n)`` returns exactly ``n`` conductance sets, all >= 0, whose dynamic input
+conductances at V_th equal the target to within ``tolerance``:
+
+A. Draw a base "spiking" population (Fyon et al. 2024): g_leak ~ Gamma with the mean and variance of U[a, b], the
+   other ranged conductances uniform, every drawn or fixed conductance multiplied by g_leak / mean_leak; then solve
+   for ``model.extra["spiking_solved"]`` so that every member has ``model.extra["spiking_targets"]``.
+B. Choose the channels to compensate (:func:`default_compensation_channels`, or ``channels=``).
+C. For STG, start compensated g_CaS / g_CaT at the authors' linear "calcium priors" (S_KCa depends on them through
+   the steady-state calcium).
+D. Solve S[R, U] g_U = t_R - S[R, K] g_K for every member (one batched ``np.linalg.solve``). When a compensated
+   channel feeds a concentration, S depends on the unknowns, so the solve is repeated with S rebuilt at the last
+   solution (Picard iteration) until each member's L2 DIC residual is <= ``tolerance``; converged members leave the
+   active set. Otherwise one solve is exact.
+E. Members with a negative or non-finite conductance, a singular system, or a residual above ``tolerance`` are
+   replaced by fresh draws (child seeds of ``SeedSequence(seed)``) until exactly ``n`` are valid, or a ValueError says
+   which target could not be reached.
+
+Differences from the authors' code (spec sections 4 and 8): a convergence test replaces the fixed 6 solves, rejected
+members are redrawn instead of silently dropped, singular systems are handled per member, seeds are reproducible, and
+the DA channel choice is the app's ([ERG, CaL] for g_s < 0, else [ERG, Kd]). With a g_f target as well, Na (the
+dominant fast conductance) is compensated in addition.
+
+Cost model (n members, C channels, k <= 3 unknowns). S is never rebuilt from scratch: every member shares V_th, so
+the gate steady states, derivatives and timescale weights are computed once per (model, V) and cached
+(:class:`_SensitivityAtVoltage`, about 1 ms once). Per member, S is the cached matrix divided by g_leak, except the
+columns of channels gated by a concentration (STG KCa), which depend on the member's Ca_inf and dCa_inf/dV; those are
+linear in g_CaT and g_CaS, so one (n, C) x (C,) product each, then O(1) element-wise work per member. One Picard step
+is therefore O(n C) arithmetic plus an O(n k^3) batched solve: ~0.3 ms per 1,000 members. A population costs
+(1 + rounds) x (base solve + iterations x step): linear targets need 1 solve, [CaS, H] about 10-15 to reach 1e-9.
+Memory is O(n C) floats (a few (n, 3, C) arrays).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .dic import _concentration_steady_state, _factor_partial, _gate_values, _static_factor, sensitivity_matrix
+from .dic import timescale_weight
+from .models import Model, get_model
+from .models.base import _free_names
+
+# Linear fits (authors' code, spec 4.2 step C) of the compensated g_CaS / g_CaT against g_s*: (intercept, slope).
+# They are only the starting point of the Picard iteration; the converged solution does not depend on them.
+CALCIUM_PRIORS = {"stg": {"CaS": (34.12021074772369, -2.3296612301271464), "CaT": (24.6, -5.14)}}
+
+
+@dataclass
+class CompensationReport:
+    """How a population was obtained. Residuals are L2 norms over the targeted DIC components."""
+
+    channels: tuple[str, ...]
+    iterations: int  # solves used by the slowest batch (1 for a linear system)
+    converged: bool  # every returned member is within tolerance (always True for a returned population)
+    max_residual: float
+    mean_residual: float
+    n_resampled: int  # slots refilled because the first draw was rejected
+    n_drawn: int  # base members drawn in all rounds
+    n_rejected_negative: int = 0
+    n_rejected_unconverged: int = 0
+    n_rejected_singular: int = 0  # singular system or non-finite conductances
+    n_rejected_base: int = 0  # base spiking members that were already invalid
+    n_rounds: int = 1
+    tolerance: float = 1e-9
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Population:
+    """A degenerate population: ``gbar`` (n, n_channels) in mS/cm2 with columns ``conductance_names``."""
+
+    gbar: np.ndarray
+    model_name: str
+    conductance_names: tuple[str, ...]
+    target: tuple[float, float, float]  # (g_f or NaN when free, g_s, g_u)
+    dics: np.ndarray  # achieved (g_f, g_s, g_u) at v_th_mV, shape (n, 3)
+    report: CompensationReport
+    v_th_mV: float
+
+    def __len__(self) -> int:
+        return self.gbar.shape[0]
+
+    def to_dataframe(self, include_dics: bool = False):
+        """Conductances as a DataFrame with columns ``g_Na``, ``g_Kd``, ...; optionally the achieved g_f, g_s, g_u."""
+        import pandas as pd
+
+        frame = pd.DataFrame(self.gbar, columns=[f"g_{name}" for name in self.conductance_names])
+        if include_dics:
+            for column, name in enumerate(("g_f", "g_s", "g_u")):
+                frame[name] = self.dics[:, column]
+        return frame
+
+
+# ---------------------------------------------------------------------------------------------- fast S at one voltage
+class _SensitivityAtVoltage:
+    """S(V; gbar) for many members at one shared voltage, equal to :func:`dic.sensitivity_matrix`.
+
+    Only the leak (normalisation) and concentrations (through Ca_inf and dCa_inf/dV, both linear in gbar) make S
+    depend on gbar, so everything else is computed once here.
+    """
+
+    def __init__(self, model: Model, v_mV: float):
+        self.model, self.v = model, float(v_mV)
+        n_channels = model.n_channels
+        names = {c.name for c in model.concentrations}
+        self.dependent = [
+            index
+            for index, channel in enumerate(model.channels)
+            if any(names & set(_free_names(model, model.gate_by_name[g].inf)) for g, _ in channel.gates)
+        ]
+        self.raw = sensitivity_matrix(model, np.ones(n_channels), self.v, normalize=False)
+        # Concentration steady state and slope as offset + gbar @ coefficients (exactly linear in gbar).
+        probe = np.vstack([np.zeros(n_channels), np.eye(n_channels)])
+        self.concentrations = {}
+        self.sources = set()
+        for concentration in model.concentrations:
+            value, slope = _concentration_steady_state(model, concentration, np.full(n_channels + 1, self.v), probe)
+            value, slope = np.broadcast_to(value, (n_channels + 1,)), np.broadcast_to(slope, (n_channels + 1,))
+            self.concentrations[concentration.name] = (value[0], value[1:] - value[0], slope[0], slope[1:] - slope[0])
+            self.sources.update(model.channel_index(name) for name in concentration.source_channels)
+        tau = [model.function(e)(self.v) for e in (model.tau_fast_ms, model.tau_slow_ms, model.tau_ultraslow_ms)]
+
+        def weights(tau_x):
+            return float(timescale_weight(tau_x, tau[0], tau[1])), float(timescale_weight(tau_x, tau[1], tau[2]))
+
+        self.gates, self.weights = [], {}
+        for index in self.dependent:
+            for gate_name, _ in model.channels[index].gates:
+                gate = model.gate_by_name[gate_name]
+                self.gates.append(gate)
+                if gate.dic_timescale == "fast":
+                    self.weights[gate_name] = (1.0, 1.0)
+                elif gate.dic_timescale == "ultraslow":
+                    self.weights[gate_name] = (0.0, 0.0)
+                else:
+                    self.weights[gate_name] = weights(model.function(gate.tau_ms)(self.v))
+        self.concentration_weights = {c.name: weights(c.tau_ms) for c in model.concentrations}
+
+    def depends_on(self, indices) -> bool:
+        """Whether S changes with any of these conductances (other than through the leak)."""
+        return any(int(i) in self.sources for i in indices) and bool(self.dependent)
+
+    def __call__(self, gbar: np.ndarray) -> np.ndarray:
+        """Leak-normalised S, shape (m, 3, n_channels), for gbar of shape (m, n_channels)."""
+        model = self.model
+        matrix = np.empty((gbar.shape[0],) + self.raw.shape)
+        matrix[:] = self.raw
+        if self.dependent:
+            arguments, slopes = {"V": self.v}, {}
+            for name, (value, coefficients, slope, slope_coefficients) in self.concentrations.items():
+                arguments[name] = value + gbar @ coefficients
+                slopes[name] = slope + gbar @ slope_coefficients
+            values, paths = {}, {}
+            for gate in self.gates:
+                values[gate.name], partials = _gate_values(model, gate, arguments)
+                paths[gate.name] = [(partials["V"], *self.weights[gate.name])]
+                for name in self.concentrations:
+                    if name in partials:
+                        paths[gate.name].append((partials[name] * slopes[name], *self.concentration_weights[name]))
+            for index in self.dependent:
+                channel = model.channels[index]
+                driving = self.v - model.constants[channel.reversal]
+                rows = [_static_factor(model, channel, values), 0.0, 0.0]
+                for gate_name, _ in channel.gates:
+                    partial = _factor_partial(channel, values, gate_name) * driving
+                    for slope, w_fs, w_su in paths[gate_name]:
+                        rows[0] = rows[0] + w_fs * partial * slope
+                        rows[1] = rows[1] + (w_su - w_fs) * partial * slope
+                        rows[2] = rows[2] + (1.0 - w_su) * partial * slope
+                for row in range(3):
+                    matrix[:, row, index] = rows[row]
+        matrix /= gbar[:, model.leak_index, None, None]
+        return matrix
+
+
+@lru_cache(maxsize=32)
+def _sensitivity_at(model: Model, v_mV: float) -> _SensitivityAtVoltage:
+    return _SensitivityAtVoltage(model, v_mV)
+
+
+# ---------------------------------------------------------------------------------------------- batched solver
+def _solve_batch(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Solve matrix[i] x[i] = rhs[i]; singular or non-finite systems give NaN rows instead of raising."""
+    ok = np.isfinite(matrix).all(axis=(1, 2)) & np.isfinite(rhs).all(axis=1)
+    identity = np.eye(matrix.shape[-1])
+    safe = np.where(ok[:, None, None], matrix, identity)
+    try:
+        solution = np.linalg.solve(safe, rhs[..., None])[..., 0]
+    except np.linalg.LinAlgError:  # an exactly zero LU pivot somewhere: find the singular members
+        ok &= np.linalg.cond(safe) < 1.0 / np.finfo(float).eps
+        safe = np.where(ok[:, None, None], safe, identity)
+        solution = np.linalg.solve(safe, rhs[..., None])[..., 0]
+    solution[~ok] = np.nan
+    return solution
+
+
+def _compensate(sensitivity, gbar, unknown, targets, prior, tolerance, max_iterations, accelerate=True):
+    """Solve for the ``unknown`` columns of every member so that its DICs hit the finite ``targets``.
+
+    ``prior`` (m, k) is where the unknowns start (it matters only when S depends on them). When it does, the fixed
+    point x = F(x) on the compensated concentration sources (x: their values used to build S, F: their solution) is
+    found by Picard steps with depth-1 Anderson acceleration (the secant method when one source is compensated),
+    which converges in about half the solves of plain Picard and also where Picard diverges (|F'| > 1). Returns the
+    new gbar, the L2 residual per member (inf where non-finite) and the number of solves of the slowest member.
+    """
+    rows = np.flatnonzero(np.isfinite(targets))
+    target = targets[rows]
+    unknown = np.asarray(unknown)
+    sources = unknown[[int(i) in sensitivity.sources for i in unknown]]
+    gbar = gbar.copy()
+    gbar[:, unknown] = prior
+    nonlinear = sensitivity.depends_on(unknown)
+    residual = np.full(gbar.shape[0], np.inf)
+    active = np.arange(gbar.shape[0])
+    matrix = sensitivity(gbar)[:, rows, :]
+    x, previous = gbar[:, sources], None  # previous: (F(x), F(x) - x) of the last step, for the secant
+    iterations = 0
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        while active.size and iterations < max_iterations:
+            iterations += 1
+            known = gbar[active]
+            known[:, unknown] = 0.0
+            rhs = target - np.einsum("mrc,mc->mr", matrix, known)
+            gbar[active[:, None], unknown] = _solve_batch(matrix[:, :, unknown], rhs)
+            current = gbar[active]
+            if nonlinear:
+                matrix = sensitivity(current)[:, rows, :]  # S at the solution: the residual, and the Picard step
+            error = np.einsum("mrc,mc->mr", matrix, current) - target
+            residual[active] = np.sqrt((error * error).sum(axis=1))
+            if not nonlinear:
+                break
+            keep = np.isfinite(residual[active]) & (residual[active] > tolerance)
+            active, matrix, current, x = active[keep], matrix[keep], current[keep], x[keep]
+            image = current[:, sources]
+            step = image - x
+            if accelerate and previous is not None:
+                previous_image, previous_step = previous[0][keep], previous[1][keep]
+                change = step - previous_step
+                alpha = (step * change).sum(axis=1) / (change * change).sum(axis=1)
+                alpha[~np.isfinite(alpha)] = 0.0
+                x_next = image - alpha[:, None] * (image - previous_image)
+                trial = current.copy()
+                trial[:, sources] = x_next
+                matrix = sensitivity(trial)[:, rows, :]
+            else:
+                x_next = image
+            previous, x = (image, step), x_next
+    residual[~np.isfinite(residual)] = np.inf
+    return gbar, residual, iterations
+
+
+@dataclass
+class _Batch:
+    gbar: np.ndarray
+    residual: np.ndarray
+    iterations: int
+    tolerance: float
+    base_rejected: np.ndarray | None = None  # base members that were invalid before compensation
+
+    def masks(self) -> dict[str, np.ndarray]:
+        """Disjoint rejection reasons and the valid mask."""
+        considered = np.ones(self.gbar.shape[0], bool) if self.base_rejected is None else ~self.base_rejected
+        finite = np.isfinite(self.gbar).all(axis=1) & np.isfinite(self.residual)
+        negative = considered & finite & (self.gbar < 0).any(axis=1)
+        singular = considered & ~finite
+        unconverged = considered & finite & ~negative & (self.residual > self.tolerance)
+        valid = considered & finite & ~negative & ~unconverged
+        return dict(valid=valid, negative=negative, unconverged=unconverged, singular=singular, base=~considered)
+
+
+# ---------------------------------------------------------------------------------------------- step A
+def _draw_base(model: Model, m: int, rng: np.random.Generator) -> np.ndarray:
+    """Unsolved base members: leak ~ Gamma matched to U[a, b], others uniform, all scaled by g_leak / mean_leak."""
+    ranges = model.extra["spiking_ranges"]
+    low, high = ranges["leak"]
+    shape, scale = 3.0 * (low + high) ** 2 / (high - low) ** 2, (high - low) ** 2 / (6.0 * (low + high))
+    gbar = np.zeros((m, model.n_channels))
+    leak = rng.gamma(shape, scale, size=m)
+    factor = leak / (shape * scale)
+    for name, (a, b) in ranges.items():
+        if name != "leak":
+            gbar[:, model.channel_index(name)] = rng.uniform(a, b, size=m) * factor
+    for name, value in model.extra.get("fixed", {}).items():
+        gbar[:, model.channel_index(name)] = value * factor
+    gbar[:, model.leak_index] = leak
+    return gbar
+
+
+def _spiking_batch(model, sensitivity, m, rng, tolerance, max_iterations) -> _Batch:
+    solved = [model.channel_index(name) for name in model.extra["spiking_solved"]]
+    targets = np.asarray(model.extra["spiking_targets"], dtype=float)
+    gbar = _draw_base(model, m, rng)
+    gbar, residual, iterations = _compensate(
+        sensitivity, gbar, solved, targets, np.zeros((m, len(solved))), tolerance, max_iterations
+    )
+    return _Batch(gbar, residual, iterations, tolerance)
+
+
+_REASONS = ("negative", "unconverged", "singular", "base")
+
+
+def _fill(n: int, seed, max_resample_rounds: int, make_batch, describe: str):
+    """Draw batches until ``n`` valid members exist (round 0 from SeedSequence(seed), later rounds from children)."""
+    seed_sequence = np.random.SeedSequence(seed)
+    batch = make_batch(n, np.random.default_rng(seed_sequence))
+    masks = batch.masks()
+    gbar, residual = batch.gbar, batch.residual
+    rejected = {reason: int(masks[reason].sum()) for reason in _REASONS}
+    n_drawn, n_valid, iterations, rounds = n, int(masks["valid"].sum()), batch.iterations, 0
+    empty = np.flatnonzero(~masks["valid"])
+    n_resampled = empty.size
+    while empty.size and rounds < max_resample_rounds:
+        rounds += 1
+        # Oversample by the observed acceptance so that most targets fill in one extra round.
+        size = min(math.ceil(1.2 * empty.size / max(n_valid / n_drawn, 0.05)), 24 * empty.size)
+        batch = make_batch(size, np.random.default_rng(seed_sequence.spawn(1)[0]))
+        masks = batch.masks()
+        iterations = max(iterations, batch.iterations)
+        for reason in _REASONS:
+            rejected[reason] += int(masks[reason].sum())
+        accepted = np.flatnonzero(masks["valid"])
+        n_drawn, n_valid = n_drawn + size, n_valid + accepted.size
+        take = accepted[: empty.size]
+        gbar[empty[: take.size]], residual[empty[: take.size]] = batch.gbar[take], batch.residual[take]
+        empty = empty[take.size :]
+    if empty.size:
+        raise ValueError(
+            f"could not build {n} valid members for {describe}: only {n_valid} of {n_drawn} draws "
+            f"({n_valid / n_drawn:.1%}) had non-negative conductances reaching the target within tolerance after "
+            f"{max_resample_rounds} resampling rounds (rejected: {rejected['negative']} negative, "
+            f"{rejected['unconverged']} unconverged, {rejected['singular']} singular, {rejected['base']} invalid base "
+            "members). The target is probably unreachable with these channels: choose a target inside the training "
+            "range or other channels via channels=."
+        )
+    counts = dict(iterations=iterations, n_resampled=n_resampled, n_drawn=n_drawn, n_rounds=rounds + 1)
+    counts.update({f"n_rejected_{reason}": value for reason, value in rejected.items()})
+    return gbar, residual, counts
+
+
+# ---------------------------------------------------------------------------------------------- public API
+def default_compensation_channels(model, g_s: float, g_u: float, g_f: float | None = None) -> tuple[str, ...]:
+    """Channels compensated to reach (g_s, g_u) (and g_f if given), chosen for reachability (spec 4.2 step B, 4.3).
+
+    STG: g_u < 0 -> (CaS, A); g_s >= 0 -> (A, H); else (CaS, H). DA: g_s < 0 -> (ERG, CaL); else (ERG, Kd).
+    With a g_f target, Na (the dominant fast conductance) is added as a third channel.
+    """
+    model = get_model(model)
+    if model.name == "stg":
+        pair = ("CaS", "A") if g_u < 0 else ("A", "H") if g_s >= 0 else ("CaS", "H")
+    elif model.name == "da":
+        pair = ("ERG", "CaL") if g_s < 0 else ("ERG", "Kd")
+    else:
+        raise ValueError(f"no default compensation channels for model {model.name!r}; pass channels=")
+    return pair + ("Na",) if g_f is not None else pair
+
+
+def _check_common(model: Model, n, tolerance, max_iterations, max_resample_rounds) -> None:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be an integer >= 1 (the number of members); got {n!r}")
+    if not (np.isfinite(tolerance) and tolerance > 0):
+        raise ValueError(f"tolerance must be a finite positive DIC residual; got {tolerance!r}")
+    if max_iterations < 1 or max_resample_rounds < 0:
+        raise ValueError(
+            f"max_iterations must be >= 1 and max_resample_rounds >= 0; got {max_iterations}, {max_resample_rounds}"
+        )
+    for key in ("spiking_ranges", "spiking_solved", "spiking_targets"):
+        if key not in model.extra:
+            raise ValueError(f"model {model.name!r} declares no base spiking population (model.extra[{key!r}])")
+
+
+def generate_spiking_population(
+    model, n: int = 100, seed=0, v_th_mV: float | None = None, tolerance: float = 1e-9, max_resample_rounds: int = 20
+) -> Population:
+    """Step A alone: ``n`` base members reaching ``model.extra["spiking_targets"]`` at V_th (spec 4.2 A, 4.3).
+
+    The same ``seed`` gives the base population that :func:`generate_population` compensates.
+    """
+    model = get_model(model)
+    _check_common(model, n, tolerance, 1, max_resample_rounds)
+    v = float(model.v_th_mV if v_th_mV is None else v_th_mV)
+    sensitivity = _sensitivity_at(model, v)
+
+    def make_batch(m, rng):
+        return _spiking_batch(model, sensitivity, m, rng, tolerance, 1)
+
+    targets = tuple(float(t) for t in model.extra["spiking_targets"])
+    gbar, residual, counts = _fill(n, seed, max_resample_rounds, make_batch, f"the spiking targets {targets}")
+    solved = tuple(model.extra["spiking_solved"])
+    return _population(model, gbar, residual, sensitivity, targets, solved, tolerance, v, counts)
+
+
+def generate_population(
+    model,
+    g_s: float,
+    g_u: float,
+    n: int = 100,
+    seed=0,
+    g_f: float | None = None,
+    channels=None,
+    tolerance: float = 1e-9,
+    max_iterations: int = 100,
+    v_th_mV: float | None = None,
+    max_resample_rounds: int = 20,
+) -> Population:
+    """A degenerate population of ``n`` members whose DICs at V_th are (g_f, g_s, g_u) (spec section 4).
+
+    Parameters
+    ----------
+    model : str | Model
+        "stg" | "da" or a model object.
+    g_s, g_u : float
+        Target slow and ultraslow DICs (leak-normalised, dimensionless).
+    n : int, default: 100
+        Number of members; exactly ``n`` are returned or a ValueError is raised.
+    seed : int | SeedSequence, default: 0
+        Same seed, same population.
+    g_f : float | None, default: None
+        Target fast DIC; None leaves it free (it drifts from the base value, as in the method).
+    channels : sequence of str | None, default: None
+        Channels to compensate (2, or 3 with ``g_f``); None uses :func:`default_compensation_channels`.
+    tolerance : float, default: 1e-9
+        Maximal L2 DIC residual over the targeted components for a member to be accepted.
+    max_iterations : int, default: 100
+        Maximal number of solves of the Picard iteration (used only when S depends on the compensated channels).
+    v_th_mV : float | None, default: None
+        Voltage (mV) at which DICs are targeted; None uses the model's fixed V_th.
+    max_resample_rounds : int, default: 20
+        Rounds of redrawing rejected members before giving up.
+
+    Returns
+    -------
+    Population
+        ``gbar`` (n, n_channels), the achieved ``dics`` and a :class:`CompensationReport`.
+
+    Examples
+    --------
+    >>> population = generate_population("stg", g_s=-4.0, g_u=5.0, n=1000, seed=0)
+    >>> population.report.channels, population.report.max_residual < 1e-9
+    (('CaS', 'H'), True)
+    """
+    model = get_model(model)
+    _check_common(model, n, tolerance, max_iterations, max_resample_rounds)
+    for name, value in (("g_s", g_s), ("g_u", g_u), ("g_f", 0.0 if g_f is None else g_f)):
+        if not np.isfinite(value):
+            raise ValueError(f"target {name} must be finite; got {value!r} (use g_f=None to leave g_f free)")
+    channels = tuple(default_compensation_channels(model, g_s, g_u, g_f) if channels is None else channels)
+    n_targets = 2 if g_f is None else 3
+    if len(channels) != n_targets or len(set(channels)) != len(channels) or model.conductance_names[-1] in channels:
+        raise ValueError(
+            f"{n_targets} targets need {n_targets} distinct non-leak channels to compensate; got {channels}"
+        )
+    unknown = [model.channel_index(name) for name in channels]
+    targets = np.array([np.nan if g_f is None else g_f, g_s, g_u], dtype=float)
+    v = float(model.v_th_mV if v_th_mV is None else v_th_mV)
+    sensitivity = _sensitivity_at(model, v)
+    fits = CALCIUM_PRIORS.get(model.name, {})
+
+    def make_batch(m, rng):
+        base = _spiking_batch(model, sensitivity, m, rng, tolerance, 1)
+        prior = base.gbar[:, unknown].copy()  # the base value is the prior for channels without a fitted one
+        for column, name in enumerate(channels):
+            if name in fits:
+                prior[:, column] = max(fits[name][0] + fits[name][1] * g_s, 0.0)
+        gbar, residual, iterations = _compensate(
+            sensitivity, base.gbar, unknown, targets, prior, tolerance, max_iterations
+        )
+        return _Batch(gbar, residual, iterations, tolerance, base_rejected=~base.masks()["valid"])
+
+    describe = f"target g_s={g_s}, g_u={g_u}" + ("" if g_f is None else f", g_f={g_f}")
+    describe += f" (model {model.name!r}, compensating {', '.join(channels)})"
+    gbar, residual, counts = _fill(n, seed, max_resample_rounds, make_batch, describe)
+    return _population(model, gbar, residual, sensitivity, tuple(targets.tolist()), channels, tolerance, v, counts)
+
+
+def _population(model, gbar, residual, sensitivity, target, channels, tolerance, v, counts) -> Population:
+    dics = np.einsum("mrc,mc->mr", sensitivity(gbar), gbar)
+    report = CompensationReport(
+        channels=tuple(channels),
+        converged=bool((residual <= tolerance).all()),
+        max_residual=float(residual.max()),
+        mean_residual=float(residual.mean()),
+        tolerance=float(tolerance),
+        **counts,
+    )
+    return Population(gbar, model.name, model.conductance_names, target, dics, report, v)
