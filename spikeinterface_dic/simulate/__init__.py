@@ -56,8 +56,8 @@ def simulate(model, gbar, duration_s: float | None = None, transient_s: float | 
     transient_s : float, default: None
         Initial time discarded (None: 3 s x time_scale). Spike times are measured from its end.
     backend : "numba" | "brian2", default: "numba"
-    noise_std : float, default: 0.0
-        Standard deviation of the injected noisy current (uA/cm2); 0 disables noise.
+    noise_std : float | array_like, default: 0.0
+        Standard deviation of the injected noisy current (uA/cm2), one value or one per row; 0 disables noise.
     seed : int, default: 0
         Seed of the noise (same seed, same result).
     time_scale : float, default: 1.0
@@ -93,8 +93,9 @@ def simulate(model, gbar, duration_s: float | None = None, transient_s: float | 
     transient_ms = model.default_transient_ms * time_scale if transient_s is None else 1000.0 * float(transient_s)
     if not (duration_ms > 0 and 0 <= transient_ms < duration_ms):
         raise ValueError(f"need 0 <= transient_s < duration_s; got transient {transient_ms} ms, duration {duration_ms} ms")
-    if noise_std < 0 or not np.isfinite(noise_std):
-        raise ValueError(f"noise_std must be >= 0; got {noise_std}")
+    noise_std = np.broadcast_to(np.asarray(noise_std, dtype=float), (gbar.shape[0],))
+    if (noise_std < 0).any() or not np.isfinite(noise_std).all():
+        raise ValueError(f"noise_std must be >= 0 and finite (a scalar or one value per row); got {noise_std}")
     if backend == "brian2":
         from .brian2_backend import simulate_brian2
 
@@ -130,7 +131,7 @@ def _simulate_numba(model, gbar, duration_ms, transient_ms, dt_ms, noise_std, se
     noise_seeds = np.random.SeedSequence(seed).generate_state(max(n_neurons, 1), dtype=np.uint64)[:n_neurons]
     noise_tau_ms = 1000.0 / (2.0 * np.pi * noise_cutoff_hz)
     noise_decay = float(np.exp(-dt_ms / noise_tau_ms))
-    noise_scale = float(noise_std * np.sqrt(1.0 - noise_decay**2))
+    noise_scale = np.ascontiguousarray(noise_std * np.sqrt(1.0 - noise_decay**2))
     trace_index = -1 if return_voltage_of is None else int(return_voltage_of)
     trace = np.empty(n_steps // voltage_stride + 1 if trace_index >= 0 else 1)
     kernel(gbar, y0, y_end, table, TABLE_RANGE_MV[0], 1.0 / TABLE_STEP_MV, dt_ms, model.capacitance_uF_cm2, n_steps,

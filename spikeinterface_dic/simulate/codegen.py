@@ -185,10 +185,11 @@ def kernel(gbar, y0, y_end, table, v_min, inv_step, dt, capacitance, n_steps, t_
         overflow = False
         noise = 0.0
         state = noise_seeds[n]
+        neuron_noise_scale = noise_scale[n]
         spare = 0.0
         has_spare = False
         for step in range(n_steps):
-            if noise_scale > 0.0:
+            if neuron_noise_scale > 0.0:
                 if has_spare:
                     normal = spare
                     has_spare = False
@@ -204,7 +205,7 @@ def kernel(gbar, y0, y_end, table, v_min, inv_step, dt, capacitance, n_steps, t_
                     normal = radius * np.cos(6.283185307179586 * u2)
                     spare = radius * np.sin(6.283185307179586 * u2)
                     has_spare = True
-                noise = noise * noise_decay + noise_scale * normal
+                noise = noise * noise_decay + neuron_noise_scale * normal
 {body}
 {commit}
             v_new = V_new
