@@ -374,7 +374,7 @@ def _fill(n: int, seed, max_resample_rounds: int, make_batch, describe: str):
         raise ValueError(
             f"could not build {n} valid members for {describe}: only {n_valid} of {n_drawn} draws "
             f"({n_valid / n_drawn:.1%}) had non-negative conductances reaching the target within tolerance after "
-            f"{rounds} resampling rounds (rejected: {rejected['negative']} negative, "
+            f"{rounds} resampling round{'' if rounds == 1 else 's'} (rejected: {rejected['negative']} negative, "
             f"{rejected['unconverged']} unconverged, {rejected['singular']} singular, {rejected['base']} invalid base "
             "members). The target is probably unreachable with these channels: choose a target inside the training "
             "range or other channels via channels=."
@@ -420,7 +420,21 @@ def generate_spiking_population(
 ) -> Population:
     """Step A alone: ``n`` base members reaching ``model.extra["spiking_targets"]`` at V_th (spec 4.2 A, 4.3).
 
-    The same ``seed`` gives the base population that :func:`generate_population` compensates.
+    Parameters
+    ----------
+    model : str | Model
+        "stg" | "da" or a model object declaring ``extra["spiking_ranges"]``, ``["spiking_solved"]`` and
+        ``["spiking_targets"]``.
+    n : int, default: 100
+        Number of members (exactly ``n`` are returned).
+    seed : int | SeedSequence, default: 0
+        The same seed gives the base population that :func:`generate_population` compensates.
+    v_th_mV : float | None, default: None
+        Voltage (mV) of the targets; None uses the model's fixed V_th.
+    tolerance : float, default: 1e-9
+        Maximal L2 DIC residual of an accepted member.
+    max_resample_rounds : int, default: 20
+        Rounds of redrawing rejected members before giving up.
     """
     model = get_model(model)
     _check_common(model, n, tolerance, 1, max_resample_rounds)

@@ -142,7 +142,9 @@ def test_acceleration_reaches_the_same_fixed_point_as_picard():
     picard, picard_residual, picard_solves = pop._compensate(
         sensitivity, base, unknown, targets, prior, 1e-12, 200, accelerate=False
     )
-    anderson, anderson_residual, anderson_solves = pop._compensate(sensitivity, base, unknown, targets, prior, 1e-12, 200)
+    anderson, anderson_residual, anderson_solves = pop._compensate(
+        sensitivity, base, unknown, targets, prior, 1e-12, 200
+    )
     assert picard_residual.max() < 1e-11 and anderson_residual.max() < 1e-11
     assert anderson_solves < picard_solves
     np.testing.assert_allclose(anderson, picard, rtol=1e-9)

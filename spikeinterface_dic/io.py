@@ -1,0 +1,361 @@
+"""Spike-train readers (NWB units, neo, CSV) and the CSV writer of pipeline results.
+
+Every reader returns a :class:`SpikeTrains`: a ``dict`` ``{unit_id: float64 array of spike times in seconds}`` that
+also carries what the file said about each unit (start and duration of the observation, names) and the rows it
+could not read. The unit of time is fixed by each format:
+
+- NWB (``.nwb``): seconds, by the NWB schema. Handled by :func:`spikeinterface_dic.nwb.read_nwb_spike_trains`.
+- neo (any file ``neo.io.get_io`` recognises): each ``neo.SpikeTrain`` carries its unit; times are rescaled to
+  seconds with ``quantities`` (no rounding to samples).
+- CSV, Spike2Pop format: columns ``ID`` (or ``id``) and ``spiking_times`` holding ``"[t1, t2, ...]"`` in
+  **milliseconds** (pass ``time_unit`` for another unit).
+- CSV, long format: one row per spike, columns ``unit_id`` and ``spike_time_s`` (or ``spike_time_ms`` /
+  ``spike_time_us``: the unit is in the column name).
+
+Pickle-based neo files (``.pkl``) execute code when loaded: read only files you trust.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+TIME_UNIT_TO_S = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+_UNIT_COLUMNS = ("ID", "id", "unit_id", "unit")
+_LONG_TIME_COLUMNS = {"spike_time_s": "s", "spike_time_ms": "ms", "spike_time_us": "us"}
+_NUMBER_SEPARATOR = re.compile(r"[,\s]+")
+
+
+class SpikeTrains(dict):
+    """Spike trains read from a file: ``{unit_id: float64 array of spike times in seconds}``.
+
+    A plain ``dict`` (so it can be passed wherever a mapping of trains is accepted) with extra attributes.
+
+    Attributes
+    ----------
+    source : str
+        Path of the file that was read.
+    file_format : str
+        "nwb" | "neo" | "csv-spike2pop" | "csv-long".
+    file_time_unit : str
+        Unit of the times in the file ("s", "ms" or "us"); the values in this mapping are always seconds.
+    t_start_s : dict
+        {unit_id: start of the observation (s)}, for the units where the file says it.
+    durations_s : dict
+        {unit_id: observed duration (s)}, for the units where the file says it (NWB ``obs_intervals``, neo
+        ``t_stop - t_start``).
+    unit_names : dict
+        {unit_id: name} when the file names its units (NWB ``unit_name`` column, neo ``SpikeTrain.name``).
+    problems : list of str
+        Rows or trains that were skipped, each with its line number or location ("line 7: ...").
+    """
+
+    def __init__(self, trains=(), *, source: str = "", file_format: str = "", file_time_unit: str = "s",
+                 t_start_s: dict | None = None, durations_s: dict | None = None, unit_names: dict | None = None,
+                 problems: list | None = None):
+        super().__init__(trains)
+        self.source = str(source)
+        self.file_format = file_format
+        self.file_time_unit = file_time_unit
+        self.t_start_s = dict(t_start_s or {})
+        self.durations_s = dict(durations_s or {})
+        self.unit_names = dict(unit_names or {})
+        self.problems = list(problems or [])
+
+    def __repr__(self) -> str:
+        n_spikes = sum(len(train) for train in self.values())
+        return (f"SpikeTrains({len(self)} units, {n_spikes} spikes, format={self.file_format!r}, "
+                f"source={self.source!r}, problems={len(self.problems)})")
+
+
+def read_spike_trains(path, unit_column: str | None = None, time_unit: str | None = None) -> SpikeTrains:
+    """Read spike trains from an NWB, neo-readable or CSV file, in seconds.
+
+    Parameters
+    ----------
+    path : str | Path
+        ``.nwb`` (every Units table in the file), ``.csv`` (Spike2Pop or long format) or any file neo reads.
+    unit_column : str | None, default: None
+        Column (CSV, NWB) or ``SpikeTrain`` annotation (neo) holding the unit ids. None: CSV takes the first of
+        "ID", "id", "unit_id", "unit"; NWB takes the Units table ``id``; neo takes the "unit_id" annotation, then
+        the train's name, then its position.
+    time_unit : "s" | "ms" | "us" | None, default: None
+        Unit of the times in a CSV file. None: milliseconds for the Spike2Pop format; the unit in the column name
+        for the long format. NWB (seconds by schema) and neo (units carried by the file) refuse any other unit.
+
+    Returns
+    -------
+    SpikeTrains
+        ``{unit_id: float64 array (s)}`` plus ``t_start_s``, ``durations_s``, ``unit_names`` and ``problems``.
+
+    Examples
+    --------
+    >>> trains = read_spike_trains("tests/data/spike2pop_stg_set.csv")  # doctest: +SKIP
+    >>> float(trains[1][0])  # doctest: +SKIP
+    3.0570500000002076
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"spike-train file not found: {path}")
+    if time_unit is not None and time_unit not in TIME_UNIT_TO_S:
+        raise ValueError(f"time_unit must be one of {sorted(TIME_UNIT_TO_S)} or None; got {time_unit!r}")
+    if path.suffix.lower() == ".csv":
+        return read_csv_spike_trains(path, unit_column=unit_column, time_unit=time_unit)
+    if _is_nwb(path):
+        if time_unit not in (None, "s"):
+            raise ValueError(f"{path} is an NWB file: its spike times are in seconds by schema; "
+                             f"time_unit={time_unit!r} cannot apply")
+        from .nwb import read_nwb_spike_trains
+
+        return read_nwb_spike_trains(path, unit_column=unit_column)
+    if time_unit is not None:
+        raise ValueError(f"time_unit applies to CSV files only; the neo file {path} carries its own time units")
+    return read_neo_spike_trains(path, unit_column=unit_column)
+
+
+def _is_nwb(path: Path) -> bool:
+    if path.suffix.lower() == ".nwb":
+        return True
+    if not path.is_file():
+        return False
+    import h5py
+
+    if not h5py.is_hdf5(path):
+        return False
+    with h5py.File(path, "r") as file:
+        return "nwb_version" in file.attrs
+
+
+# ---------------------------------------------------------------------------------------------------------- CSV
+def read_csv_spike_trains(path, unit_column: str | None = None, time_unit: str | None = None) -> SpikeTrains:
+    """Read a CSV in the Spike2Pop format (one row per unit) or the long format (one row per spike).
+
+    Malformed rows (wrong number of fields, unreadable or non-finite times, decreasing times, empty or repeated
+    unit id) are skipped; each is listed with its line number in ``problems`` and a warning is issued. See
+    :func:`read_spike_trains` for the parameters.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"CSV file not found: {path}")
+    limit = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)  # one Spike2Pop field holds a whole train
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            reader = csv.reader(file)
+            header = next(reader, None)
+            if header is None:
+                raise ValueError(f"{path} is empty; expected a header line")
+            header = [name.strip() for name in header]
+            id_column = _pick_unit_column(header, unit_column, path)
+            if "spiking_times" in header:
+                trains, problems, file_unit = _read_spike2pop_rows(reader, header, id_column, time_unit)
+                file_format = "csv-spike2pop"
+            else:
+                trains, problems, file_unit = _read_long_rows(reader, header, id_column, time_unit, path)
+                file_format = "csv-long"
+    finally:
+        csv.field_size_limit(limit)
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; ... ({len(problems) - 5} more)" if len(problems) > 5 else "")
+        warnings.warn(f"{path}: skipped {len(problems)} malformed row(s): {shown}", UserWarning, stacklevel=3)
+    if not trains:
+        raise ValueError(f"{path} holds no readable spike train" + (f" ({len(problems)} malformed rows)"
+                                                                     if problems else ""))
+    return SpikeTrains(_integer_ids_if_possible(trains), source=str(path), file_format=file_format,
+                       file_time_unit=file_unit, problems=problems)
+
+
+def _pick_unit_column(header: list, unit_column: str | None, path: Path) -> str:
+    if unit_column is not None:
+        if unit_column not in header:
+            raise ValueError(f"{path} has no column {unit_column!r}; columns are {header}")
+        return unit_column
+    for name in _UNIT_COLUMNS:
+        if name in header:
+            return name
+    raise ValueError(f"{path} has no unit-id column; expected one of {list(_UNIT_COLUMNS)} (or pass unit_column), "
+                     f"got columns {header}")
+
+
+def _parse_times(text: str) -> np.ndarray:
+    text = text.strip()
+    if not (text.startswith("[") and text.endswith("]")):
+        raise ValueError(f"spiking_times must look like '[t1, t2, ...]'; got {text[:40]!r}")
+    inner = text[1:-1].strip()
+    values = np.array([float(v) for v in _NUMBER_SEPARATOR.split(inner)] if inner else [], dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError("spiking_times contains NaN or infinite values")
+    if np.any(np.diff(values) < 0):
+        raise ValueError("spike times are not in increasing order")
+    return values
+
+
+def _read_spike2pop_rows(reader, header, id_column, time_unit):
+    unit = time_unit or "ms"
+    factor = TIME_UNIT_TO_S[unit]
+    id_index, times_index = header.index(id_column), header.index("spiking_times")
+    trains, problems = {}, []
+    for row in reader:
+        if not row or all(not field.strip() for field in row):
+            continue
+        line = reader.line_num
+        if len(row) != len(header):
+            problems.append(f"line {line}: {len(row)} fields, expected {len(header)}")
+            continue
+        unit_id = row[id_index].strip()
+        if not unit_id:
+            problems.append(f"line {line}: empty unit id")
+            continue
+        if unit_id in trains:
+            problems.append(f"line {line}: unit id {unit_id!r} repeated (first row kept)")
+            continue
+        try:
+            trains[unit_id] = _parse_times(row[times_index]) * factor
+        except ValueError as error:
+            problems.append(f"line {line}: unit {unit_id!r}: {error}")
+    return trains, problems, unit
+
+
+def _read_long_rows(reader, header, id_column, time_unit, path):
+    time_columns = [name for name in header if name in _LONG_TIME_COLUMNS or name == "spike_time"]
+    if len(time_columns) != 1:
+        raise ValueError(f"{path}: expected a 'spiking_times' column (Spike2Pop format) or exactly one of "
+                         f"{list(_LONG_TIME_COLUMNS)} (one row per spike); got columns {header}")
+    time_column = time_columns[0]
+    unit = _LONG_TIME_COLUMNS.get(time_column)
+    if unit is None and time_unit is None:
+        raise ValueError(f"{path}: column 'spike_time' has no unit; pass time_unit or name the column spike_time_s")
+    if unit is not None and time_unit is not None and time_unit != unit:
+        raise ValueError(f"{path}: column {time_column!r} is in {unit}, which contradicts time_unit={time_unit!r}")
+    unit = unit or time_unit
+    id_index, time_index = header.index(id_column), header.index(time_column)
+    collected, problems = {}, []
+    for row in reader:
+        if not row or all(not field.strip() for field in row):
+            continue
+        line = reader.line_num
+        if len(row) != len(header):
+            problems.append(f"line {line}: {len(row)} fields, expected {len(header)}")
+            continue
+        unit_id = row[id_index].strip()
+        if not unit_id:
+            problems.append(f"line {line}: empty unit id")
+            continue
+        try:
+            value = float(row[time_index])
+        except ValueError:
+            problems.append(f"line {line}: spike time {row[time_index]!r} is not a number")
+            continue
+        if not np.isfinite(value):
+            problems.append(f"line {line}: spike time {row[time_index]!r} is not finite")
+            continue
+        collected.setdefault(unit_id, []).append(value)
+    factor = TIME_UNIT_TO_S[unit]
+    trains = {key: np.sort(np.asarray(values, dtype=np.float64), kind="stable") * factor
+              for key, values in collected.items()}
+    return trains, problems, unit
+
+
+def _integer_ids_if_possible(trains: dict) -> dict:
+    """CSV ids are text; they become ints when every one is a canonical integer ("7", not "007" or "7.0")."""
+    keys = list(trains)
+    if all(re.fullmatch(r"-?(0|[1-9][0-9]*)", key) for key in keys):
+        return {int(key): value for key, value in trains.items()}
+    return trains
+
+
+# ---------------------------------------------------------------------------------------------------------- neo
+def read_neo_spike_trains(path, unit_column: str | None = None) -> SpikeTrains:
+    """Read every ``neo.SpikeTrain`` of a file that ``neo.io.get_io`` recognises, in seconds.
+
+    Keys: the annotation ``unit_column`` (default "unit_id"), else the train's name, else its position in its
+    segment. With several blocks or segments the key is ``"b{block}/s{segment}/{key}"``. Times are rescaled
+    exactly with ``quantities`` (no conversion to samples); ``t_start_s`` and ``durations_s`` come from each
+    train's ``t_start`` and ``t_stop``.
+    """
+    import neo
+    import quantities as pq
+
+    path = Path(path)
+    try:
+        reader = neo.io.get_io(str(path))
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: not NWB, not CSV and not a format neo recognises ({error})") from None
+    try:
+        blocks = reader.read(lazy=False)
+    finally:
+        close = getattr(reader, "close", None)
+        if callable(close):
+            close()
+    annotation = unit_column or "unit_id"
+    located = [(b, s, k, train) for b, block in enumerate(blocks) for s, segment in enumerate(block.segments)
+               for k, train in enumerate(segment.spiketrains)]
+    if not located:
+        raise ValueError(f"{path} holds no neo SpikeTrain")
+    several = len({(b, s) for b, s, _, _ in located}) > 1
+    result = SpikeTrains(source=str(path), file_format="neo", file_time_unit="s")
+    for b, s, k, train in located:
+        label = train.annotations.get(annotation, train.name if train.name not in (None, "") else k)
+        label = label.item() if isinstance(label, np.generic) else label
+        key = f"b{b}/s{s}/{label}" if several else label
+        if key in result:
+            result.problems.append(f"block {b}, segment {s}, train {k}: unit id {key!r} repeated (first kept)")
+            continue
+        result[key] = np.asarray(train.times.rescale(pq.s).magnitude, dtype=np.float64).ravel()
+        t_start = float(train.t_start.rescale(pq.s).magnitude)
+        result.t_start_s[key] = t_start
+        result.durations_s[key] = float(train.t_stop.rescale(pq.s).magnitude) - t_start
+        if train.name:
+            result.unit_names[key] = str(train.name)
+    if result.problems:
+        warnings.warn(f"{path}: {'; '.join(result.problems)}", UserWarning, stacklevel=3)
+    return result
+
+
+# --------------------------------------------------------------------------------------------------- CSV writer
+def write_csv(result, path_prefix) -> tuple[Path, Path]:
+    """Write a :class:`~spikeinterface_dic.result.PipelineResult` as two CSV files.
+
+    ``<prefix>_units.csv``: one row per unit (``unit_id``, the estimates columns, then the fidelity columns, empty
+    where a unit was not simulated). ``<prefix>_populations.csv``: one row per twin (``unit_id``, ``twin_index``,
+    ``g_<channel>`` in mS/cm2). Each file is written to a temporary file in the same folder and moved into place,
+    so an interrupted write never leaves a truncated CSV.
+
+    Returns
+    -------
+    (Path, Path)
+        The units and populations file paths.
+    """
+    prefix = Path(path_prefix)
+    units_path = prefix.with_name(prefix.name + "_units.csv")
+    populations_path = prefix.with_name(prefix.name + "_populations.csv")
+    units = result.estimates.copy()
+    if result.fidelity is not None and len(result.fidelity.columns):
+        clashing = sorted(set(units.columns) & set(result.fidelity.columns))
+        if clashing:
+            raise ValueError(f"estimates and fidelity share the columns {clashing}; cannot merge them into one table")
+        units = units.join(result.fidelity, how="left")
+    units.index.name = "unit_id"
+    _write_frame_atomically(units.reset_index(), units_path)
+    _write_frame_atomically(result.populations_dataframe(), populations_path)
+    return units_path, populations_path
+
+
+def _write_frame_atomically(frame: pd.DataFrame, path: Path) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", newline="", encoding="utf-8") as file:
+            frame.to_csv(file, index=False)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
