@@ -4,7 +4,9 @@ Every reader returns a :class:`SpikeTrains`: a ``dict`` ``{unit_id: float64 arra
 also carries what the file said about each unit (start and duration of the observation, names) and the rows it
 could not read. The unit of time is fixed by each format:
 
-- NWB (``.nwb``): seconds, by the NWB schema. Handled by :func:`spikeinterface_dic.nwb.read_nwb_spike_trains`.
+- NWB (``.nwb``, or any HDF5 file with an ``nwb_version`` attribute): seconds, by the NWB schema. Every Units table
+  is read (``/units`` and those inside processing modules); where a unit has ``obs_intervals``, only its spikes
+  inside them are kept and its duration is their total length.
 - neo (any file ``neo.io.get_io`` recognises): each ``neo.SpikeTrain`` carries its unit; times are rescaled to
   seconds with ``quantities`` (no rounding to samples).
 - CSV, Spike2Pop format: columns ``ID`` (or ``id``) and ``spiking_times`` holding ``"[t1, t2, ...]"`` in
@@ -53,13 +55,16 @@ class SpikeTrains(dict):
         ``t_stop - t_start``).
     unit_names : dict
         {unit_id: name} when the file names its units (NWB ``unit_name`` column, neo ``SpikeTrain.name``).
+    origins : dict
+        {unit_id: where the train is in the file} for NWB ("units", "processing/ecephys/units") and neo
+        ("block 0, segment 1, train 3").
     problems : list of str
         Rows or trains that were skipped, each with its line number or location ("line 7: ...").
     """
 
     def __init__(self, trains=(), *, source: str = "", file_format: str = "", file_time_unit: str = "s",
                  t_start_s: dict | None = None, durations_s: dict | None = None, unit_names: dict | None = None,
-                 problems: list | None = None):
+                 origins: dict | None = None, problems: list | None = None):
         super().__init__(trains)
         self.source = str(source)
         self.file_format = file_format
@@ -67,6 +72,7 @@ class SpikeTrains(dict):
         self.t_start_s = dict(t_start_s or {})
         self.durations_s = dict(durations_s or {})
         self.unit_names = dict(unit_names or {})
+        self.origins = dict(origins or {})
         self.problems = list(problems or [])
 
     def __repr__(self) -> str:
@@ -112,8 +118,6 @@ def read_spike_trains(path, unit_column: str | None = None, time_unit: str | Non
         if time_unit not in (None, "s"):
             raise ValueError(f"{path} is an NWB file: its spike times are in seconds by schema; "
                              f"time_unit={time_unit!r} cannot apply")
-        from .nwb import read_nwb_spike_trains
-
         return read_nwb_spike_trains(path, unit_column=unit_column)
     if time_unit is not None:
         raise ValueError(f"time_unit applies to CSV files only; the neo file {path} carries its own time units")
@@ -131,6 +135,114 @@ def _is_nwb(path: Path) -> bool:
         return False
     with h5py.File(path, "r") as file:
         return "nwb_version" in file.attrs
+
+
+# ---------------------------------------------------------------------------------------------------------- NWB
+def read_nwb_spike_trains(path, unit_column: str | None = None) -> SpikeTrains:
+    """Read the spike trains of every Units table of an NWB file, in seconds.
+
+    Keys are the Units ``id`` values (or the values of ``unit_column``). When several Units tables share an id,
+    every key becomes ``"<table path>/<id>"`` (for example ``"units/3"`` and ``"processing/ecephys/units/3"``)
+    so that no train replaces another. A unit with ``obs_intervals`` keeps only its spikes inside them
+    (boundaries included); its ``t_start_s`` is the first interval start and its ``durations_s`` the total
+    length of the (merged) intervals. A unit with no ``obs_intervals`` keeps all its spikes, duration unknown.
+
+    Raises
+    ------
+    ValueError
+        When the file has no Units table, or only empty ones.
+    """
+    from pynwb import NWBHDF5IO
+    from pynwb.misc import Units
+
+    path = Path(path)
+    with NWBHDF5IO(str(path), "r") as reader:
+        nwbfile = reader.read()
+        tables = [(_nwb_location(table), table) for table in nwbfile.objects.values() if isinstance(table, Units)]
+        tables.sort(key=lambda item: (item[0] != "units", item[0]))
+        if not tables:
+            raise ValueError(f"{path} has no Units table: no spike trains to read")
+        read = [(location, _read_units_table(table, unit_column, path, location)) for location, table in tables]
+    read = [(location, rows) for location, rows in read if rows]
+    if not read:
+        raise ValueError(f"{path}: its Units table(s) ({', '.join(loc for loc, _ in tables)}) are empty")
+    all_ids = [row["id"] for _, rows in read for row in rows]
+    prefixed = len(set(map(str, all_ids))) != len(all_ids)
+    result = SpikeTrains(source=str(path), file_format="nwb", file_time_unit="s")
+    for location, rows in read:
+        for row in rows:
+            key = f"{location}/{row['id']}" if prefixed else row["id"]
+            result[key] = row["times"]
+            result.origins[key] = location
+            if "t_start" in row:
+                result.t_start_s[key], result.durations_s[key] = row["t_start"], row["duration"]
+            if "name" in row:
+                result.unit_names[key] = row["name"]
+    return result
+
+
+def _nwb_location(container) -> str:
+    names = []
+    while container is not None and container.parent is not None:
+        names.append(container.name)
+        container = container.parent
+    return "/".join(reversed(names))
+
+
+def _as_text(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _read_units_table(table, unit_column, path, location) -> list:
+    """One dict per unit: id, times (s, inside obs_intervals), t_start and duration when known, name."""
+    n_units = len(table.id)
+    if n_units == 0:
+        return []
+    if "spike_times" not in table.colnames:
+        raise ValueError(f"{path}: Units table {location!r} has no spike_times column")
+    if unit_column is None:
+        ids = [value.item() for value in np.asarray(table.id.data[:])]
+    elif unit_column in table.colnames:
+        ids = [_as_text(value) if isinstance(value, (bytes, str)) else np.asarray(value).item()
+               for value in table[unit_column].data[:]]
+    else:
+        raise ValueError(f"{path}: Units table {location!r} has no column {unit_column!r}; columns: {table.colnames}")
+    if len(set(map(str, ids))) != len(ids):
+        raise ValueError(f"{path}: the values of {unit_column or 'id'} in Units table {location!r} are not unique; "
+                         "pass a unit_column that identifies each unit")
+    times = np.split(np.asarray(table.spike_times.data[:], dtype=np.float64),
+                     np.asarray(table.spike_times_index.data[:], dtype=np.int64)[:-1])
+    intervals = [None] * n_units
+    if "obs_intervals" in table.colnames:
+        flat = np.asarray(table.obs_intervals.data[:], dtype=np.float64).reshape(-1, 2)
+        intervals = np.split(flat, np.asarray(table.obs_intervals_index.data[:], dtype=np.int64)[:-1])
+    names = [_as_text(v) for v in table["unit_name"].data[:]] if "unit_name" in table.colnames else None
+    rows = []
+    for i in range(n_units):
+        row = {"id": ids[i], "times": times[i]}
+        if intervals[i] is not None and len(intervals[i]):
+            merged = _merge_intervals(intervals[i])
+            inside = np.zeros(len(times[i]), dtype=bool)
+            for start, stop in merged:
+                inside |= (times[i] >= start) & (times[i] <= stop)
+            row["times"] = times[i][inside]
+            row["t_start"] = float(merged[0, 0])
+            row["duration"] = float(np.sum(merged[:, 1] - merged[:, 0]))
+        if names is not None:
+            row["name"] = names[i]
+        rows.append(row)
+    return rows
+
+
+def _merge_intervals(intervals: np.ndarray) -> np.ndarray:
+    intervals = intervals[np.argsort(intervals[:, 0], kind="stable")]
+    merged = [list(intervals[0])]
+    for start, stop in intervals[1:]:
+        if start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], stop)
+        else:
+            merged.append([start, stop])
+    return np.asarray(merged, dtype=np.float64)
 
 
 # ---------------------------------------------------------------------------------------------------------- CSV
@@ -305,6 +417,7 @@ def read_neo_spike_trains(path, unit_column: str | None = None) -> SpikeTrains:
         label = train.annotations.get(annotation, train.name if train.name not in (None, "") else k)
         label = label.item() if isinstance(label, np.generic) else label
         key = f"b{b}/s{s}/{label}" if several else label
+        result.origins[key] = f"block {b}, segment {s}, train {k}"
         if key in result:
             result.problems.append(f"block {b}, segment {s}, train {k}: unit id {key!r} repeated (first kept)")
             continue
