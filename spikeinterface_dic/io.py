@@ -62,9 +62,19 @@ class SpikeTrains(dict):
         Rows or trains that were skipped, each with its line number or location ("line 7: ...").
     """
 
-    def __init__(self, trains=(), *, source: str = "", file_format: str = "", file_time_unit: str = "s",
-                 t_start_s: dict | None = None, durations_s: dict | None = None, unit_names: dict | None = None,
-                 origins: dict | None = None, problems: list | None = None):
+    def __init__(
+        self,
+        trains=(),
+        *,
+        source: str = "",
+        file_format: str = "",
+        file_time_unit: str = "s",
+        t_start_s: dict | None = None,
+        durations_s: dict | None = None,
+        unit_names: dict | None = None,
+        origins: dict | None = None,
+        problems: list | None = None,
+    ):
         super().__init__(trains)
         self.source = str(source)
         self.file_format = file_format
@@ -77,8 +87,10 @@ class SpikeTrains(dict):
 
     def __repr__(self) -> str:
         n_spikes = sum(len(train) for train in self.values())
-        return (f"SpikeTrains({len(self)} units, {n_spikes} spikes, format={self.file_format!r}, "
-                f"source={self.source!r}, problems={len(self.problems)})")
+        return (
+            f"SpikeTrains({len(self)} units, {n_spikes} spikes, format={self.file_format!r}, "
+            f"source={self.source!r}, problems={len(self.problems)})"
+        )
 
 
 def read_spike_trains(path, unit_column: str | None = None, time_unit: str | None = None) -> SpikeTrains:
@@ -116,8 +128,9 @@ def read_spike_trains(path, unit_column: str | None = None, time_unit: str | Non
         return read_csv_spike_trains(path, unit_column=unit_column, time_unit=time_unit)
     if _is_nwb(path):
         if time_unit not in (None, "s"):
-            raise ValueError(f"{path} is an NWB file: its spike times are in seconds by schema; "
-                             f"time_unit={time_unit!r} cannot apply")
+            raise ValueError(
+                f"{path} is an NWB file: its spike times are in seconds by schema; time_unit={time_unit!r} cannot apply"
+            )
         return read_nwb_spike_trains(path, unit_column=unit_column)
     if time_unit is not None:
         raise ValueError(f"time_unit applies to CSV files only; the neo file {path} carries its own time units")
@@ -158,7 +171,9 @@ def read_nwb_spike_trains(path, unit_column: str | None = None) -> SpikeTrains:
     path = Path(path)
     with NWBHDF5IO(str(path), "r") as reader:
         nwbfile = reader.read()
-        tables = [(_nwb_location(table), table) for table in nwbfile.objects.values() if isinstance(table, Units)]
+        tables = [
+            (_nwb_location(reader, table), table) for table in nwbfile.objects.values() if isinstance(table, Units)
+        ]
         tables.sort(key=lambda item: (item[0] != "units", item[0]))
         if not tables:
             raise ValueError(f"{path} has no Units table: no spike trains to read")
@@ -181,12 +196,10 @@ def read_nwb_spike_trains(path, unit_column: str | None = None) -> SpikeTrains:
     return result
 
 
-def _nwb_location(container) -> str:
-    names = []
-    while container is not None and container.parent is not None:
-        names.append(container.name)
-        container = container.parent
-    return "/".join(reversed(names))
+def _nwb_location(reader, container) -> str:
+    """Path of a container in the file without the leading "root/" ("units", "processing/ecephys/units")."""
+    path = reader.manager.get_builder(container).path
+    return path[len("root/") :] if path.startswith("root/") else path
 
 
 def _as_text(value) -> str:
@@ -203,15 +216,21 @@ def _read_units_table(table, unit_column, path, location) -> list:
     if unit_column is None:
         ids = [value.item() for value in np.asarray(table.id.data[:])]
     elif unit_column in table.colnames:
-        ids = [_as_text(value) if isinstance(value, (bytes, str)) else np.asarray(value).item()
-               for value in table[unit_column].data[:]]
+        ids = [
+            _as_text(value) if isinstance(value, (bytes, str)) else np.asarray(value).item()
+            for value in table[unit_column].data[:]
+        ]
     else:
         raise ValueError(f"{path}: Units table {location!r} has no column {unit_column!r}; columns: {table.colnames}")
     if len(set(map(str, ids))) != len(ids):
-        raise ValueError(f"{path}: the values of {unit_column or 'id'} in Units table {location!r} are not unique; "
-                         "pass a unit_column that identifies each unit")
-    times = np.split(np.asarray(table.spike_times.data[:], dtype=np.float64),
-                     np.asarray(table.spike_times_index.data[:], dtype=np.int64)[:-1])
+        raise ValueError(
+            f"{path}: the values of {unit_column or 'id'} in Units table {location!r} are not unique; "
+            "pass a unit_column that identifies each unit"
+        )
+    times = np.split(
+        np.asarray(table.spike_times.data[:], dtype=np.float64),
+        np.asarray(table.spike_times_index.data[:], dtype=np.int64)[:-1],
+    )
     intervals = [None] * n_units
     if "obs_intervals" in table.colnames:
         flat = np.asarray(table.obs_intervals.data[:], dtype=np.float64).reshape(-1, 2)
@@ -278,10 +297,16 @@ def read_csv_spike_trains(path, unit_column: str | None = None, time_unit: str |
         shown = "; ".join(problems[:5]) + (f"; ... ({len(problems) - 5} more)" if len(problems) > 5 else "")
         warnings.warn(f"{path}: skipped {len(problems)} malformed row(s): {shown}", UserWarning, stacklevel=3)
     if not trains:
-        raise ValueError(f"{path} holds no readable spike train" + (f" ({len(problems)} malformed rows)"
-                                                                     if problems else ""))
-    return SpikeTrains(_integer_ids_if_possible(trains), source=str(path), file_format=file_format,
-                       file_time_unit=file_unit, problems=problems)
+        raise ValueError(
+            f"{path} holds no readable spike train" + (f" ({len(problems)} malformed rows)" if problems else "")
+        )
+    return SpikeTrains(
+        _integer_ids_if_possible(trains),
+        source=str(path),
+        file_format=file_format,
+        file_time_unit=file_unit,
+        problems=problems,
+    )
 
 
 def _pick_unit_column(header: list, unit_column: str | None, path: Path) -> str:
@@ -292,8 +317,10 @@ def _pick_unit_column(header: list, unit_column: str | None, path: Path) -> str:
     for name in _UNIT_COLUMNS:
         if name in header:
             return name
-    raise ValueError(f"{path} has no unit-id column; expected one of {list(_UNIT_COLUMNS)} (or pass unit_column), "
-                     f"got columns {header}")
+    raise ValueError(
+        f"{path} has no unit-id column; expected one of {list(_UNIT_COLUMNS)} (or pass unit_column), "
+        f"got columns {header}"
+    )
 
 
 def _parse_times(text: str) -> np.ndarray:
@@ -338,8 +365,10 @@ def _read_spike2pop_rows(reader, header, id_column, time_unit):
 def _read_long_rows(reader, header, id_column, time_unit, path):
     time_columns = [name for name in header if name in _LONG_TIME_COLUMNS or name == "spike_time"]
     if len(time_columns) != 1:
-        raise ValueError(f"{path}: expected a 'spiking_times' column (Spike2Pop format) or exactly one of "
-                         f"{list(_LONG_TIME_COLUMNS)} (one row per spike); got columns {header}")
+        raise ValueError(
+            f"{path}: expected a 'spiking_times' column (Spike2Pop format) or exactly one of "
+            f"{list(_LONG_TIME_COLUMNS)} (one row per spike); got columns {header}"
+        )
     time_column = time_columns[0]
     unit = _LONG_TIME_COLUMNS.get(time_column)
     if unit is None and time_unit is None:
@@ -370,8 +399,9 @@ def _read_long_rows(reader, header, id_column, time_unit, path):
             continue
         collected.setdefault(unit_id, []).append(value)
     factor = TIME_UNIT_TO_S[unit]
-    trains = {key: np.sort(np.asarray(values, dtype=np.float64), kind="stable") * factor
-              for key, values in collected.items()}
+    trains = {
+        key: np.sort(np.asarray(values, dtype=np.float64), kind="stable") * factor for key, values in collected.items()
+    }
     return trains, problems, unit
 
 
@@ -398,8 +428,11 @@ def read_neo_spike_trains(path, unit_column: str | None = None) -> SpikeTrains:
     path = Path(path)
     try:
         reader = neo.io.get_io(str(path))
-    except OSError as error:
-        raise ValueError(f"cannot read {path}: not NWB, not CSV and not a format neo recognises ({error})") from None
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"cannot read {path}: not NWB, not CSV and not a format neo recognises ({error}); "
+            "supported: .nwb, .csv (Spike2Pop or unit_id,spike_time_s) and neo's formats"
+        ) from None
     try:
         blocks = reader.read(lazy=False)
     finally:
@@ -407,8 +440,12 @@ def read_neo_spike_trains(path, unit_column: str | None = None) -> SpikeTrains:
         if callable(close):
             close()
     annotation = unit_column or "unit_id"
-    located = [(b, s, k, train) for b, block in enumerate(blocks) for s, segment in enumerate(block.segments)
-               for k, train in enumerate(segment.spiketrains)]
+    located = [
+        (b, s, k, train)
+        for b, block in enumerate(blocks)
+        for s, segment in enumerate(block.segments)
+        for k, train in enumerate(segment.spiketrains)
+    ]
     if not located:
         raise ValueError(f"{path} holds no neo SpikeTrain")
     several = len({(b, s) for b, s, _, _ in located}) > 1

@@ -114,7 +114,9 @@ def test_timescale_weight_formula_and_scale_invariance():
     np.testing.assert_allclose(timescale_weight(tau, tau_low, tau_high), expected, rtol=1e-14, atol=0)
     # Multiplying every time constant by k (simulate's time_scale) leaves every weight, hence every DIC, unchanged.
     for k in (0.5, 2.0, 7.3):
-        np.testing.assert_allclose(timescale_weight(k * tau, k * tau_low, k * tau_high), expected, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(
+            timescale_weight(k * tau, k * tau_low, k * tau_high), expected, rtol=1e-12, atol=1e-15
+        )
 
 
 # --------------------------------------------------------------------------------------------- identity with dI/dV
@@ -132,7 +134,9 @@ def _steady_state_current(model, gbar, v):
     concentrations = {}
     steady = model.steady_state_gates(v, {c.name: np.ones_like(v) for c in model.concentrations})
     for c in model.concentrations:  # the source channels' gates do not depend on the concentration
-        sources = sum(current(model.channels[model.channel_index(s)], model.channel_index(s), steady) for s in c.source_channels)
+        sources = sum(
+            current(model.channels[model.channel_index(s)], model.channel_index(s), steady) for s in c.source_channels
+        )
         concentrations[c.name] = c.beta - c.alpha * sources
     steady = model.steady_state_gates(v, concentrations)
     return sum(current(channel, index, steady) for index, channel in enumerate(model.channels))
@@ -188,7 +192,9 @@ def test_total_input_conductance_does_not_depend_on_weights():
     gbar = np.array(STG_SETS["S2"][0])
     matrix = sensitivity_matrix("stg", gbar, np.linspace(-80, 0, 9))
     unsplit = np.einsum("vrc,c->v", matrix, gbar)
-    np.testing.assert_allclose(unsplit, _finite_difference_slope(STG, gbar, np.linspace(-80, 0, 9)), rtol=1e-7, atol=1e-6)
+    np.testing.assert_allclose(
+        unsplit, _finite_difference_slope(STG, gbar, np.linspace(-80, 0, 9)), rtol=1e-7, atol=1e-6
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ S matrices
@@ -215,7 +221,9 @@ def test_stg_sensitivity_matrix_reference():
         matrix = sensitivity_matrix("stg", gbar, -51.0)
         assert matrix.shape == (3, 8)
         np.testing.assert_allclose(matrix, STG_MATRIX, rtol=1e-6, atol=1e-12)
-        np.testing.assert_allclose(sensitivity_matrix("stg", gbar, -51.0, normalize=False), 0.01 * STG_MATRIX, rtol=1e-6)
+        np.testing.assert_allclose(
+            sensitivity_matrix("stg", gbar, -51.0, normalize=False), 0.01 * STG_MATRIX, rtol=1e-6
+        )
     # Default voltage is the model's fixed threshold.
     np.testing.assert_array_equal(sensitivity_matrix("stg", gbar), matrix)
 

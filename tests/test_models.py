@@ -225,7 +225,9 @@ def test_da_initial_state_starts_erg_at_steady_state():
     assert DA.conductance_names == ("Na", "Kd", "CaL", "CaN", "ERG", "NMDA", "leak")
     u0 = DA.initial_state()
     # Spec's numeric u0 for the first six states (printed to 5 significant digits).
-    for value, printed in zip(u0[:6], ["-90", "2.1090e-3", "0.965810", "4.4223e-3", "2.0612e-9", "1.8941e-4"], strict=True):
+    for value, printed in zip(
+        u0[:6], ["-90", "2.1090e-3", "0.965810", "4.4223e-3", "2.0612e-9", "1.8941e-4"], strict=True
+    ):
         _check("DA u0", float(value), printed)
     a0, b0, ai, bi = _erg_rates(-90.0)
     o_inf = a0 * bi / (a0 * (ai + bi) + b0 * bi)
@@ -242,7 +244,9 @@ V_POLE = -19.565 / 0.5052
 
 def _raw_tau_m_na(v):
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        return 0.01 + 1.0 / (-(15.6504 + 0.4043 * v) / (np.exp(-19.565 - 0.5052 * v) - 1.0) + 3.0212 * np.exp(-0.007463 * v))
+        return 0.01 + 1.0 / (
+            -(15.6504 + 0.4043 * v) / (np.exp(-19.565 - 0.5052 * v) - 1.0) + 3.0212 * np.exp(-0.007463 * v)
+        )
 
 
 def test_da_tau_mna_pole_is_guarded():

@@ -1,0 +1,201 @@
+"""Throughput of the population simulator against the original per-neuron scipy BDF baseline.
+
+Run:  python benchmarks/bench_simulate.py [--quick]
+
+Prints, for STG and DA populations of N = 1 ... 10,000 neurons, the throughput in neuron-steps per second and in
+biological seconds simulated per wall-clock second per core (numba.get_num_threads() cores), compilation excluded
+(reported separately); the baseline (``simulate_reference`` with method="BDF", rtol 1e-2, atol 1e-4, the dataset
+generator's settings of spec 1.4/2.1) measured in the same run on a few neurons, and the speed-up per core; the
+first- versus second-order kernel on S3 (speed and accuracy against the converged reference of spec 11); and a cost
+model (table columns, interpolations and exps per step) with the achieved nanoseconds per neuron-step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+
+import numba
+import numpy as np
+
+from spikeinterface_dic.features import spike_train_features
+from spikeinterface_dic.models import get_model
+from spikeinterface_dic.simulate import simulate
+from spikeinterface_dic.simulate.codegen import get_kernel, kernel_source
+from spikeinterface_dic.simulate.reference import simulate_reference
+
+STG_SETS = {
+    "S1": [6600.82471, 125.961075, 4.14918208, 18.3416405, 159.677516, 413.833466, 0.321589451, 0.00957712096],
+    "S2": [2817.51002, 145.852520, 8.42704420, 14.5818832, 106.575443, 151.625062, 0.367655917, 0.00947267955],
+    "S3": [4759.32851, 263.884496, 4.38604312, 26.8271507, 93.1089184, 494.869664, 0.372942945, 0.0120014004],
+    "S4": [4459.32851, 215.422644, 12.6581051, 53.1943005, 116.558824, 415.288208, 0.575437208, 0.0142445689],
+}
+DA_SETS = {
+    "fast": [29.3362923, 5.55357599, 0.187373564, 0.0328792632, 0.0888513699, 0.00997158885, 0.0106779095],
+    "tonic": [34.1175957, 13.2286701, 0.0215680320, 0.0560283847, 0.209517032, 0.0115521662, 0.0123704448],
+    "bursting": [25.1758766, 7.03265238, 0.112492353, 0.0482002124, 0.0777861327, 0.00848305039, 0.00908393320],
+}
+S3_REFERENCE = {"n_spikes": 46, "mean_isi_ms": 65.3486}  # spec 11, converged
+BASELINE = dict(method="BDF", rtol=1e-2, atol=1e-4)  # the dataset generator's settings
+
+
+def population(model: str, n: int) -> np.ndarray:
+    """n neurons cycling through the example sets, each conductance jittered by +-5 % (no two identical rows)."""
+    sets = np.array(list((STG_SETS if model == "stg" else DA_SETS).values()))
+    rng = np.random.default_rng(0)
+    return sets[np.arange(n) % len(sets)] * rng.uniform(0.95, 1.05, size=(n, sets.shape[1]))
+
+
+def timed(function, *args, **kwargs):
+    start = time.perf_counter()
+    result = function(*args, **kwargs)
+    return result, time.perf_counter() - start
+
+
+def warm_up(model: str, order: int, dt_ms: float) -> tuple[float, float]:
+    """Compile the kernel and build its lookup table; return (compile + first call s, table build s)."""
+    _, first = timed(
+        simulate, model, population(model, 2), duration_s=0.002, transient_s=0.001, dt_ms=dt_ms, order=order
+    )
+    # A new dt needs a new table but not a new kernel: time that part alone.
+    _, table = timed(
+        simulate, model, population(model, 2), duration_s=0.002, transient_s=0.001, dt_ms=dt_ms * 1.000001, order=order
+    )
+    return first, table
+
+
+def kernel_throughput(model: str, n: int, duration_s: float, order: int = 2, dt_ms: float | None = None):
+    m = get_model(model)
+    dt = m.default_dt_ms if dt_ms is None else dt_ms
+    gbar = population(model, n)
+    transient_s = min(m.default_transient_ms / 1000.0, duration_s / 2)
+    trains, wall = timed(simulate, model, gbar, duration_s=duration_s, transient_s=transient_s, dt_ms=dt, order=order)
+    steps = n * int(round(1000.0 * duration_s / dt))
+    return trains, wall, steps
+
+
+def cost_model(model: str, order: int = 2) -> dict:
+    source = kernel_source(get_model(model), order)
+    body = source[source.index("for step in range(n_steps)") :]
+    _, tables = get_kernel(get_model(model), order)
+    return {
+        "table_columns": len(tables.columns),
+        "interpolations_per_step": len(re.findall(r"c\d+ = table\[i, \d+\]", body)),
+        "exps_per_step": body.count("np.exp("),
+        "divisions_per_step": len(re.findall(r"v_inf = total_ge / total_g", body)),
+        "states": len(get_model(model).state_names),
+    }
+
+
+def main(quick: bool = False) -> None:
+    threads = numba.get_num_threads()
+    print(f"numba {numba.__version__}, {threads} threads; numpy {np.__version__}")
+    print("All kernel timings exclude compilation (each kernel is warmed up first).\n")
+
+    # ------------------------------------------------------------------------------------------ compilation
+    print("== Compilation (first call: code generation + numba compile + lookup table) ==")
+    for model in ("stg", "da"):
+        m = get_model(model)
+        first, table = warm_up(model, 2, m.default_dt_ms)
+        print(f"  {model}: order 2 first call {first:6.2f} s; table rebuild for a new dt {table * 1000:6.1f} ms")
+    first, _ = warm_up("stg", 1, 0.025)
+    print(f"  stg: order 1 first call {first:6.2f} s\n")
+
+    # ---------------------------------------------------------------------------------------- kernel throughput
+    print("== Kernel throughput (order 2, default dt: STG 0.05 ms, DA 0.0125 ms) ==")
+    header = f"  {'model':5} {'N':>6} {'sim s':>6} {'wall s':>8} {'neuron-steps/s':>15}"
+    header += f" {'bio s/wall s/core':>18} {'ns/step/core':>13}"
+    print(header)
+    plan = {
+        "stg": [(1, 6.0), (100, 6.0), (1000, 6.0 if not quick else 1.0), (10000, 1.0 if not quick else 0.2)],
+        "da": [(1, 12.0), (100, 12.0 if not quick else 2.0), (1000, 2.0 if not quick else 0.5)],
+    }
+    per_core = {}
+    for model, runs in plan.items():
+        for n, duration in runs:
+            _, wall, steps = kernel_throughput(model, n, duration)
+            cores = min(threads, n)
+            bio = n * duration / wall / cores
+            per_core[(model, n)] = bio
+            print(
+                f"  {model:5} {n:6d} {duration:6.1f} {wall:8.3f} {steps / wall:15.3e} {bio:18.1f} "
+                f"{wall * cores / steps * 1e9:13.1f}"
+            )
+    print("  (per core = divided by min(N, threads); N = 1 runs on one thread)\n")
+
+    # ------------------------------------------------------------------------------------------------- baseline
+    print("== Baseline: per-neuron scipy BDF, rtol 1e-2, atol 1e-4 (dataset generator settings), one core ==")
+    baseline = {}
+    cases = [
+        ("stg", "S1", 6000.0, 3000.0, 0.1),
+        ("stg", "S3", 6000.0, 3000.0, 0.1),
+        ("da", "tonic", 12000.0, 3000.0, 0.05),
+        ("da", "bursting", 12000.0, 3000.0, 0.05),
+    ]
+    if quick:
+        cases = [("stg", "S3", 2000.0, 1000.0, 0.1), ("da", "tonic", 3000.0, 1000.0, 0.05)]
+    for model, name, duration_ms, transient_ms, sample_dt in cases:
+        gbar = (STG_SETS if model == "stg" else DA_SETS)[name]
+        spikes, wall = timed(
+            simulate_reference, model, gbar, duration_ms, transient_ms, sample_dt_ms=sample_dt, **BASELINE
+        )
+        bio = duration_ms / 1000.0 / wall
+        baseline.setdefault(model, []).append(bio)
+        print(
+            f"  {model:5} {name:9} {duration_ms / 1000:5.1f} s simulated in {wall:6.2f} s -> {bio:6.3f} bio s/wall s "
+            f"({spikes.size} spikes, sampling {sample_dt} ms)"
+        )
+    print()
+    print("== Speed-up per core (kernel, largest N) / (baseline mean) ==")
+    for model in ("stg", "da"):
+        largest = max(n for (m, n) in per_core if m == model)
+        base = float(np.mean(baseline[model]))
+        print(
+            f"  {model}: kernel {per_core[(model, largest)]:9.1f} bio s/wall s/core (N={largest}) vs baseline "
+            f"{base:6.3f} -> x{per_core[(model, largest)] / base:,.0f} per core, "
+            f"x{per_core[(model, largest)] * threads / base:,.0f} on {threads} cores"
+        )
+    print()
+
+    # -------------------------------------------------------------------------------------- order 1 vs order 2
+    print(
+        "== S3: first-order (dt 0.025 ms) vs second-order (dt 0.05 ms) kernel; reference: 46 spikes, ISI 65.3486 ms =="
+    )
+    n_copies = 200 if not quick else 20
+    gbar = np.tile(STG_SETS["S3"], (n_copies, 1))
+    for order, dt in ((1, 0.025), (2, 0.05), (1, 0.0125), (2, 0.025)):
+        trains, wall = timed(simulate, "stg", gbar, dt_ms=dt, order=order)
+        steps = n_copies * int(round(6000.0 / dt))
+        isi = 1000.0 * np.diff(trains[0]).mean()
+        error = isi / S3_REFERENCE["mean_isi_ms"] - 1.0
+        bio = n_copies * 6.0 / wall / threads
+        label = spike_train_features(trains[:1])["label"].iloc[0]
+        print(
+            f"  order {order} dt {dt:6.4f} ms: {trains[0].size:3d} spikes ({label}), mean ISI {isi:8.4f} ms "
+            f"({100 * error:+6.3f} %), {wall:6.3f} s for {n_copies} x 6 s -> {bio:8.1f} bio s/wall s/core, "
+            f"{wall * threads / steps * 1e9:6.1f} ns/step/core"
+        )
+    print()
+
+    # ------------------------------------------------------------------------------------------------ cost model
+    print("== Cost model (per neuron-step; order 2 = two stages) ==")
+    for model in ("stg", "da"):
+        for order in (1, 2):
+            cost = cost_model(model, order)
+            print(
+                f"  {model} order {order}: {cost['states']} states, {cost['table_columns']} table columns, "
+                f"{cost['interpolations_per_step']} interpolated reads, {cost['exps_per_step']} exp, "
+                f"{cost['divisions_per_step']} division(s) for V_inf"
+            )
+    for model in ("stg", "da"):
+        largest = max(n for (m, n) in per_core if m == model)
+        dt = get_model(model).default_dt_ms
+        ns = 1e9 / (per_core[(model, largest)] * 1000.0 / dt)
+        print(f"  {model}: achieved {ns:.1f} ns per neuron-step per core at N={largest} (order 2)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs (a smoke test of the script)")
+    main(parser.parse_args().quick)
