@@ -1,8 +1,26 @@
-"""spikeinterface-dic: Dynamic Input Conductances and degenerate twin populations from spike times."""
+"""spikeinterface-dic: Dynamic Input Conductances and degenerate twin populations from spike times.
+
+Heavy dependencies (torch, spikeinterface, pynwb, brian2, dask) are imported only where they are used, so
+``import spikeinterface_dic`` stays fast; it also registers the SpikeInterface analyzer extensions when
+SpikeInterface is installed.
+"""
 
 __version__ = "0.1.0"
 
 from .dic import compute_dics, compute_threshold, sensitivity_matrix
+from .features import isi_distance, pattern_matches, spike_train_features
+from .inference.predict import infer_dics
+from .io import SpikeTrains, read_spike_trains, write_csv
 from .models import get_model
+from .nwb import read_nwb_results, write_nwb
+from .pipeline import run_pipeline
+from .population import Population, default_compensation_channels, generate_population, generate_spiking_population
+from .result import PipelineResult
+from .simulate import simulate
 
-__all__ = ["__version__", "get_model", "compute_dics", "compute_threshold", "sensitivity_matrix"]
+__all__ = [
+    "__version__", "get_model", "compute_dics", "compute_threshold", "sensitivity_matrix", "generate_population",
+    "generate_spiking_population", "default_compensation_channels", "Population", "simulate",
+    "spike_train_features", "isi_distance", "pattern_matches", "infer_dics", "run_pipeline", "PipelineResult",
+    "read_spike_trains", "SpikeTrains", "write_csv", "write_nwb", "read_nwb_results",
+]

@@ -46,7 +46,8 @@ class ShapeReference:
         out = np.empty(len(standardised))
         for start in range(0, len(standardised), 512):
             block = standardised[start:start + 512]
-            d = np.sqrt(((block[:, None, :] - self.vectors[None, :, :]) ** 2).sum(-1))
+            squared = (block**2).sum(1)[:, None] + (self.vectors**2).sum(1)[None, :] - 2.0 * block @ self.vectors.T
+            d = np.sqrt(np.maximum(squared, 0.0))
             d.sort(axis=1)
             k = self.n_neighbours + (1 if leave_one_out else 0)
             out[start:start + 512] = d[:, (1 if leave_one_out else 0):k].mean(axis=1)

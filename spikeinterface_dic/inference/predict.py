@@ -1,0 +1,203 @@
+"""Inference of (g_s, g_u, time scale k) from spike times with the shipped DICNet weights.
+
+Cost model: one forward pass per window of at most 128 ISIs; a window costs O(T * width^2) for the embedding,
+convolutions and feed-forward layers plus O(T^2 * width) for the attention layer. Trains are sorted by length and
+batched, so padding is small. Long trains are cut into windows (stride 64 ISIs) whose estimates are combined by
+inverse-variance weighting; the spread between windows is added to the reported variance, so non-stationary trains
+get honest (wider) uncertainties rather than over-confident ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..features import spike_train_features
+from ..models import get_model
+from .shape import ShapeReference, shape_statistics
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+K_RANGE = (0.25, 8.0)
+
+
+class Predictor:
+    """A loaded network plus its model card and shape reference."""
+
+    def __init__(self, model_name: str, weights_dir: Path, device: str):
+        import torch
+
+        from .network import DICNet
+
+        weights_path = weights_dir / f"{model_name}.pt"
+        card_path = weights_dir / f"{model_name}.json"
+        reference_path = weights_dir / f"{model_name}_reference.npz"
+        for path in (weights_path, card_path, reference_path):
+            if not path.exists():
+                raise FileNotFoundError(f"missing {path}; reinstall spikeinterface-dic or train with "
+                                        f"`spikeinterface-dic train --model {model_name}`")
+        self.card = json.loads(card_path.read_text())
+        for path, key in ((weights_path, "weights_sha256"), (reference_path, "reference_sha256")):
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if digest != self.card[key]:
+                raise RuntimeError(f"{path} has sha256 {digest}, but its model card {card_path.name} records "
+                                   f"{self.card[key]}: the file is corrupt or from another training run; reinstall "
+                                   "the package or retrain")
+        self.net = DICNet(**self.card["config"])
+        self.net.load_state_dict(torch.load(weights_path, map_location=device, weights_only=True))
+        self.net.to(device).eval()
+        self.device = device
+        self.window = int(self.card["window_isis"])
+        with np.load(reference_path) as data:
+            self.shape_reference = ShapeReference(data["shape_reference"])
+        self.weights_sha256 = self.card["weights_sha256"]
+
+    def predict_windows(self, windows: list[np.ndarray], batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+        """Means and standard deviations (scaled network units) for windows of ISIs in ms."""
+        import torch
+
+        means = np.empty((len(windows), 3))
+        stds = np.empty((len(windows), 3))
+        order = np.argsort([len(w) for w in windows])
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                rows = order[start:start + batch_size]
+                width = max(len(windows[i]) for i in rows)
+                log_isi = np.zeros((len(rows), width), dtype=np.float32)
+                mask = np.zeros((len(rows), width), dtype=bool)
+                for j, i in enumerate(rows):
+                    log_isi[j, : len(windows[i])] = np.log(windows[i])
+                    mask[j, : len(windows[i])] = True
+                out = self.net(torch.from_numpy(log_isi).to(self.device), torch.from_numpy(mask).to(self.device))
+                means[rows] = out["mean"].float().cpu().numpy()
+                stds[rows] = out["log_std"].float().exp().cpu().numpy()
+        return means, stds
+
+
+@lru_cache(maxsize=8)
+def load_predictor(model="stg", weights_dir=None, device: str = "cpu") -> Predictor:
+    """Load (once per process) the network for a model, checking the weights' sha256 against the model card."""
+    name = get_model(model).name
+    return Predictor(name, Path(weights_dir) if weights_dir else WEIGHTS_DIR, device)
+
+
+def _windows(isi_ms: np.ndarray, window: int) -> list[np.ndarray]:
+    if isi_ms.size <= window:
+        return [isi_ms]
+    stride = window // 2
+    starts = list(range(0, isi_ms.size - window + 1, stride))
+    if starts[-1] != isi_ms.size - window:
+        starts.append(isi_ms.size - window)
+    return [isi_ms[s:s + window] for s in starts]
+
+
+def _combine(means: np.ndarray, stds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if len(means) == 1:
+        return means[0], stds[0]
+    weights = 1.0 / stds**2
+    mean = (weights * means).sum(0) / weights.sum(0)
+    # Half-overlapping windows share information: count them as half as many independent ones.
+    within = 2.0 / weights.sum(0)
+    between = means.var(axis=0)
+    return mean, np.sqrt(within + between)
+
+
+def _as_trains(spike_trains) -> tuple[list, list[np.ndarray]]:
+    if isinstance(spike_trains, dict):
+        ids = list(spike_trains.keys())
+        trains = [np.asarray(spike_trains[u], dtype=float) for u in ids]
+    else:
+        trains = [np.asarray(t, dtype=float) for t in spike_trains]
+        ids = list(range(len(trains)))
+    for unit_id, train in zip(ids, trains, strict=True):
+        if train.ndim != 1:
+            raise ValueError(f"unit {unit_id!r}: spike times must be a 1-D array in seconds; got shape {train.shape}")
+        if not np.all(np.isfinite(train)):
+            raise ValueError(f"unit {unit_id!r}: spike times contain NaN or infinite values")
+    return ids, [np.sort(t) for t in trains]
+
+
+def infer_dics(spike_trains, model="stg", device: str = "cpu", batch_size: int = 512, weights_dir=None,
+               refractory_ms: float = 1.0) -> pd.DataFrame:
+    """Estimate (g_s, g_u) at threshold and the time scale k of every train, with standard deviations.
+
+    Parameters
+    ----------
+    spike_trains : list of array_like | dict
+        Spike times in seconds, one train per unit ({unit_id: times} keeps the ids).
+    model : "stg" | "da", default: "stg"
+    device : str, default: "cpu"
+        torch device ("cuda" to use a GPU).
+    refractory_ms : float, default: 1.0
+        ISIs shorter than this are refractory violations (sorting errors); the second spike of each is dropped and
+        the count is reported in ``n_refractory_violations``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per train: g_s, g_u, g_s_std, g_u_std, time_scale, time_scale_std, time_scale_low, time_scale_high
+        (1 sd interval of log k), label ("silent" | "spiking" | "bursting"), in_distribution (bool), ood_reason,
+        n_spikes, n_windows, n_refractory_violations, novelty.
+        Trains with fewer than 3 spikes are "silent" with NaN estimates and a reason, never an error.
+    """
+    model = get_model(model)
+    predictor = load_predictor(model.name, str(weights_dir) if weights_dir else None, device)
+    ids, trains = _as_trains(spike_trains)
+    cleaned, violations = [], []
+    for train in trains:
+        keep = np.concatenate([[True], np.diff(train) >= refractory_ms / 1000.0]) if train.size else np.ones(0, bool)
+        cleaned.append(train[keep])
+        violations.append(int((~keep).sum()))
+    features = spike_train_features(cleaned)
+    windows, owner = [], []
+    for index, train in enumerate(cleaned):
+        if train.size >= 3:
+            for w in _windows(np.maximum(np.diff(train) * 1000.0, 0.05), predictor.window):
+                windows.append(w)
+                owner.append(index)
+    owner = np.array(owner, dtype=int)
+    means, stds = predictor.predict_windows(windows, batch_size) if windows else (np.empty((0, 3)), np.empty((0, 3)))
+    rows = []
+    rate_low, rate_high = predictor.card["training_rate_hz_range"]
+    for index, train in enumerate(cleaned):
+        row = {"n_spikes": int(train.size), "n_refractory_violations": violations[index],
+               "label": features["label"].iloc[index]}
+        if train.size < 3:
+            row.update(g_s=np.nan, g_u=np.nan, g_s_std=np.nan, g_u_std=np.nan, time_scale=np.nan,
+                       time_scale_std=np.nan, time_scale_low=np.nan, time_scale_high=np.nan, in_distribution=False,
+                       ood_reason=f"{train.size} spikes: at least 3 are needed to estimate DICs", n_windows=0,
+                       novelty=np.nan)
+            rows.append(row)
+            continue
+        selected = owner == index
+        mean, std = _combine(means[selected], stds[selected])
+        log_k, log_k_std = float(mean[2]), float(std[2])
+        k = math.exp(log_k)
+        novelty = float(predictor.shape_reference.score(shape_statistics(train))[0])
+        reasons = []
+        if np.isfinite(novelty) and novelty > predictor.shape_reference.threshold:
+            reasons.append(f"ISI pattern unlike any {model.name} model train at any time scale (novelty "
+                           f"{novelty:.2f} > {predictor.shape_reference.threshold:.2f})")
+        if not (K_RANGE[0] / 1.5 <= k <= K_RANGE[1] * 1.5):
+            reasons.append(f"time scale k = {k:.3g} is outside the modelled range [{K_RANGE[0]}, {K_RANGE[1]}]")
+        main = features["main_frequency_hz"].iloc[index]
+        if np.isfinite(main) and not (rate_low / 1.5 <= main * k <= rate_high * 1.5):
+            reasons.append(f"main frequency {main:.3g} Hz is {main * k:.3g} Hz at k = 1, outside the training range "
+                           f"[{rate_low:.3g}, {rate_high:.3g}] Hz")
+        row.update(g_s=10.0 * float(mean[0]), g_u=10.0 * float(mean[1]), g_s_std=10.0 * float(std[0]),
+                   g_u_std=10.0 * float(std[1]), time_scale=k, time_scale_std=k * log_k_std,
+                   time_scale_low=math.exp(log_k - log_k_std), time_scale_high=math.exp(log_k + log_k_std),
+                   in_distribution=not reasons, ood_reason="; ".join(reasons), n_windows=int(selected.sum()),
+                   novelty=novelty)
+        rows.append(row)
+    columns = ["g_s", "g_u", "g_s_std", "g_u_std", "time_scale", "time_scale_std", "time_scale_low",
+               "time_scale_high", "label", "in_distribution", "ood_reason", "n_spikes", "n_windows",
+               "n_refractory_violations", "novelty"]
+    frame = pd.DataFrame(rows, columns=columns, index=pd.Index(ids, name="unit_id"))
+    frame["in_distribution"] = frame["in_distribution"].astype(bool)
+    return frame

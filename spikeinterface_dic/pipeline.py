@@ -1,0 +1,164 @@
+"""The composed job: spike trains -> DICs and time scale -> twin populations -> simulated twins -> fidelity.
+
+Every front end (SpikeInterface extensions, NWB, CLI, web app, Dask) calls :func:`run_pipeline`.
+
+Cost model: inference is one batched forward pass (see :mod:`.inference.predict`); populations cost ~2-8 ms per
+1,000 twins; the simulation of all twins of all units runs as ONE kernel call (units x twins rows), so it dominates:
+rows x steps, with steps = (transient + recording) / dt in model time. Twins of a unit with time scale k are simulated
+in the model's own time and their spike times multiplied by k (exact, see :mod:`.simulate`), so units with different
+k still share one kernel call.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .features import isi_distance, pattern_matches, spike_train_features
+from .models import get_model
+from .result import PipelineResult
+
+
+def _progress(iterable, enabled: bool, description: str, total=None):
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=description, total=total, disable=not enabled)
+
+
+def run_pipeline(spike_trains, model="stg", population_size: int = 100, simulate: bool = True, seed: int = 0,
+                 duration_s: float | None = None, noise_std: float = 0.0, device: str = "cpu",
+                 frequency_tolerance: float = 0.10, spikes_per_burst_tolerance: float = 1.0,
+                 progress_bar: bool = False, client=None) -> PipelineResult:
+    """Run the whole method on a batch of units.
+
+    Parameters
+    ----------
+    spike_trains : dict | list of array_like
+        Spike times in seconds ({unit_id: times} keeps the unit ids; a list gets ids 0..n-1).
+    model : "stg" | "da", default: "stg"
+    population_size : int, default: 100
+        Twins per unit.
+    simulate : bool, default: True
+        Simulate the twins and score their fidelity against the recorded trains.
+    seed : int, default: 0
+        Every random step derives from it (per-unit child seeds), so results do not depend on batching or workers.
+    duration_s : float, default: None
+        Recorded window of each twin in seconds of real time; None uses the model's default window (3 s for STG,
+        9 s for DA) in the model's own time, i.e. 3 k s for a unit with time scale k.
+    noise_std : float, default: 0.0
+        Noisy current injected into the twins (uA/cm2).
+    client : dask.distributed.Client, default: None
+        Spread units over a Dask cluster (see :mod:`.distributed`); same results as without.
+    """
+    if client is not None:
+        from .distributed import run_pipeline_dask
+
+        return run_pipeline_dask(spike_trains, client=client, model=model, population_size=population_size,
+                                 simulate=simulate, seed=seed, duration_s=duration_s, noise_std=noise_std,
+                                 frequency_tolerance=frequency_tolerance,
+                                 spikes_per_burst_tolerance=spikes_per_burst_tolerance)
+    from .inference.predict import infer_dics, load_predictor
+    from .population import generate_population
+    from .simulate import simulate as run_simulation
+
+    model = get_model(model)
+    if int(population_size) < 1:
+        raise ValueError(f"population_size must be >= 1; got {population_size}")
+    if not isinstance(spike_trains, dict):
+        spike_trains = dict(enumerate(spike_trains))
+    timings = {}
+    started = time.perf_counter()
+    estimates = infer_dics(spike_trains, model=model, device=device)
+    timings["inference_s"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    g_s_range, g_u_range = model.extra["training_g_s"], model.extra["training_g_u"]
+    populations, population_errors = {}, {}
+    unit_ids = list(estimates.index)
+    for position, unit_id in _progress(list(enumerate(unit_ids)), progress_bar, "populations"):
+        row = estimates.loc[unit_id]
+        if not np.isfinite(row["g_s"]):
+            continue
+        # Targets are clipped to the region the network was trained on (and the generator can reach).
+        g_s = float(np.clip(row["g_s"], *g_s_range))
+        g_u = float(np.clip(row["g_u"], max(g_u_range[0], 0.5), g_u_range[1]))
+        unit_seed = int(np.random.SeedSequence([seed, position]).generate_state(1)[0])
+        try:
+            populations[unit_id] = generate_population(model, g_s=g_s, g_u=g_u, n=int(population_size),
+                                                       seed=unit_seed).gbar
+        except ValueError as error:
+            population_errors[unit_id] = str(error)
+    estimates["population_error"] = [population_errors.get(u, "") for u in unit_ids]
+    timings["populations_s"] = time.perf_counter() - started
+
+    twin_trains, fidelity = {}, pd.DataFrame()
+    if simulate and populations:
+        started = time.perf_counter()
+        twin_trains = _simulate_twins(model, populations, estimates, duration_s, noise_std, seed, run_simulation)
+        timings["simulation_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        fidelity = _fidelity(spike_trains, twin_trains, frequency_tolerance, spikes_per_burst_tolerance)
+        timings["fidelity_s"] = time.perf_counter() - started
+
+    predictor = load_predictor(model.name)
+    parameters = {"model": model.name, "population_size": int(population_size), "simulate": bool(simulate),
+                  "seed": int(seed), "duration_s": duration_s, "noise_std": float(noise_std),
+                  "frequency_tolerance": frequency_tolerance,
+                  "spikes_per_burst_tolerance": spikes_per_burst_tolerance, "dt_ms": model.default_dt_ms}
+    provenance = {"package": "spikeinterface-dic", "version": __version__,
+                  "weights_sha256": predictor.weights_sha256,
+                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                  "timings": timings}
+    return PipelineResult(model_name=model.name, conductance_names=tuple(model.conductance_names),
+                          estimates=estimates, populations=populations, twin_spike_trains=twin_trains,
+                          fidelity=fidelity, parameters=parameters, provenance=provenance)
+
+
+def _simulate_twins(model, populations, estimates, duration_s, noise_std, seed, run_simulation) -> dict:
+    unit_ids = list(populations)
+    time_scales = np.array([float(estimates.loc[u, "time_scale"]) for u in unit_ids])
+    time_scales = np.clip(np.nan_to_num(time_scales, nan=1.0), 0.05, 50.0)
+    transient_ms = model.default_transient_ms
+    if duration_s is None:
+        record_ms = np.full(len(unit_ids), model.default_duration_ms - transient_ms)
+    else:
+        record_ms = 1000.0 * float(duration_s) / time_scales  # model time needed by each unit
+    gbar = np.concatenate([populations[u] for u in unit_ids])
+    sizes = [len(populations[u]) for u in unit_ids]
+    trains = run_simulation(model, gbar, duration_s=(transient_ms + record_ms.max()) / 1000.0,
+                            transient_s=transient_ms / 1000.0, noise_std=noise_std, seed=seed)
+    out, start = {}, 0
+    for unit_id, size, k, record in zip(unit_ids, sizes, time_scales, record_ms, strict=True):
+        out[unit_id] = [t[t < record / 1000.0] * k for t in trains[start:start + size]]
+        start += size
+    return out
+
+
+def _fidelity(spike_trains, twin_trains, frequency_tolerance, spikes_per_burst_tolerance) -> pd.DataFrame:
+    rows = {}
+    recorded = spike_train_features({u: np.asarray(spike_trains[u], dtype=float) for u in twin_trains})
+    for unit_id, twins in twin_trains.items():
+        reference = recorded.loc[unit_id]
+        twin_features = spike_train_features(twins)
+        try:
+            matches = pattern_matches(reference, twin_features, frequency_tolerance, spikes_per_burst_tolerance)
+            fraction = float(np.mean(matches))
+        except ValueError:
+            fraction = float("nan")  # the recorded train has no main frequency (e.g. a single burst)
+        distances = [isi_distance(spike_trains[unit_id], twin) for twin in twins]
+        rows[unit_id] = {
+            "fraction_matching": fraction,
+            "n_twins": len(twins),
+            "twin_label_fraction": float(np.mean(twin_features["label"].to_numpy() == reference["label"])),
+            "median_isi_distance": float(np.nanmedian(distances)) if np.isfinite(distances).any() else np.nan,
+            "main_frequency_hz": float(reference["main_frequency_hz"]),
+            "twin_main_frequency_hz": float(np.nanmedian(twin_features["main_frequency_hz"]))
+            if np.isfinite(twin_features["main_frequency_hz"]).any() else np.nan,
+        }
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index.name = "unit_id"
+    return frame
