@@ -12,6 +12,7 @@ k still share one kernel call.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import time
 
 import numpy as np
@@ -21,6 +22,13 @@ from . import __version__
 from .features import isi_distance, pattern_matches, spike_train_features
 from .models import get_model
 from .result import PipelineResult
+
+
+def unit_child_seed(seed: int, unit_id) -> int:
+    """Seed of one unit's random steps: a function of (seed, unit id) only, so results do not depend on batching,
+    unit order, the number of workers or Dask."""
+    digest = hashlib.sha256(str(unit_id).encode()).digest()
+    return int(np.random.SeedSequence([int(seed), int.from_bytes(digest[:8], "little")]).generate_state(1)[0])
 
 
 def _progress(iterable, enabled: bool, description: str, total=None):
@@ -45,7 +53,8 @@ def run_pipeline(spike_trains, model="stg", population_size: int = 100, simulate
     simulate : bool, default: True
         Simulate the twins and score their fidelity against the recorded trains.
     seed : int, default: 0
-        Every random step derives from it (per-unit child seeds), so results do not depend on batching or workers.
+        Every random step derives from it (per-unit child seeds from the unit id), so results do not depend on
+        batching or workers.
     duration_s : float, default: None
         Recorded window of each twin in seconds of real time; None uses the model's default window (3 s for STG,
         9 s for DA) in the model's own time, i.e. 3 k s for a unit with time scale k.
@@ -79,14 +88,14 @@ def run_pipeline(spike_trains, model="stg", population_size: int = 100, simulate
     g_s_range, g_u_range = model.extra["training_g_s"], model.extra["training_g_u"]
     populations, population_errors = {}, {}
     unit_ids = list(estimates.index)
-    for position, unit_id in _progress(list(enumerate(unit_ids)), progress_bar, "populations"):
+    for unit_id in _progress(unit_ids, progress_bar, "populations"):
         row = estimates.loc[unit_id]
         if not np.isfinite(row["g_s"]):
             continue
         # Targets are clipped to the region the network was trained on (and the generator can reach).
         g_s = float(np.clip(row["g_s"], *g_s_range))
         g_u = float(np.clip(row["g_u"], max(g_u_range[0], 0.5), g_u_range[1]))
-        unit_seed = int(np.random.SeedSequence([seed, position]).generate_state(1)[0])
+        unit_seed = unit_child_seed(seed, unit_id)
         try:
             populations[unit_id] = generate_population(model, g_s=g_s, g_u=g_u, n=int(population_size),
                                                        seed=unit_seed).gbar
@@ -129,8 +138,12 @@ def _simulate_twins(model, populations, estimates, duration_s, noise_std, seed, 
         record_ms = 1000.0 * float(duration_s) / time_scales  # model time needed by each unit
     gbar = np.concatenate([populations[u] for u in unit_ids])
     sizes = [len(populations[u]) for u in unit_ids]
+    row_seeds = np.concatenate([
+        np.random.SeedSequence(unit_child_seed(seed, u)).generate_state(len(populations[u]), dtype=np.uint64)
+        for u in unit_ids
+    ])
     trains = run_simulation(model, gbar, duration_s=(transient_ms + record_ms.max()) / 1000.0,
-                            transient_s=transient_ms / 1000.0, noise_std=noise_std, seed=seed)
+                            transient_s=transient_ms / 1000.0, noise_std=noise_std, seed=row_seeds)
     out, start = {}, 0
     for unit_id, size, k, record in zip(unit_ids, sizes, time_scales, record_ms, strict=True):
         out[unit_id] = [t[t < record / 1000.0] * k for t in trains[start:start + size]]

@@ -58,8 +58,8 @@ def simulate(model, gbar, duration_s: float | None = None, transient_s: float | 
     backend : "numba" | "brian2", default: "numba"
     noise_std : float | array_like, default: 0.0
         Standard deviation of the injected noisy current (uA/cm2), one value or one per row; 0 disables noise.
-    seed : int, default: 0
-        Seed of the noise (same seed, same result).
+    seed : int | array_like of int, default: 0
+        Seed of the noise (same seed, same result); an array gives one seed per row.
     time_scale : float, default: 1.0
         k > 0; k > 1 slows every kinetic (see module docstring).
     dt_ms : float, default: None
@@ -128,7 +128,12 @@ def _simulate_numba(model, gbar, duration_ms, transient_ms, dt_ms, noise_std, se
     out_times = np.empty((n_neurons, max_spikes))
     out_counts = np.zeros(n_neurons, dtype=np.int64)
     out_overflow = np.zeros(n_neurons, dtype=np.bool_)
-    noise_seeds = np.random.SeedSequence(seed).generate_state(max(n_neurons, 1), dtype=np.uint64)[:n_neurons]
+    if np.ndim(seed) == 1:  # one seed per row (keeps each row's noise independent of batching)
+        noise_seeds = np.asarray(seed, dtype=np.uint64)
+        if noise_seeds.shape != (n_neurons,):
+            raise ValueError(f"seed must be an int or one int per row ({n_neurons}); got shape {noise_seeds.shape}")
+    else:
+        noise_seeds = np.random.SeedSequence(seed).generate_state(max(n_neurons, 1), dtype=np.uint64)[:n_neurons]
     noise_tau_ms = 1000.0 / (2.0 * np.pi * noise_cutoff_hz)
     noise_decay = float(np.exp(-dt_ms / noise_tau_ms))
     noise_scale = np.ascontiguousarray(noise_std * np.sqrt(1.0 - noise_decay**2))
