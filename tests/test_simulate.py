@@ -209,6 +209,7 @@ def test_population_members_match_reference_full_window(model, targets):
     labels = features_of(reference)["label"]
     assert (labels[:10] == "spiking").all() and (labels[10:] == "bursting").all(), labels.tolist()
     mixed = [compare_patterns(fast[i], reference[i], f"{model} member {i}") for i in range(len(gbar))]
+    print(f"{model}: mixed-mode members {np.flatnonzero(mixed).tolist()}")
     assert sum(mixed) <= MAX_MIXED_MODE_FRACTION * len(gbar), f"{sum(mixed)} mixed-mode members: {mixed}"
 
 

@@ -101,8 +101,13 @@ def _loss(outputs, y, log_k, label, aux):
 
 def train(data_folder, out_dir, model_name: str, seed: int = 0, max_epochs: int = 40, patience: int = 6,
           batch_size: int = 256, learning_rate: float = 2e-3, width: int = 48, device: str | None = None,
-          validation_fraction: float = 0.1, max_minutes: float | None = None, progress_bar: bool = False) -> dict:
-    """Train DICNet on a generated data folder; writes ``<model>.pt`` and ``<model>.json`` into ``out_dir``."""
+          validation_fraction: float = 0.1, max_minutes: float | None = None, progress_bar: bool = False,
+          initial_weights_dir=None) -> dict:
+    """Train DICNet on a generated data folder; writes ``<model>.pt`` and ``<model>.json`` into ``out_dir``.
+
+    ``initial_weights_dir`` continues training (fine-tuning) from the weights and input standardisation of an earlier
+    run (a folder holding ``<model>.pt`` and ``<model>.json``); its card's history is kept in the new card.
+    """
     import torch
 
     from .network import DICNet
@@ -116,7 +121,16 @@ def train(data_folder, out_dir, model_name: str, seed: int = 0, max_epochs: int 
     is_validation = np.array([g in validation_groups for g in data["group"]])
     train_index, validation_index = np.flatnonzero(~is_validation), np.flatnonzero(is_validation)
     all_log_isi = np.concatenate([np.log(np.maximum(np.diff(t), 0.05)) for t in data["trains_ms"]])
-    net = DICNet(width=width, log_isi_mean=float(all_log_isi.mean()), log_isi_std=float(all_log_isi.std())).to(device)
+    previous_card = None
+    if initial_weights_dir is not None:
+        previous_card = json.loads((Path(initial_weights_dir) / f"{model_name}.json").read_text())
+        net = DICNet(**previous_card["config"])
+        net.load_state_dict(torch.load(Path(initial_weights_dir) / f"{model_name}.pt", map_location="cpu",
+                                       weights_only=True))
+        net = net.to(device)
+    else:
+        net = DICNet(width=width, log_isi_mean=float(all_log_isi.mean()),
+                     log_isi_std=float(all_log_isi.std())).to(device)
     optimiser = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=1e-4)
     steps_per_epoch = max(1, len(train_index) // batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=learning_rate,
@@ -177,6 +191,9 @@ def train(data_folder, out_dir, model_name: str, seed: int = 0, max_epochs: int 
     np.savez_compressed(out_dir / f"{model_name}_reference.npz", **reference.to_arrays())
     card = {
         "model": model_name,
+        "fine_tuned_from": None if previous_card is None else {
+            k: previous_card.get(k) for k in ("weights_sha256", "data_recipe", "device", "training_seconds", "epochs",
+                                              "best_validation_nll")},
         "config": net.config,
         "window_isis": WINDOW,
         "time_scale_prior": {"point_mass_at_1": K_PRIOR_POINT_MASS, "log2_uniform_range": list(K_LOG2_RANGE)},

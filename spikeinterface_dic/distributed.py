@@ -1,0 +1,340 @@
+"""Batch processing: the pipeline over many units or many files, here or on a Dask cluster.
+
+- :func:`run_pipeline_dask` splits the units of one batch into chunks (``units_per_task`` units each), runs
+  :func:`~spikeinterface_dic.run_pipeline` on every chunk as one Dask task and merges the results in unit order.
+  The pipeline derives every unit's seeds (population draw, twins' noise) from (seed, unit id) only, so the result
+  does not depend on the chunking: it equals the result of one local call.
+- :func:`process_files` runs one task per file (read -> pipeline -> write CSV or NWB). A file that fails (unreadable,
+  no units, ...) is reported in the summary and does not stop the others.
+
+Tasks run in the Dask workers' processes: each worker loads the network weights and compiles the simulator once
+(a few seconds), then reuses them. Give each worker process one Dask thread and let the simulator use the cores of
+its share (:func:`local_client` does this for a local cluster).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .result import PipelineResult
+
+SUMMARY_COLUMNS = [
+    "file", "status", "n_units", "error", "seconds", "labels", "n_in_distribution", "fraction_matching",
+    "n_problems", "problems", "outputs",
+]
+
+
+# ------------------------------------------------------------------------------------------------- units -> tasks
+def run_pipeline_dask(spike_trains, client, model="stg", population_size: int = 100, simulate: bool = True,
+                      seed: int = 0, duration_s: float | None = None, noise_std: float = 0.0, device: str = "cpu",
+                      frequency_tolerance: float = 0.10, spikes_per_burst_tolerance: float = 1.0,
+                      progress_bar: bool = False, units_per_task: int = 8) -> PipelineResult:
+    """Run :func:`~spikeinterface_dic.run_pipeline` on a Dask cluster, ``units_per_task`` units per task.
+
+    Parameters
+    ----------
+    spike_trains : dict | list of array_like
+        Spike times in seconds ({unit_id: times} keeps the unit ids; a list gets ids 0..n-1).
+    client : dask.distributed.Client
+        The cluster to run on.
+    units_per_task : int, default: 8
+        Units per Dask task. Smaller chunks spread better over workers; larger ones share each simulator call
+        (one kernel call per task) and the per-task overhead (~10 ms) among more units.
+    progress_bar : bool, default: False
+        Show a tqdm bar of finished tasks.
+
+    The other parameters are those of :func:`~spikeinterface_dic.run_pipeline`; the result is the same as
+    without Dask (per-unit seeds depend on the unit ids only).
+
+    Returns
+    -------
+    PipelineResult
+        Units in the order of ``spike_trains``. ``provenance["timings"]`` sums each stage over the tasks (busy time,
+        not wall time); ``provenance["dask"]`` records the number of tasks, ``units_per_task`` and the wall time.
+    """
+    if int(units_per_task) < 1:
+        raise ValueError(f"units_per_task must be >= 1; got {units_per_task}")
+    if not isinstance(spike_trains, dict):
+        spike_trains = dict(enumerate(spike_trains))
+    pipeline_kwargs = {"model": model, "population_size": population_size, "simulate": simulate, "seed": seed,
+                       "duration_s": duration_s, "noise_std": noise_std, "device": device,
+                       "frequency_tolerance": frequency_tolerance,
+                       "spikes_per_burst_tolerance": spikes_per_burst_tolerance}
+    unit_ids = list(spike_trains)
+    started = time.perf_counter()
+    futures = []
+    for start in range(0, len(unit_ids), int(units_per_task)):
+        chunk_ids = unit_ids[start:start + int(units_per_task)]
+        chunk = {unit_id: np.asarray(spike_trains[unit_id], dtype=np.float64) for unit_id in chunk_ids}
+        futures.append(client.submit(_run_chunk, chunk, pipeline_kwargs, pure=False))
+    if not futures:  # nothing to spread: keep the local result's layout for an empty batch
+        from .pipeline import run_pipeline
+
+        return run_pipeline({}, **pipeline_kwargs)
+    _wait_with_progress(futures, progress_bar, "units (Dask tasks)")
+    result = merge_results(client.gather(futures))
+    result.provenance["dask"] = {"n_tasks": len(futures), "units_per_task": int(units_per_task),
+                                 "wall_s": time.perf_counter() - started}
+    return result
+
+
+def _run_chunk(spike_trains: dict, pipeline_kwargs: dict) -> PipelineResult:
+    from .pipeline import run_pipeline
+
+    return run_pipeline(spike_trains, **pipeline_kwargs)
+
+
+def merge_results(results: list[PipelineResult]) -> PipelineResult:
+    """Concatenate pipeline results of disjoint unit sets (same model and parameters), in the given order.
+
+    ``provenance`` is the first result's, with each stage of ``timings`` summed over the results.
+    """
+    if not results:
+        raise ValueError("merge_results needs at least one result")
+    first = results[0]
+    for other in results[1:]:
+        if other.model_name != first.model_name or tuple(other.conductance_names) != tuple(first.conductance_names):
+            raise ValueError(f"cannot merge results of models {first.model_name!r} and {other.model_name!r}")
+    estimates = pd.concat([r.estimates for r in results])
+    if estimates.index.has_duplicates:
+        repeated = estimates.index[estimates.index.duplicated()].unique().tolist()[:5]
+        raise ValueError(f"cannot merge results that share unit ids {repeated}")
+    fidelities = [r.fidelity for r in results if r.fidelity is not None and len(r.fidelity)]
+    fidelity = pd.concat(fidelities) if fidelities else pd.DataFrame()
+    timings: dict = {}
+    for r in results:
+        for stage, seconds in r.provenance.get("timings", {}).items():
+            timings[stage] = timings.get(stage, 0.0) + float(seconds)
+    provenance = {**first.provenance, "timings": timings}
+    return PipelineResult(
+        model_name=first.model_name, conductance_names=tuple(first.conductance_names), estimates=estimates,
+        populations={u: p for r in results for u, p in r.populations.items()},
+        twin_spike_trains={u: t for r in results for u, t in r.twin_spike_trains.items()},
+        fidelity=fidelity, parameters=dict(first.parameters), provenance=provenance,
+    )
+
+
+def _wait_with_progress(futures: list, enabled: bool, description: str) -> None:
+    from dask.distributed import as_completed
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(futures), desc=description, disable=not enabled) as bar:
+        for _ in as_completed(futures):
+            bar.update(1)
+
+
+# ------------------------------------------------------------------------------------------------- files -> tasks
+@dataclass(frozen=True)
+class FileJob:
+    """One input file and where its results go.
+
+    Attributes
+    ----------
+    path : str
+        Input file (NWB, CSV or neo-readable).
+    output : str
+        CSV: the prefix given to :func:`~spikeinterface_dic.write_csv` (``<output>_units.csv``,
+        ``<output>_populations.csv``). NWB: the enriched copy of the input (equal to ``path`` when ``in_place``).
+    output_format : "csv" | "nwb"
+    overwrite : bool
+        Replace existing outputs (and DIC results already in an NWB file).
+    """
+
+    path: str
+    output: str
+    output_format: str = "csv"
+    overwrite: bool = False
+
+
+def process_files(paths, out_dir, client=None, output_format: str = "csv", in_place: bool = False,
+                  overwrite: bool = False, progress_bar: bool = False, **pipeline_kwargs) -> pd.DataFrame:
+    """Run the pipeline on every file, one task per file; a failing file is reported and the others finish.
+
+    Parameters
+    ----------
+    paths : list of str | Path
+        Input files: NWB (``/units``), CSV (Spike2Pop or long format) or any file neo reads.
+    out_dir : str | Path
+        Folder of the outputs (created if needed); ignored for NWB output with ``in_place=True``.
+    client : dask.distributed.Client, default: None
+        Run the files as Dask tasks; None processes them here, one after the other.
+    output_format : "csv" | "nwb", default: "csv"
+        "csv": ``<out_dir>/<file stem>_units.csv`` and ``_populations.csv`` (:func:`~spikeinterface_dic.write_csv`).
+        "nwb": ``<out_dir>/<file name>``, a copy of the input NWB file with the results added
+        (:func:`~spikeinterface_dic.write_nwb`); the input is never modified unless ``in_place``.
+    in_place : bool, default: False
+        With "nwb": add the results to the input files themselves.
+    overwrite : bool, default: False
+        Replace existing outputs (and DIC results already present in an NWB file); False reports such a file as
+        failed.
+    progress_bar : bool, default: False
+        A tqdm bar over files.
+    **pipeline_kwargs
+        Passed to :func:`~spikeinterface_dic.run_pipeline` (model, population_size, simulate, seed, duration_s, ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per file, in input order: file, status ("ok" | "failed"), n_units, error (one line, "" when ok),
+        seconds, labels ("3 bursting, 1 spiking"), n_in_distribution, fraction_matching (median over simulated
+        units), n_problems and problems (rows of the file that were skipped, with their line numbers), outputs.
+    """
+    jobs = file_jobs(paths, out_dir, output_format=output_format, in_place=in_place, overwrite=overwrite)
+    return run_file_jobs(jobs, client=client, progress_bar=progress_bar, **pipeline_kwargs)
+
+
+def file_jobs(paths, out_dir, output_format: str = "csv", in_place: bool = False,
+              overwrite: bool = False) -> list[FileJob]:
+    """One :class:`FileJob` per path; outputs named after the inputs, made unique when two inputs share a name."""
+    if output_format not in ("csv", "nwb"):
+        raise ValueError(f"output_format must be 'csv' or 'nwb'; got {output_format!r}")
+    if in_place and output_format != "nwb":
+        raise ValueError("in_place applies to NWB output only (output_format='nwb')")
+    out_dir = Path(out_dir)
+    jobs, used = [], Counter()
+    for path in map(Path, paths):
+        name = path.stem if output_format == "csv" else path.name
+        used[name] += 1
+        if used[name] > 1:  # same name in two folders: keep both
+            name = f"{path.stem}_{used[name]}" + ("" if output_format == "csv" else path.suffix)
+        output = path if in_place else out_dir / name
+        jobs.append(FileJob(path=str(path), output=str(output), output_format=output_format, overwrite=overwrite))
+    return jobs
+
+
+def run_file_jobs(jobs: list[FileJob], client=None, progress_bar: bool = False, **pipeline_kwargs) -> pd.DataFrame:
+    """Run :func:`process_file` for every job (Dask tasks when ``client`` is given) and return the summary.
+
+    With a client and a single file, the file's units are spread over the cluster instead
+    (:func:`run_pipeline_dask`).
+    """
+    if client is None or len(jobs) == 1:
+        from tqdm.auto import tqdm
+
+        rows = [process_file(job, client=client, **pipeline_kwargs)
+                for job in tqdm(jobs, desc="files", unit="file", disable=not progress_bar or len(jobs) < 2)]
+    else:
+        futures = [client.submit(_process_file_task, job, pipeline_kwargs, pure=False) for job in jobs]
+        _wait_with_progress(futures, progress_bar, "files (Dask tasks)")
+        rows = []
+        for job, future in zip(jobs, futures, strict=True):
+            try:
+                rows.append(future.result())
+            except Exception as error:  # the worker itself died (e.g. out of memory): still one row per file
+                rows.append(_failed_row(job, error, float("nan")))
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def _process_file_task(job: FileJob, pipeline_kwargs: dict) -> dict:
+    return process_file(job, **pipeline_kwargs)
+
+
+def process_file(job: FileJob, client=None, **pipeline_kwargs) -> dict:
+    """Read one file, run the pipeline and write its outputs; never raises: failures become a summary row."""
+    from .io import read_spike_trains, write_csv
+    from .nwb import write_nwb
+    from .pipeline import run_pipeline
+
+    started = time.perf_counter()
+    created: list[Path] = []
+    try:
+        output = Path(job.output)
+        _check_output_free(job)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # malformed rows come back in trains.problems, with line numbers
+            trains = read_spike_trains(job.path)
+        if job.output_format == "nwb" and trains.file_format != "nwb":
+            raise ValueError(f"NWB output needs an NWB input; {job.path} is {trains.file_format}: use CSV output")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = run_pipeline(dict(trains), client=client, **pipeline_kwargs)
+        if job.output_format == "csv":
+            output.parent.mkdir(parents=True, exist_ok=True)
+            outputs = [str(p) for p in write_csv(result, output)]
+        else:
+            if output.resolve() != Path(job.path).resolve():
+                output.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(job.path, output)
+                created.append(output)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                write_nwb(result, output, overwrite=job.overwrite)
+            created.clear()
+            outputs = [str(output)]
+    except Exception as error:
+        for path in created:  # a copy that did not receive its results is not an output
+            path.unlink(missing_ok=True)
+        return _failed_row(job, error, time.perf_counter() - started)
+    return {**_result_summary(result), "file": job.path, "status": "ok", "error": "",
+            "seconds": time.perf_counter() - started, "n_problems": len(trains.problems),
+            "problems": "; ".join(trains.problems), "outputs": "; ".join(outputs)}
+
+
+def _check_output_free(job: FileJob) -> None:
+    output = Path(job.output)
+    if job.overwrite:
+        return
+    if job.output_format == "csv":
+        existing = [p for p in (output.with_name(output.name + "_units.csv"),
+                                output.with_name(output.name + "_populations.csv")) if p.exists()]
+    else:
+        existing = [output] if output.exists() and output.resolve() != Path(job.path).resolve() else []
+    if existing:
+        raise FileExistsError(f"{existing[0]} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+
+
+def _result_summary(result: PipelineResult) -> dict:
+    labels = Counter(result.estimates["label"].astype(str)) if len(result.estimates) else Counter()
+    matching = np.nan
+    if len(result.fidelity) and "fraction_matching" in result.fidelity:
+        values = result.fidelity["fraction_matching"].to_numpy(float)
+        matching = float(np.nanmedian(values)) if np.isfinite(values).any() else np.nan
+    return {"n_units": len(result.estimates),
+            "labels": ", ".join(f"{count} {label}" for label, count in labels.most_common()),
+            "n_in_distribution": int(result.estimates["in_distribution"].astype(bool).sum())
+            if len(result.estimates) else 0,
+            "fraction_matching": matching}
+
+
+def _failed_row(job: FileJob, error: BaseException, seconds: float) -> dict:
+    return {"file": job.path, "status": "failed", "n_units": 0, "error": one_line(error), "seconds": seconds,
+            "labels": "", "n_in_distribution": 0, "fraction_matching": np.nan, "n_problems": 0, "problems": "",
+            "outputs": ""}
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one line of text: its message, or its type when the message says nothing."""
+    message = " ".join(str(error).split())
+    if isinstance(error, KeyError) or not message:
+        message = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    return message
+
+
+# ------------------------------------------------------------------------------------------------------ clusters
+def local_client(n_workers: int | None = None, processes: bool = True):
+    """A ``dask.distributed.Client`` on a new local cluster of ``n_workers`` workers with one task slot each.
+
+    With processes, each worker's simulator and torch use ``cpu_count // n_workers`` threads, so the workers
+    share the cores instead of each using them all. Close the client and its cluster when done
+    (``client.close(); client.cluster.close()``).
+    """
+    from dask.distributed import Client, LocalCluster
+
+    cores = os.cpu_count() or 1
+    n_workers = max(1, min(int(n_workers or cores), cores))
+    threads = str(max(1, cores // n_workers))
+    options = {"n_workers": n_workers, "threads_per_worker": 1, "processes": processes, "dashboard_address": None,
+               "silence_logs": logging.ERROR}
+    if processes:  # read by numba and torch when the worker process starts
+        options["env"] = {"NUMBA_NUM_THREADS": threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    return Client(LocalCluster(**options))

@@ -1,0 +1,118 @@
+"""Spike trains of a SpikeInterface sorting, and DIC estimates of units recorded in several segments.
+
+Multi-segment sortings: times restart in every segment and the gap between segments is unknown, so an ISI that
+crosses a segment boundary would be invented. Each segment is therefore estimated on its own (all segments of all
+units in ONE batched pass of the network) and the segment estimates of a unit are combined by inverse-variance
+weighting, the spread between segments added to the variance (as :func:`~spikeinterface_dic.infer_dics` combines
+windows of one long train). No ISI ever crosses a segment boundary.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+ESTIMATE_COLUMNS = ("g_s", "g_u", "g_s_std", "g_u_std", "time_scale", "time_scale_std", "time_scale_low",
+                    "time_scale_high", "label", "in_distribution", "ood_reason", "n_spikes", "n_windows",
+                    "n_refractory_violations", "novelty")
+
+
+def unit_spike_trains(sorting, unit_ids=None) -> dict:
+    """{unit_id: [times in s of segment 0, segment 1, ...]} (float64, one array per segment, possibly empty)."""
+    unit_ids = sorting.unit_ids if unit_ids is None else unit_ids
+    segments = range(sorting.get_num_segments())
+    return {unit_id: [np.asarray(sorting.get_unit_spike_train(unit_id, segment_index=segment, return_times=True),
+                                 dtype=np.float64) for segment in segments]
+            for unit_id in unit_ids}
+
+
+def remove_refractory_violations(train, refractory_ms: float = 1.0) -> np.ndarray:
+    """Drop the second spike of every ISI shorter than ``refractory_ms`` (the rule of ``infer_dics``)."""
+    train = np.sort(np.asarray(train, dtype=np.float64))
+    if train.size == 0:
+        return train
+    return train[np.concatenate([[True], np.diff(train) >= refractory_ms / 1000.0])]
+
+
+def reference_train(segments, refractory_ms: float = 1.0) -> np.ndarray:
+    """The train twins are compared with: the segment with most spikes, refractory violations removed."""
+    cleaned = [remove_refractory_violations(train, refractory_ms) for train in segments]
+    return cleaned[int(np.argmax([train.size for train in cleaned]))]
+
+
+def infer_dics_segments(trains: dict, model="stg", refractory_ms: float = 1.0, device: str = "cpu") -> pd.DataFrame:
+    """DIC estimates of units whose spikes come in several segments.
+
+    Parameters
+    ----------
+    trains : dict
+        {unit_id: list of 1-D arrays}, spike times in seconds, one array per segment.
+    model : "stg" | "da", default: "stg"
+    refractory_ms : float, default: 1.0
+        ISIs shorter than this are refractory violations; see :func:`spikeinterface_dic.infer_dics`.
+    device : str, default: "cpu"
+
+    Returns
+    -------
+    pandas.DataFrame
+        As :func:`spikeinterface_dic.infer_dics`, one row per unit (index ``unit_id``). With one segment the row is
+        exactly ``infer_dics``'s; with several, see the module docstring. Counts (n_spikes, n_windows,
+        n_refractory_violations) are summed over segments, ``novelty`` is the largest, ``label`` that of the segment
+        with most spikes, ``in_distribution`` requires every estimated segment to be in distribution and
+        ``ood_reason`` names the segments.
+    """
+    from ..inference.predict import infer_dics
+
+    unit_ids = list(trains)
+    pieces, owners = {}, []
+    for position, unit_id in enumerate(unit_ids):
+        for segment in trains[unit_id]:
+            pieces[len(owners)] = np.asarray(segment, dtype=np.float64)
+            owners.append(position)
+    frame = infer_dics(pieces, model=model, device=device, refractory_ms=refractory_ms)
+    owners = np.asarray(owners, dtype=np.int64)
+    rows = [combine_segment_estimates(frame.iloc[np.flatnonzero(owners == position)].reset_index(drop=True))
+            for position in range(len(unit_ids))]
+    out = pd.DataFrame(rows, columns=list(ESTIMATE_COLUMNS), index=pd.Index(unit_ids, name="unit_id"))
+    out["in_distribution"] = out["in_distribution"].astype(bool)
+    return out
+
+
+def _inverse_variance(means, stds) -> tuple[float, float]:
+    weights = 1.0 / np.square(stds)
+    mean = float((weights * means).sum() / weights.sum())
+    return mean, float(np.sqrt(1.0 / weights.sum() + np.var(means)))
+
+
+def combine_segment_estimates(segments: pd.DataFrame) -> dict:
+    """One unit's row from the ``infer_dics`` rows of its segments (row i = segment i)."""
+    if len(segments) == 1:
+        return {column: segments.iloc[0][column] for column in ESTIMATE_COLUMNS}
+    counts = {name: int(segments[name].sum()) for name in ("n_spikes", "n_windows", "n_refractory_violations")}
+    estimated = segments[np.isfinite(segments["g_s"].to_numpy(float))]
+    if estimated.empty:
+        most = int(segments["n_spikes"].max())
+        return dict(g_s=np.nan, g_u=np.nan, g_s_std=np.nan, g_u_std=np.nan, time_scale=np.nan, time_scale_std=np.nan,
+                    time_scale_low=np.nan, time_scale_high=np.nan,
+                    label=segments["label"].iloc[int(segments["n_spikes"].to_numpy().argmax())],
+                    in_distribution=False, novelty=np.nan, **counts,
+                    ood_reason=f"at most {most} spikes in each of {len(segments)} segments: at least 3 in one "
+                               "segment are needed to estimate DICs (ISIs across segment boundaries are not used)")
+    row = dict(counts)
+    for name in ("g_s", "g_u"):
+        row[name], row[f"{name}_std"] = _inverse_variance(estimated[name].to_numpy(float),
+                                                          estimated[f"{name}_std"].to_numpy(float))
+    time_scale = estimated["time_scale"].to_numpy(float)
+    # time_scale_std is k * sd(log k): combine in log k, as the network predicts it.
+    log_k, log_k_std = _inverse_variance(np.log(time_scale), estimated["time_scale_std"].to_numpy(float) / time_scale)
+    row.update(time_scale=math.exp(log_k), time_scale_std=math.exp(log_k) * log_k_std,
+               time_scale_low=math.exp(log_k - log_k_std), time_scale_high=math.exp(log_k + log_k_std))
+    row["label"] = estimated["label"].iloc[int(estimated["n_spikes"].to_numpy().argmax())]
+    row["in_distribution"] = bool(estimated["in_distribution"].all())
+    row["ood_reason"] = "; ".join(f"segment {segment}: {reason}" for segment, reason
+                                  in estimated["ood_reason"].items() if isinstance(reason, str) and reason)
+    row["novelty"] = float(np.nanmax(estimated["novelty"].to_numpy(float))) \
+        if np.isfinite(estimated["novelty"].to_numpy(float)).any() else np.nan
+    return row

@@ -1,0 +1,113 @@
+"""Inference: shipped weights, windowing, silent and out-of-distribution trains, time scale."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import spikeinterface_dic as sdic
+from spikeinterface_dic.inference.predict import WEIGHTS_DIR, load_predictor
+
+DATA = Path(__file__).parent / "data"
+S4 = [4459.32851, 215.422644, 12.6581051, 53.1943005, 116.558824, 415.288208, 0.575437208, 0.0142445689]
+
+
+@pytest.fixture(scope="module")
+def reference_set():
+    return sdic.read_spike_trains(DATA / "spike2pop_stg_set.csv")
+
+
+def test_weights_are_small_and_cards_complete():
+    for model in ("stg", "da"):
+        assert (WEIGHTS_DIR / f"{model}.pt").stat().st_size < 5e6
+        card = json.loads((WEIGHTS_DIR / f"{model}.json").read_text())
+        for key in ("config", "data_recipe", "seed", "training_seconds", "weights_sha256", "heldout_metrics"):
+            assert key in card
+
+
+def test_corrupt_weights_are_refused(tmp_path):
+    for name in ("stg.pt", "stg.json", "stg_reference.npz"):
+        shutil.copy(WEIGHTS_DIR / name, tmp_path / name)
+    with open(tmp_path / "stg.pt", "r+b") as handle:
+        handle.seek(-10, 2)
+        handle.write(b"0123456789")
+    with pytest.raises(RuntimeError, match="sha256"):
+        load_predictor("stg", str(tmp_path))
+
+
+def test_reference_trains_give_expected_pattern(reference_set):
+    estimates = sdic.infer_dics(reference_set, model="stg")
+    assert estimates.loc[1, "label"] == "spiking" and estimates.loc[1, "g_s"] > 0
+    for unit in (3, 4):
+        assert estimates.loc[unit, "label"] == "bursting"
+        assert estimates.loc[unit, "g_s"] < 0
+        assert estimates.loc[unit, "g_u"] > estimates.loc[1, "g_u"]
+    assert estimates.loc[4, "g_s"] < estimates.loc[3, "g_s"]  # 5-spike bursts need more slow regenerativity
+    assert estimates["in_distribution"].all()
+    assert (np.abs(estimates["time_scale"] - 1) < 0.15).all()
+
+
+def test_batching_does_not_change_estimates(reference_set):
+    trains = list(reference_set.values())
+    together = sdic.infer_dics(trains, model="stg")
+    for i, train in enumerate(trains):
+        alone = sdic.infer_dics([train], model="stg")
+        np.testing.assert_allclose(alone[["g_s", "g_u", "time_scale"]].to_numpy()[0],
+                                   together[["g_s", "g_u", "time_scale"]].to_numpy()[i], rtol=1e-4, atol=1e-4)
+
+
+def test_silent_trains_and_long_trains():
+    long_train = np.cumsum(np.full(3000, 0.07))  # 3000 spikes, far beyond one window and the original 250 limit
+    estimates = sdic.infer_dics({"a": [0.1, 0.2], "b": long_train, "c": []}, model="stg")
+    assert estimates.loc["a", "label"] == "silent" and np.isnan(estimates.loc["a", "g_s"])
+    assert "at least 3" in estimates.loc["a", "ood_reason"]
+    assert estimates.loc["b", "n_windows"] > 10 and np.isfinite(estimates.loc["b", "g_s"])
+    assert estimates.loc["c", "n_spikes"] == 0
+
+
+def test_refractory_violations_are_reported():
+    train = np.sort(np.concatenate([np.arange(0, 3, 0.1), [0.1003, 0.5004]]))
+    estimates = sdic.infer_dics([train], model="stg")
+    assert estimates["n_refractory_violations"].iloc[0] == 2
+
+
+def test_stimulus_driven_trains_are_out_of_distribution():
+    trains = sdic.read_spike_trains(DATA / "grasshopper_receptor.csv")
+    estimates = sdic.infer_dics(trains, model="stg")
+    assert not estimates["in_distribution"].any()
+    assert all("unlike any stg model train" in reason for reason in estimates["ood_reason"])
+    assert np.isfinite(estimates["g_s"]).all()  # the nearest estimate is still returned
+
+
+def test_poisson_train_is_out_of_distribution():
+    rng = np.random.default_rng(0)
+    train = np.cumsum(rng.exponential(0.1, 300))
+    assert not sdic.infer_dics([train], model="stg")["in_distribution"].iloc[0]
+
+
+# Measured on the held-out set (model card): for bursting units the network's k is within 10 % for 64-99 % of
+# trains depending on k. On the S4 burster it is 15 % (k = 0.5) and 28 % (k = 3) high because it also overestimates
+# |g_s| (faster intrinsic bursting); run_pipeline's time-scale adaptation corrects the pair (tests/test_pipeline.py).
+@pytest.mark.parametrize("time_scale", [0.5, 3.0])
+def test_time_scale_of_a_burster_is_estimated(time_scale):
+    train = sdic.simulate("stg", [S4], duration_s=6.0, transient_s=3.0)[0] * time_scale
+    estimates = sdic.infer_dics([train], model="stg")
+    assert estimates["time_scale"].iloc[0] == pytest.approx(time_scale, rel=0.3)
+    assert estimates["time_scale_low"].iloc[0] < estimates["time_scale"].iloc[0] < estimates["time_scale_high"].iloc[0]
+    assert estimates["g_s"].iloc[0] < -4
+
+
+def test_heldout_metrics_of_the_card_are_reproduced():
+    """Inference is deterministic: the card's clean held-out MAE is reproduced exactly on the shipped test set."""
+    from spikeinterface_dic.features import spike_train_features
+    from spikeinterface_dic.inference.data import load_training_data
+
+    card = json.loads((WEIGHTS_DIR / "da.json").read_text())
+    data = load_training_data(DATA / "heldout" / "test_da")
+    keep = spike_train_features(data["trains"])["n_spikes"].to_numpy() >= 4
+    trains = [t for t, k in zip(data["trains"], keep, strict=True) if k]
+    estimates = sdic.infer_dics(trains, model="da")
+    mae = np.nanmean(np.abs(estimates["g_s"].to_numpy() - data["g_s"][keep]))
+    assert mae == pytest.approx(card["heldout_metrics"]["clean"]["mae_g_s_all"], rel=1e-4)
