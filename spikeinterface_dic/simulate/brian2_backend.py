@@ -386,12 +386,14 @@ def _prefs(**values):
 
 
 def _bucket(n: int) -> int:
+    """Standalone population size for n neurons: the smallest of 64, 96, 128, 192, 256, 384, ... that is >= n."""
     size = MIN_STANDALONE_BUCKET
-    while size < n:
-        if size * 3 // 2 >= n and (size & (size - 1)) == 0:
+    while True:
+        if size >= n:
+            return size
+        if size * 3 // 2 >= n:
             return size * 3 // 2
-        size = 1 << size.bit_length() if (size & (size - 1)) else size * 2
-    return size
+        size *= 2
 
 
 def _default_threads() -> int:
@@ -423,9 +425,8 @@ def _build_objects(model: Model, n: int, dt_ms: float, noise: bool, method, name
     group.v_prev = model.v_init_mV * mV
     group.t_repol = -1.0 * ms
     pre = group.run_regularly(_pre_step_code(noise), when="start", name=f"dic_pre_step{name_suffix}")
-    group.run_on_event("dic_repol", "t_repol = t", when="resets")
-    monitor = EventMonitor(group, "dic_onset", variables=["v", "v_prev"], record=True, when="thresholds", order=1,
-                           name=f"dic_onsets{name_suffix}")
+    group.run_on_event("dic_repol", "t_repol = t")
+    monitor = EventMonitor(group, "dic_onset", variables=["v", "v_prev"], record=True, name=f"dic_onsets{name_suffix}")
     return group, pre, monitor, namespace
 
 
@@ -503,7 +504,7 @@ class _RuntimeNetwork:
 
         self.network.restore("dic_initial")
         for name, value in values.items():
-            setattr(self.group, name + "_", value) if np.ndim(value) else setattr(self.group, name, value)
+            setattr(self.group, name + "_" if np.ndim(value) else name, value)
         with _prefs(codegen__target=self.target):
             self.network.run(n_steps * dt_ms * ms, namespace=self.namespace)
         return (np.asarray(self.monitor.i[:]), np.asarray(self.monitor.t_[:]), np.asarray(self.monitor.v_[:]),
@@ -518,13 +519,16 @@ class _StandaloneBuild:
         from brian2 import Network, ms, reset_device, set_device
         from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
         from brian2.utils.filelock import FileLock
+        from brian2.utils.logger import BrianLogger
 
         self.directory = directory
         self.device = CPPStandaloneDevice()
         directory.mkdir(parents=True, exist_ok=True)
         set_device(self.device, build_on_run=False, directory=str(directory))
         try:
-            with _prefs(devices__cpp_standalone__openmp_threads=threads), _quiet_openmp_warning():
+            # The OpenMP warning of Brian2 ("not yet well tested") is expected here: neurons are independent.
+            BrianLogger.suppress_name("cpp_standalone.device.openmp")
+            with _prefs(devices__cpp_standalone__openmp_threads=threads):
                 self.group, pre, self.monitor, namespace = _build_objects(model, n, dt_ms, noise, _method(method))
                 network = Network(self.group, pre, self.monitor, *self.group.contained_objects)
                 network.run(n_steps * dt_ms * ms, namespace=namespace)
@@ -534,9 +538,13 @@ class _StandaloneBuild:
             reset_device()
 
     def run(self, values: dict):
-        from brian2 import ms  # noqa: F401  (brian2 must be imported)
+        from brian2 import Quantity
 
-        run_args = {getattr(self.group, name): value for name, value in values.items()}
+        run_args = {}
+        for name, value in values.items():
+            view = getattr(self.group, name)
+            run_args[view] = Quantity(value, dim=view.dim) if view.dim is not None and not view.dim.is_dimensionless \
+                else value
         results = f"results_{os.getpid()}_{uuid.uuid4().hex[:12]}"
         try:
             self.device.run(directory=str(self.directory), results_directory=results, with_output=False,
@@ -548,17 +556,6 @@ class _StandaloneBuild:
             for name in self.device.run_args_arrays:  # the parameter files written for this run
                 with contextlib.suppress(OSError):
                     os.remove(self.directory / "static_arrays" / name)
-
-
-@contextlib.contextmanager
-def _quiet_openmp_warning():
-    from brian2.utils.logger import BrianLogger
-
-    BrianLogger.suppress_name("openmp")
-    try:
-        yield
-    finally:
-        pass
 
 
 def _standalone_key(model, n, dt_ms, n_steps, noise, method, threads) -> tuple:
