@@ -482,7 +482,8 @@ def _spike_trains(n: int, index, t_s, v, v_prev, t_repol_s, dt_ms, transient_ms,
 # ------------------------------------------------------------------------------------------------ runtime targets
 class _RuntimeNetwork:
     def __init__(self, model, n, dt_ms, noise, method, target):
-        from brian2 import Network, get_device, runtime_device, set_device
+        from brian2 import Network, get_device, set_device
+        from brian2.devices.device import runtime_device
 
         switched = get_device() is not runtime_device
         if switched:
