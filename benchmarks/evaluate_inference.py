@@ -26,8 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _metrics(estimates, truth, labels) -> dict:
     out = {}
-    for name, select in (("all", np.ones(len(labels), bool)), ("spiking", labels == "spiking"),
-                         ("bursting", labels == "bursting")):
+    for name, select in (
+        ("all", np.ones(len(labels), bool)),
+        ("spiking", labels == "spiking"),
+        ("bursting", labels == "bursting"),
+    ):
         for j, column in enumerate(("g_s", "g_u")):
             predicted = estimates[column].to_numpy()[select]
             std = estimates[f"{column}_std"].to_numpy()[select]
@@ -61,8 +64,9 @@ def evaluate(model: str, rng_seed: int = 0) -> dict:
         estimates = infer_dics([t * k for t in trains], model)
         ratio = estimates["time_scale"].to_numpy() / k
         log_error = np.abs(np.log(ratio))
-        within_sd = np.abs(np.log(ratio)) <= np.log(estimates["time_scale_high"].to_numpy()
-                                                     / estimates["time_scale"].to_numpy())
+        within_sd = np.abs(np.log(ratio)) <= np.log(
+            estimates["time_scale_high"].to_numpy() / estimates["time_scale"].to_numpy()
+        )
         scales[str(k)] = {
             "median_relative_error_bursting": float(np.median(np.abs(ratio[labels == "bursting"] - 1))),
             "fraction_within_10pct_bursting": float(np.mean(log_error[labels == "bursting"] < np.log(1.1))),

@@ -209,8 +209,9 @@ def total_input_conductance(model, gbar, v_mV) -> np.ndarray:
     return compute_dics(model, gbar, v_mV).sum(axis=-1)
 
 
-def compute_threshold(model, gbar, v_min_mV: float = -80.0, v_max_mV: float = 0.0, grid_step_mV: float = 0.25,
-                      tolerance_mV: float = 1e-9) -> np.ndarray:
+def compute_threshold(
+    model, gbar, v_min_mV: float = -80.0, v_max_mV: float = 0.0, grid_step_mV: float = 0.25, tolerance_mV: float = 1e-9
+) -> np.ndarray:
     """Per-neuron threshold: the first voltage where g_t changes from > 0 to <= 0 (NaN where there is none).
 
     A grid scan on [v_min_mV, v_max_mV] brackets the first decreasing zero of g_t, then a vectorised bisection refines

@@ -37,10 +37,21 @@ def _progress(iterable, enabled: bool, description: str, total=None):
     return tqdm(iterable, desc=description, total=total, disable=not enabled)
 
 
-def run_pipeline(spike_trains, model="stg", population_size: int = 100, simulate: bool = True, seed: int = 0,
-                 duration_s: float | None = None, noise_std: float = 0.0, device: str = "cpu",
-                 frequency_tolerance: float = 0.10, spikes_per_burst_tolerance: float = 1.0,
-                 adapt_time_scale: bool = True, progress_bar: bool = False, client=None) -> PipelineResult:
+def run_pipeline(
+    spike_trains,
+    model="stg",
+    population_size: int = 100,
+    simulate: bool = True,
+    seed: int = 0,
+    duration_s: float | None = None,
+    noise_std: float = 0.0,
+    device: str = "cpu",
+    frequency_tolerance: float = 0.10,
+    spikes_per_burst_tolerance: float = 1.0,
+    adapt_time_scale: bool = True,
+    progress_bar: bool = False,
+    client=None,
+) -> PipelineResult:
     """Run the whole method on a batch of units.
 
     Parameters
@@ -72,11 +83,19 @@ def run_pipeline(spike_trains, model="stg", population_size: int = 100, simulate
     if client is not None:
         from .distributed import run_pipeline_dask
 
-        return run_pipeline_dask(spike_trains, client=client, model=model, population_size=population_size,
-                                 simulate=simulate, seed=seed, duration_s=duration_s, noise_std=noise_std,
-                                 frequency_tolerance=frequency_tolerance,
-                                 spikes_per_burst_tolerance=spikes_per_burst_tolerance,
-                                 adapt_time_scale=adapt_time_scale)
+        return run_pipeline_dask(
+            spike_trains,
+            client=client,
+            model=model,
+            population_size=population_size,
+            simulate=simulate,
+            seed=seed,
+            duration_s=duration_s,
+            noise_std=noise_std,
+            frequency_tolerance=frequency_tolerance,
+            spikes_per_burst_tolerance=spikes_per_burst_tolerance,
+            adapt_time_scale=adapt_time_scale,
+        )
     from .inference.predict import infer_dics, load_predictor
     from .population import generate_population
     from .simulate import simulate as run_simulation
@@ -104,8 +123,9 @@ def run_pipeline(spike_trains, model="stg", population_size: int = 100, simulate
         g_u = float(np.clip(row["g_u"], max(g_u_range[0], 0.5), g_u_range[1]))
         unit_seed = unit_child_seed(seed, unit_id)
         try:
-            populations[unit_id] = generate_population(model, g_s=g_s, g_u=g_u, n=int(population_size),
-                                                       seed=unit_seed).gbar
+            populations[unit_id] = generate_population(
+                model, g_s=g_s, g_u=g_u, n=int(population_size), seed=unit_seed
+            ).gbar
         except ValueError as error:
             population_errors[unit_id] = str(error)
     estimates["population_error"] = [population_errors.get(u, "") for u in unit_ids]
@@ -127,18 +147,35 @@ def run_pipeline(spike_trains, model="stg", population_size: int = 100, simulate
         timings["fidelity_s"] = time.perf_counter() - started
 
     predictor = load_predictor(model.name)
-    parameters = {"model": model.name, "population_size": int(population_size), "simulate": bool(simulate),
-                  "seed": int(seed), "duration_s": duration_s, "noise_std": float(noise_std),
-                  "frequency_tolerance": frequency_tolerance,
-                  "spikes_per_burst_tolerance": spikes_per_burst_tolerance, "dt_ms": model.default_dt_ms,
-                  "adapt_time_scale": bool(adapt_time_scale)}
-    provenance = {"package": "spikeinterface-dic", "version": __version__,
-                  "weights_sha256": predictor.weights_sha256,
-                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                  "timings": timings}
-    return PipelineResult(model_name=model.name, conductance_names=tuple(model.conductance_names),
-                          estimates=estimates, populations=populations, twin_spike_trains=twin_trains,
-                          fidelity=fidelity, parameters=parameters, provenance=provenance)
+    parameters = {
+        "model": model.name,
+        "population_size": int(population_size),
+        "simulate": bool(simulate),
+        "seed": int(seed),
+        "duration_s": duration_s,
+        "noise_std": float(noise_std),
+        "frequency_tolerance": frequency_tolerance,
+        "spikes_per_burst_tolerance": spikes_per_burst_tolerance,
+        "dt_ms": model.default_dt_ms,
+        "adapt_time_scale": bool(adapt_time_scale),
+    }
+    provenance = {
+        "package": "spikeinterface-dic",
+        "version": __version__,
+        "weights_sha256": predictor.weights_sha256,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "timings": timings,
+    }
+    return PipelineResult(
+        model_name=model.name,
+        conductance_names=tuple(model.conductance_names),
+        estimates=estimates,
+        populations=populations,
+        twin_spike_trains=twin_trains,
+        fidelity=fidelity,
+        parameters=parameters,
+        provenance=provenance,
+    )
 
 
 def _simulate_twins(model, populations, estimates, duration_s, noise_std, seed, run_simulation) -> dict:
@@ -152,15 +189,23 @@ def _simulate_twins(model, populations, estimates, duration_s, noise_std, seed, 
         record_ms = 1000.0 * float(duration_s) / time_scales  # model time needed by each unit
     gbar = np.concatenate([populations[u] for u in unit_ids])
     sizes = [len(populations[u]) for u in unit_ids]
-    row_seeds = np.concatenate([
-        np.random.SeedSequence(unit_child_seed(seed, u)).generate_state(len(populations[u]), dtype=np.uint64)
-        for u in unit_ids
-    ])
-    trains = run_simulation(model, gbar, duration_s=(transient_ms + record_ms.max()) / 1000.0,
-                            transient_s=transient_ms / 1000.0, noise_std=noise_std, seed=row_seeds)
+    row_seeds = np.concatenate(
+        [
+            np.random.SeedSequence(unit_child_seed(seed, u)).generate_state(len(populations[u]), dtype=np.uint64)
+            for u in unit_ids
+        ]
+    )
+    trains = run_simulation(
+        model,
+        gbar,
+        duration_s=(transient_ms + record_ms.max()) / 1000.0,
+        transient_s=transient_ms / 1000.0,
+        noise_std=noise_std,
+        seed=row_seeds,
+    )
     out, start = {}, 0
     for unit_id, size, k, record in zip(unit_ids, sizes, time_scales, record_ms, strict=True):
-        out[unit_id] = [t[t < record / 1000.0] * k for t in trains[start:start + size]]
+        out[unit_id] = [t[t < record / 1000.0] * k for t in trains[start : start + size]]
         start += size
     return out
 
@@ -182,7 +227,11 @@ def _adapt_time_scales(spike_trains, twin_trains, estimates) -> dict:
         k = float(estimates.loc[unit_id, "time_scale"]) * ratio
         spread = float(np.std(np.log(twin_frequency))) if twin_frequency.size > 1 else np.nan
         estimates.loc[unit_id, ["time_scale", "time_scale_std", "time_scale_low", "time_scale_high"]] = [
-            k, k * spread, k * np.exp(-spread), k * np.exp(spread)]
+            k,
+            k * spread,
+            k * np.exp(-spread),
+            k * np.exp(spread),
+        ]
         window = max((t[-1] if t.size else 0.0) for t in twins) if twins else 0.0
         adapted[unit_id] = [t * ratio for t in twins] if ratio <= 1 else [t[t * ratio <= window] * ratio for t in twins]
     return adapted
@@ -207,7 +256,8 @@ def _fidelity(spike_trains, twin_trains, frequency_tolerance, spikes_per_burst_t
             "median_isi_distance": float(np.nanmedian(distances)) if np.isfinite(distances).any() else np.nan,
             "main_frequency_hz": float(reference["main_frequency_hz"]),
             "twin_main_frequency_hz": float(np.nanmedian(twin_features["main_frequency_hz"]))
-            if np.isfinite(twin_features["main_frequency_hz"]).any() else np.nan,
+            if np.isfinite(twin_features["main_frequency_hz"]).any()
+            else np.nan,
         }
     frame = pd.DataFrame.from_dict(rows, orient="index")
     frame.index.name = "unit_id"

@@ -68,8 +68,9 @@ class PipelineResult:
         if [str(u) for u in a.index] != [str(u) for u in b.index]:
             return False
         for column in numeric:
-            if column in a and not np.allclose(a[column].to_numpy(float), b[column].to_numpy(float), rtol=rtol,
-                                               equal_nan=True):
+            if column in a and not np.allclose(
+                a[column].to_numpy(float), b[column].to_numpy(float), rtol=rtol, equal_nan=True
+            ):
                 return False
         if list(a["label"]) != list(b["label"]) or list(a["in_distribution"]) != list(b["in_distribution"]):
             return False

@@ -54,8 +54,12 @@ def test_batching_does_not_change_estimates(reference_set):
     together = sdic.infer_dics(trains, model="stg")
     for i, train in enumerate(trains):
         alone = sdic.infer_dics([train], model="stg")
-        np.testing.assert_allclose(alone[["g_s", "g_u", "time_scale"]].to_numpy()[0],
-                                   together[["g_s", "g_u", "time_scale"]].to_numpy()[i], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            alone[["g_s", "g_u", "time_scale"]].to_numpy()[0],
+            together[["g_s", "g_u", "time_scale"]].to_numpy()[i],
+            rtol=1e-4,
+            atol=1e-4,
+        )
 
 
 def test_silent_trains_and_long_trains():

@@ -58,9 +58,13 @@ def generate_chunk(model, out_dir, chunk: int, recipe: dict) -> Path:
     for target_index in range(start, stop):
         target_g_s, target_g_u = targets[target_index]
         try:
-            population = generate_population(model, g_s=target_g_s, g_u=target_g_u, n=recipe["population_size"],
-                                             seed=int(np.random.SeedSequence([recipe["seed"], 2, target_index])
-                                                      .generate_state(1)[0]))
+            population = generate_population(
+                model,
+                g_s=target_g_s,
+                g_u=target_g_u,
+                n=recipe["population_size"],
+                seed=int(np.random.SeedSequence([recipe["seed"], 2, target_index]).generate_state(1)[0]),
+            )
         except ValueError:
             continue  # unreachable target: recorded as absent (the recipe's counts say how many)
         gbars.append(population.gbar)
@@ -73,21 +77,45 @@ def generate_chunk(model, out_dir, chunk: int, recipe: dict) -> Path:
     trains = []
     if len(gbar):
         seed_sim = int(np.random.SeedSequence([recipe["seed"], 3, chunk]).generate_state(1)[0])
-        trains = simulate(model, gbar, duration_s=recipe["duration_s"], transient_s=recipe["transient_s"],
-                          noise_std=noise_std, seed=seed_sim)
+        trains = simulate(
+            model,
+            gbar,
+            duration_s=recipe["duration_s"],
+            transient_s=recipe["transient_s"],
+            noise_std=noise_std,
+            seed=seed_sim,
+        )
     offsets = np.concatenate([[0], np.cumsum([len(t) for t in trains])]).astype(np.int64)
     spike_times = np.concatenate(trains) if trains else np.empty(0)
     temporary = path.with_suffix(".tmp.npz")
-    np.savez_compressed(temporary, target_index=np.array(index, dtype=np.int64), g_s=np.array(g_s), g_u=np.array(g_u),
-                        gbar=gbar, noise_std=noise_std, spike_times=spike_times, spike_offsets=offsets)
+    np.savez_compressed(
+        temporary,
+        target_index=np.array(index, dtype=np.int64),
+        g_s=np.array(g_s),
+        g_u=np.array(g_u),
+        gbar=gbar,
+        noise_std=noise_std,
+        spike_times=spike_times,
+        spike_offsets=offsets,
+    )
     os.replace(temporary, path)
     return path
 
 
-def generate_training_data(model, out_dir, n_targets: int = 1000, population_size: int = 16, seed: int = 0,
-                           chunk_size: int = 64, duration_s: float | None = None, transient_s: float | None = None,
-                           noise_fraction: float = 0.3, noise_std_max: float = 3.0, client=None,
-                           progress_bar: bool = False) -> Path:
+def generate_training_data(
+    model,
+    out_dir,
+    n_targets: int = 1000,
+    population_size: int = 16,
+    seed: int = 0,
+    chunk_size: int = 64,
+    duration_s: float | None = None,
+    transient_s: float | None = None,
+    noise_fraction: float = 0.3,
+    noise_std_max: float = 3.0,
+    client=None,
+    progress_bar: bool = False,
+) -> Path:
     """Generate a training set in ``out_dir`` (resumable; returns the folder).
 
     Parameters
@@ -106,29 +134,38 @@ def generate_training_data(model, out_dir, n_targets: int = 1000, population_siz
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     recipe = {
-        "model": model.name, "n_targets": int(n_targets), "population_size": int(population_size), "seed": int(seed),
+        "model": model.name,
+        "n_targets": int(n_targets),
+        "population_size": int(population_size),
+        "seed": int(seed),
         "chunk_size": int(chunk_size),
         "duration_s": float(model.default_duration_ms / 1000 if duration_s is None else duration_s),
         "transient_s": float(model.default_transient_ms / 1000 if transient_s is None else transient_s),
-        "dt_ms": model.default_dt_ms, "g_s_range": list(model.extra["training_g_s"]),
-        "g_u_range": list(model.extra["training_g_u"]), "sampling": "latin hypercube over (g_s, g_u)",
-        "noise_fraction": float(noise_fraction), "noise_std_max": float(noise_std_max),
-        "noise": "Ornstein-Uhlenbeck current, 1 kHz cut-off, from t = 0", "package_version": __version__,
+        "dt_ms": model.default_dt_ms,
+        "g_s_range": list(model.extra["training_g_s"]),
+        "g_u_range": list(model.extra["training_g_u"]),
+        "sampling": "latin hypercube over (g_s, g_u)",
+        "noise_fraction": float(noise_fraction),
+        "noise_std_max": float(noise_std_max),
+        "noise": "Ornstein-Uhlenbeck current, 1 kHz cut-off, from t = 0",
+        "package_version": __version__,
     }
     recipe_path = out_dir / "recipe.json"
     if recipe_path.exists():
         existing = json.loads(recipe_path.read_text())
         different = {k for k in recipe if k != "package_version" and existing.get(k) != recipe[k]}
         if different:
-            raise ValueError(f"{out_dir} holds data made with another recipe (differs in {sorted(different)}); "
-                             "use a new folder")
+            raise ValueError(
+                f"{out_dir} holds data made with another recipe (differs in {sorted(different)}); use a new folder"
+            )
     else:
         recipe_path.write_text(json.dumps(recipe, indent=2))
     n_chunks = -(-n_targets // chunk_size)
     started = time.perf_counter()
     if client is not None:
-        futures = [client.submit(generate_chunk, model.name, str(out_dir), c, recipe, pure=False)
-                   for c in range(n_chunks)]
+        futures = [
+            client.submit(generate_chunk, model.name, str(out_dir), c, recipe, pure=False) for c in range(n_chunks)
+        ]
         client.gather(futures)
     else:
         from tqdm.auto import tqdm
@@ -153,7 +190,7 @@ def load_training_data(folder) -> dict:
             for key in parts:
                 parts[key].append(data[key])
             offsets, times = data["spike_offsets"], data["spike_times"]
-            trains += [times[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+            trains += [times[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
     out = {key: np.concatenate(value) for key, value in parts.items()}
     out["trains"] = trains
     out["recipe"] = json.loads((folder / "recipe.json").read_text())

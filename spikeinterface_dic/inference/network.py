@@ -54,20 +54,45 @@ class _ConvBlock(nn.Module):
 
 
 class DICNet(nn.Module):
-    def __init__(self, width: int = 48, n_conv: int = 3, n_transformer: int = 1, n_heads: int = 4, kernel: int = 5,
-                 dropout: float = 0.05, log_isi_mean: float = 3.5, log_isi_std: float = 1.0):
+    def __init__(
+        self,
+        width: int = 48,
+        n_conv: int = 3,
+        n_transformer: int = 1,
+        n_heads: int = 4,
+        kernel: int = 5,
+        dropout: float = 0.05,
+        log_isi_mean: float = 3.5,
+        log_isi_std: float = 1.0,
+    ):
         super().__init__()
-        self.config = dict(width=width, n_conv=n_conv, n_transformer=n_transformer, n_heads=n_heads, kernel=kernel,
-                           dropout=dropout, log_isi_mean=log_isi_mean, log_isi_std=log_isi_std)
+        self.config = dict(
+            width=width,
+            n_conv=n_conv,
+            n_transformer=n_transformer,
+            n_heads=n_heads,
+            kernel=kernel,
+            dropout=dropout,
+            log_isi_mean=log_isi_mean,
+            log_isi_std=log_isi_std,
+        )
         self.embed = nn.Linear(N_TOKEN_FEATURES, width)
         self.convs = nn.ModuleList([_ConvBlock(width, kernel, dropout) for _ in range(n_conv)])
-        layer = nn.TransformerEncoderLayer(width, n_heads, dim_feedforward=2 * width, dropout=dropout,
-                                           activation="gelu", batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            width,
+            n_heads,
+            dim_feedforward=2 * width,
+            dropout=dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
         self.transformer = nn.TransformerEncoder(layer, n_transformer, enable_nested_tensor=False)
         self.query = nn.Parameter(torch.randn(width) / width**0.5)
         self.key = nn.Linear(width, width)
-        self.trunk = nn.Sequential(nn.Linear(2 * width + 2, 2 * width), nn.GELU(), nn.Dropout(dropout),
-                                   nn.Linear(2 * width, width), nn.GELU())
+        self.trunk = nn.Sequential(
+            nn.Linear(2 * width + 2, 2 * width), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * width, width), nn.GELU()
+        )
         self.mean_head = nn.Linear(width, 3)
         self.log_std_head = nn.Linear(width, 3)
         self.class_head = nn.Linear(width, 2)
@@ -89,5 +114,9 @@ class DICNet(nn.Module):
         z_mean = z.sum(dim=1, keepdim=True) / count
         z_std = (((z - z_mean) ** 2) * mask).sum(dim=1, keepdim=True).div(count).sqrt()
         h = self.trunk(torch.cat([pooled, mean_pooled, z_mean, z_std], dim=-1))
-        return {"mean": self.mean_head(h), "log_std": self.log_std_head(h).clamp(-6.0, 3.0),
-                "logits": self.class_head(h), "aux": self.aux_head(h)}
+        return {
+            "mean": self.mean_head(h),
+            "log_std": self.log_std_head(h).clamp(-6.0, 3.0),
+            "logits": self.class_head(h),
+            "aux": self.aux_head(h),
+        }

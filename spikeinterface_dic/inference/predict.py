@@ -39,15 +39,19 @@ class Predictor:
         reference_path = weights_dir / f"{model_name}_reference.npz"
         for path in (weights_path, card_path, reference_path):
             if not path.exists():
-                raise FileNotFoundError(f"missing {path}; reinstall spikeinterface-dic or train with "
-                                        f"`spikeinterface-dic train --model {model_name}`")
+                raise FileNotFoundError(
+                    f"missing {path}; reinstall spikeinterface-dic or train with "
+                    f"`spikeinterface-dic train --model {model_name}`"
+                )
         self.card = json.loads(card_path.read_text())
         for path, key in ((weights_path, "weights_sha256"), (reference_path, "reference_sha256")):
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             if digest != self.card[key]:
-                raise RuntimeError(f"{path} has sha256 {digest}, but its model card {card_path.name} records "
-                                   f"{self.card[key]}: the file is corrupt or from another training run; reinstall "
-                                   "the package or retrain")
+                raise RuntimeError(
+                    f"{path} has sha256 {digest}, but its model card {card_path.name} records "
+                    f"{self.card[key]}: the file is corrupt or from another training run; reinstall "
+                    "the package or retrain"
+                )
         self.net = DICNet(**self.card["config"])
         self.net.load_state_dict(torch.load(weights_path, map_location=device, weights_only=True))
         self.net.to(device).eval()
@@ -66,7 +70,7 @@ class Predictor:
         order = np.argsort([len(w) for w in windows])
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
-                rows = order[start:start + batch_size]
+                rows = order[start : start + batch_size]
                 width = max(len(windows[i]) for i in rows)
                 log_isi = np.zeros((len(rows), width), dtype=np.float32)
                 mask = np.zeros((len(rows), width), dtype=bool)
@@ -93,7 +97,7 @@ def _windows(isi_ms: np.ndarray, window: int) -> list[np.ndarray]:
     starts = list(range(0, isi_ms.size - window + 1, stride))
     if starts[-1] != isi_ms.size - window:
         starts.append(isi_ms.size - window)
-    return [isi_ms[s:s + window] for s in starts]
+    return [isi_ms[s : s + window] for s in starts]
 
 
 def _combine(means: np.ndarray, stds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -122,8 +126,9 @@ def _as_trains(spike_trains) -> tuple[list, list[np.ndarray]]:
     return ids, [np.sort(t) for t in trains]
 
 
-def infer_dics(spike_trains, model="stg", device: str = "cpu", batch_size: int = 512, weights_dir=None,
-               refractory_ms: float = 1.0) -> pd.DataFrame:
+def infer_dics(
+    spike_trains, model="stg", device: str = "cpu", batch_size: int = 512, weights_dir=None, refractory_ms: float = 1.0
+) -> pd.DataFrame:
     """Estimate (g_s, g_u) at threshold and the time scale k of every train, with standard deviations.
 
     Parameters
@@ -165,13 +170,26 @@ def infer_dics(spike_trains, model="stg", device: str = "cpu", batch_size: int =
     rows = []
     rate_low, rate_high = predictor.card["training_rate_hz_range"]
     for index, train in enumerate(cleaned):
-        row = {"n_spikes": int(train.size), "n_refractory_violations": violations[index],
-               "label": features["label"].iloc[index]}
+        row = {
+            "n_spikes": int(train.size),
+            "n_refractory_violations": violations[index],
+            "label": features["label"].iloc[index],
+        }
         if train.size < 3:
-            row.update(g_s=np.nan, g_u=np.nan, g_s_std=np.nan, g_u_std=np.nan, time_scale=np.nan,
-                       time_scale_std=np.nan, time_scale_low=np.nan, time_scale_high=np.nan, in_distribution=False,
-                       ood_reason=f"{train.size} spikes: at least 3 are needed to estimate DICs", n_windows=0,
-                       novelty=np.nan)
+            row.update(
+                g_s=np.nan,
+                g_u=np.nan,
+                g_s_std=np.nan,
+                g_u_std=np.nan,
+                time_scale=np.nan,
+                time_scale_std=np.nan,
+                time_scale_low=np.nan,
+                time_scale_high=np.nan,
+                in_distribution=False,
+                ood_reason=f"{train.size} spikes: at least 3 are needed to estimate DICs",
+                n_windows=0,
+                novelty=np.nan,
+            )
             rows.append(row)
             continue
         selected = owner == index
@@ -181,23 +199,50 @@ def infer_dics(spike_trains, model="stg", device: str = "cpu", batch_size: int =
         novelty = float(predictor.shape_reference.score(shape_statistics(train))[0])
         reasons = []
         if np.isfinite(novelty) and novelty > predictor.shape_reference.threshold:
-            reasons.append(f"ISI pattern unlike any {model.name} model train at any time scale (novelty "
-                           f"{novelty:.2f} > {predictor.shape_reference.threshold:.2f})")
+            reasons.append(
+                f"ISI pattern unlike any {model.name} model train at any time scale (novelty "
+                f"{novelty:.2f} > {predictor.shape_reference.threshold:.2f})"
+            )
         if not (K_RANGE[0] / 1.5 <= k <= K_RANGE[1] * 1.5):
             reasons.append(f"time scale k = {k:.3g} is outside the modelled range [{K_RANGE[0]}, {K_RANGE[1]}]")
         main = features["main_frequency_hz"].iloc[index]
         if np.isfinite(main) and not (rate_low / 1.5 <= main * k <= rate_high * 1.5):
-            reasons.append(f"main frequency {main:.3g} Hz is {main * k:.3g} Hz at k = 1, outside the training range "
-                           f"[{rate_low:.3g}, {rate_high:.3g}] Hz")
-        row.update(g_s=10.0 * float(mean[0]), g_u=10.0 * float(mean[1]), g_s_std=10.0 * float(std[0]),
-                   g_u_std=10.0 * float(std[1]), time_scale=k, time_scale_std=k * log_k_std,
-                   time_scale_low=math.exp(log_k - log_k_std), time_scale_high=math.exp(log_k + log_k_std),
-                   in_distribution=not reasons, ood_reason="; ".join(reasons), n_windows=int(selected.sum()),
-                   novelty=novelty)
+            reasons.append(
+                f"main frequency {main:.3g} Hz is {main * k:.3g} Hz at k = 1, outside the training range "
+                f"[{rate_low:.3g}, {rate_high:.3g}] Hz"
+            )
+        row.update(
+            g_s=10.0 * float(mean[0]),
+            g_u=10.0 * float(mean[1]),
+            g_s_std=10.0 * float(std[0]),
+            g_u_std=10.0 * float(std[1]),
+            time_scale=k,
+            time_scale_std=k * log_k_std,
+            time_scale_low=math.exp(log_k - log_k_std),
+            time_scale_high=math.exp(log_k + log_k_std),
+            in_distribution=not reasons,
+            ood_reason="; ".join(reasons),
+            n_windows=int(selected.sum()),
+            novelty=novelty,
+        )
         rows.append(row)
-    columns = ["g_s", "g_u", "g_s_std", "g_u_std", "time_scale", "time_scale_std", "time_scale_low",
-               "time_scale_high", "label", "in_distribution", "ood_reason", "n_spikes", "n_windows",
-               "n_refractory_violations", "novelty"]
+    columns = [
+        "g_s",
+        "g_u",
+        "g_s_std",
+        "g_u_std",
+        "time_scale",
+        "time_scale_std",
+        "time_scale_low",
+        "time_scale_high",
+        "label",
+        "in_distribution",
+        "ood_reason",
+        "n_spikes",
+        "n_windows",
+        "n_refractory_violations",
+        "novelty",
+    ]
     frame = pd.DataFrame(rows, columns=columns, index=pd.Index(ids, name="unit_id"))
     frame["in_distribution"] = frame["in_distribution"].astype(bool)
     return frame

@@ -45,12 +45,12 @@ class ShapeReference:
     def _distance(self, standardised: np.ndarray, leave_one_out: bool = False) -> np.ndarray:
         out = np.empty(len(standardised))
         for start in range(0, len(standardised), 512):
-            block = standardised[start:start + 512]
+            block = standardised[start : start + 512]
             squared = (block**2).sum(1)[:, None] + (self.vectors**2).sum(1)[None, :] - 2.0 * block @ self.vectors.T
             d = np.sqrt(np.maximum(squared, 0.0))
             d.sort(axis=1)
             k = self.n_neighbours + (1 if leave_one_out else 0)
-            out[start:start + 512] = d[:, (1 if leave_one_out else 0):k].mean(axis=1)
+            out[start : start + 512] = d[:, (1 if leave_one_out else 0) : k].mean(axis=1)
         return out
 
     def score(self, vectors: np.ndarray) -> np.ndarray:

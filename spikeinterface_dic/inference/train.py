@@ -67,7 +67,7 @@ def make_batch(trains_ms, rng, augment: bool, window: int = WINDOW, log2_k=None)
             start = int(rng.integers(0, isi.size - length + 1))
         else:
             length, start = min(window, isi.size), 0
-        isi = isi[start:start + length]
+        isi = isi[start : start + length]
         if log2_k is not None:
             lk = float(log2_k[j]) * math.log(2.0)
         elif augment and rng.random() >= K_PRIOR_POINT_MASS:
@@ -99,10 +99,22 @@ def _loss(outputs, y, log_k, label, aux):
     return nll + 0.3 * ce + 0.3 * (aux_frequency.mean() + aux_spb.mean()), nll
 
 
-def train(data_folder, out_dir, model_name: str, seed: int = 0, max_epochs: int = 40, patience: int = 6,
-          batch_size: int = 256, learning_rate: float = 2e-3, width: int = 48, device: str | None = None,
-          validation_fraction: float = 0.1, max_minutes: float | None = None, progress_bar: bool = False,
-          initial_weights_dir=None) -> dict:
+def train(
+    data_folder,
+    out_dir,
+    model_name: str,
+    seed: int = 0,
+    max_epochs: int = 40,
+    patience: int = 6,
+    batch_size: int = 256,
+    learning_rate: float = 2e-3,
+    width: int = 48,
+    device: str | None = None,
+    validation_fraction: float = 0.1,
+    max_minutes: float | None = None,
+    progress_bar: bool = False,
+    initial_weights_dir=None,
+) -> dict:
     """Train DICNet on a generated data folder; writes ``<model>.pt`` and ``<model>.json`` into ``out_dir``.
 
     ``initial_weights_dir`` continues training (fine-tuning) from the weights and input standardisation of an earlier
@@ -125,25 +137,37 @@ def train(data_folder, out_dir, model_name: str, seed: int = 0, max_epochs: int 
     if initial_weights_dir is not None:
         previous_card = json.loads((Path(initial_weights_dir) / f"{model_name}.json").read_text())
         net = DICNet(**previous_card["config"])
-        net.load_state_dict(torch.load(Path(initial_weights_dir) / f"{model_name}.pt", map_location="cpu",
-                                       weights_only=True))
+        net.load_state_dict(
+            torch.load(Path(initial_weights_dir) / f"{model_name}.pt", map_location="cpu", weights_only=True)
+        )
         net = net.to(device)
     else:
-        net = DICNet(width=width, log_isi_mean=float(all_log_isi.mean()),
-                     log_isi_std=float(all_log_isi.std())).to(device)
+        net = DICNet(width=width, log_isi_mean=float(all_log_isi.mean()), log_isi_std=float(all_log_isi.std())).to(
+            device
+        )
     optimiser = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=1e-4)
     steps_per_epoch = max(1, len(train_index) // batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=learning_rate,
-                                                    total_steps=max_epochs * steps_per_epoch, pct_start=0.1)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=learning_rate, total_steps=max_epochs * steps_per_epoch, pct_start=0.1
+    )
     validation_rng = np.random.default_rng(np.random.SeedSequence([seed, 11]))
-    validation_log2_k = np.where(validation_rng.random(len(validation_index)) < K_PRIOR_POINT_MASS, 0.0,
-                                 validation_rng.uniform(*K_LOG2_RANGE, len(validation_index)))
+    validation_log2_k = np.where(
+        validation_rng.random(len(validation_index)) < K_PRIOR_POINT_MASS,
+        0.0,
+        validation_rng.uniform(*K_LOG2_RANGE, len(validation_index)),
+    )
 
     def tensors(index, augment, log2_k=None):
         log_isi, mask, log_k = make_batch([data["trains_ms"][i] for i in index], rng, augment, log2_k=log2_k)
         as_t = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
-        return (as_t(log_isi), as_t(mask), as_t(log_k), as_t(data["y"][index].astype(np.float32)),
-                as_t(data["label"][index]), as_t(data["aux"][index].astype(np.float32)))
+        return (
+            as_t(log_isi),
+            as_t(mask),
+            as_t(log_k),
+            as_t(data["y"][index].astype(np.float32)),
+            as_t(data["label"][index]),
+            as_t(data["aux"][index].astype(np.float32)),
+        )
 
     best, best_state, history, bad_epochs = math.inf, None, [], 0
     started = time.perf_counter()
@@ -152,7 +176,7 @@ def train(data_folder, out_dir, model_name: str, seed: int = 0, max_epochs: int 
         order = rng.permutation(train_index)
         total = 0.0
         for step in range(steps_per_epoch):
-            log_isi, mask, log_k, y, label, aux = tensors(order[step * batch_size:(step + 1) * batch_size], True)
+            log_isi, mask, log_k, y, label, aux = tensors(order[step * batch_size : (step + 1) * batch_size], True)
             loss, _ = _loss(net(log_isi, mask), y, log_k, label, aux)
             optimiser.zero_grad()
             loss.backward()
@@ -164,12 +188,18 @@ def train(data_folder, out_dir, model_name: str, seed: int = 0, max_epochs: int 
         validation_loss = 0.0
         with torch.no_grad():
             for start in range(0, len(validation_index), 1024):
-                chunk = validation_index[start:start + 1024]
-                log_isi, mask, log_k, y, label, aux = tensors(chunk, False, validation_log2_k[start:start + 1024])
+                chunk = validation_index[start : start + 1024]
+                log_isi, mask, log_k, y, label, aux = tensors(chunk, False, validation_log2_k[start : start + 1024])
                 validation_loss += float(_loss(net(log_isi, mask), y, log_k, label, aux)[0]) * len(chunk)
         validation_loss /= max(1, len(validation_index))
-        history.append({"epoch": epoch, "train_loss": total / steps_per_epoch, "validation_nll": validation_loss,
-                        "seconds": time.perf_counter() - started})
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": total / steps_per_epoch,
+                "validation_nll": validation_loss,
+                "seconds": time.perf_counter() - started,
+            }
+        )
         if progress_bar:
             print(json.dumps(history[-1]), flush=True)
         if validation_loss < best - 1e-4:
@@ -186,14 +216,19 @@ def train(data_folder, out_dir, model_name: str, seed: int = 0, max_epochs: int 
     out_dir.mkdir(parents=True, exist_ok=True)
     weights_path = out_dir / f"{model_name}.pt"
     torch.save(best_state, weights_path)
-    shapes = np.array([shape_statistics(t / 1000.0) for t in data["trains_ms"][:: max(1, len(data["trains_ms"]) // 3000)]])
+    shapes = np.array(
+        [shape_statistics(t / 1000.0) for t in data["trains_ms"][:: max(1, len(data["trains_ms"]) // 3000)]]
+    )
     reference = ShapeReference(shapes)
     np.savez_compressed(out_dir / f"{model_name}_reference.npz", **reference.to_arrays())
     card = {
         "model": model_name,
-        "fine_tuned_from": None if previous_card is None else {
-            k: previous_card.get(k) for k in ("weights_sha256", "data_recipe", "device", "training_seconds", "epochs",
-                                              "best_validation_nll")},
+        "fine_tuned_from": None
+        if previous_card is None
+        else {
+            k: previous_card.get(k)
+            for k in ("weights_sha256", "data_recipe", "device", "training_seconds", "epochs", "best_validation_nll")
+        },
         "config": net.config,
         "window_isis": WINDOW,
         "time_scale_prior": {"point_mass_at_1": K_PRIOR_POINT_MASS, "log2_uniform_range": list(K_LOG2_RANGE)},
@@ -207,8 +242,10 @@ def train(data_folder, out_dir, model_name: str, seed: int = 0, max_epochs: int 
         "epochs": len(history),
         "best_validation_nll": best,
         "history": history,
-        "training_rate_hz_range": [float(np.exp(np.quantile(data["aux"][:, 0], 0.001))),
-                                   float(np.exp(np.quantile(data["aux"][:, 0], 0.999)))],
+        "training_rate_hz_range": [
+            float(np.exp(np.quantile(data["aux"][:, 0], 0.001))),
+            float(np.exp(np.quantile(data["aux"][:, 0], 0.999))),
+        ],
         "weights_sha256": hashlib.sha256(weights_path.read_bytes()).hexdigest(),
         "reference_sha256": hashlib.sha256((out_dir / f"{model_name}_reference.npz").read_bytes()).hexdigest(),
     }

@@ -14,8 +14,7 @@ _V_POLE = -19.565 / 0.5052
 
 
 def _raw_tau_m_na(v: str) -> str:
-    return (f"(0.01 + 1.0/(-(15.6504 + 0.4043*{v})/(exp(-19.565 - 0.5052*{v}) - 1.0)"
-            f" + 3.0212*exp(-0.007463*{v})))")
+    return f"(0.01 + 1.0/(-(15.6504 + 0.4043*{v})/(exp(-19.565 - 0.5052*{v}) - 1.0) + 3.0212*exp(-0.007463*{v})))"
 
 
 def _guarded_tau_m_na() -> str:
@@ -23,7 +22,8 @@ def _guarded_tau_m_na() -> str:
     low, high = float(raw(_V_POLE - 0.05)), float(raw(_V_POLE + 0.05))
     inside = f"(1.0*(abs(V - ({_V_POLE!r})) < 0.05))"
     line = f"({low!r} + ({high - low!r})*(V - ({_V_POLE - 0.05!r}))/0.1)"
-    # Outside the guard band the raw formula is evaluated at V; inside, at a shifted V (so it stays finite) and discarded.
+    # Outside the guard band the raw formula is evaluated at V; inside, at a shifted V (so that it stays finite)
+    # and discarded.
     return f"({inside}*{line} + (1.0 - {inside})*{_raw_tau_m_na(f'(V + 0.2*{inside})')})"
 
 
@@ -35,17 +35,24 @@ _ERG_DENOMINATOR = f"({_A0}*({_AI} + {_BI}) + {_B0}*{_BI})"
 
 DA = Model(
     name="da",
-    description="Midbrain dopaminergic neuron (Qian et al. 2014), 7 conductances, 3-state ERG, instantaneous NMDA block",
+    description="Midbrain dopaminergic neuron (Qian et al. 2014), 7 conductances, 3-state ERG, instant NMDA block",
     gates=(
         Gate("m_Na", sigmoid(0, 1, -9.7264, 30.0907), _guarded_tau_m_na()),
-        Gate("h_Na", sigmoid(0, 1, 10.7665, 54.0289), "(0.4 + 1.0/(0.00050754*exp(-0.063213*V) + 9.7529*exp(0.13442*V)))"),
+        Gate(
+            "h_Na", sigmoid(0, 1, 10.7665, 54.0289), "(0.4 + 1.0/(0.00050754*exp(-0.063213*V) + 9.7529*exp(0.13442*V)))"
+        ),
         Gate("n_Kd", sigmoid(0, 1, -12, 25), sigmoid(20, -18, -10, 38)),
         Gate("m_CaL", sigmoid(0, 1, -2, 50), sigmoid(30, -28, -3, 45)),
         Gate("m_CaN", sigmoid(0, 1, -7, 30), sigmoid(30, -25, -6, 55)),
         # 3-state ERG (closed, open, inactivated): do/dt = a0(1-o-i) + bi i - o(ai+b0), di/dt = ai o - bi i, written as
         # relaxations with V-only time constants so that the simulator can use exact exponential updates.
-        Gate("o_ERG", f"({_A0}*{_BI}/{_ERG_DENOMINATOR})", f"(1.0/({_A0} + {_AI} + {_B0}))",
-             dynamic_inf=f"(({_A0} + ({_BI} - {_A0})*i_ERG)/({_A0} + {_AI} + {_B0}))", dic_timescale="ultraslow"),
+        Gate(
+            "o_ERG",
+            f"({_A0}*{_BI}/{_ERG_DENOMINATOR})",
+            f"(1.0/({_A0} + {_AI} + {_B0}))",
+            dynamic_inf=f"(({_A0} + ({_BI} - {_A0})*i_ERG)/({_A0} + {_AI} + {_B0}))",
+            dic_timescale="ultraslow",
+        ),
         Gate("i_ERG", f"({_A0}*{_AI}/{_ERG_DENOMINATOR})", f"(1.0/{_BI})", dynamic_inf=f"({_AI}*o_ERG/{_BI})"),
         Gate("B_NMDA", "(1.0/(1.0 + Mg*exp(-0.08*V)/10.0))", None, dic_timescale="fast"),
     ),
@@ -73,8 +80,15 @@ DA = Model(
         "spiking_solved": ("Na", "CaN", "ERG"),
         "spiking_targets": (-12.95, 0.5, 5.0),
         "fixed": {"NMDA": 0.012},
-        "mc_ranges": {"Na": (0, 60), "Kd": (0, 20), "CaL": (0, 0.1), "CaN": (0, 0.12), "ERG": (0, 0.25),
-                      "NMDA": (0, 0.1846), "leak": (0, 0.02)},
+        "mc_ranges": {
+            "Na": (0, 60),
+            "Kd": (0, 20),
+            "CaL": (0, 0.1),
+            "CaN": (0, 0.12),
+            "ERG": (0, 0.25),
+            "NMDA": (0, 0.1846),
+            "leak": (0, 0.02),
+        },
         "training_g_s": (-10.0, 15.0),
         "training_g_u": (0.0, 20.0),
     },

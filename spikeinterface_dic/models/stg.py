@@ -35,7 +35,9 @@ STG = Model(
         Channel("H", (("m_H", 1),), "E_H"),
         Channel("leak", (), "E_leak"),
     ),
-    concentrations=(Concentration("Ca", tau_ms=20.0, alpha=0.94, beta=0.05, source_channels=("CaT", "CaS"), initial=0.5),),
+    concentrations=(
+        Concentration("Ca", tau_ms=20.0, alpha=0.94, beta=0.05, source_channels=("CaT", "CaS"), initial=0.5),
+    ),
     constants={"E_Na": 50.0, "E_K": -80.0, "E_Ca": 80.0, "E_H": -20.0, "E_leak": -50.0},
     v_th_mV=-51.0,
     v_init_mV=-70.0,
@@ -45,17 +47,33 @@ STG = Model(
     default_dt_ms=0.05,
     default_duration_ms=6000.0,
     default_transient_ms=3000.0,
-    references="Liu Z, Golowasch J, Marder E, Abbott LF (1998) J Neurosci 18:2309; Brandoit et al. (2025) arXiv 2509.12783",
+    references=(
+        "Liu Z, Golowasch J, Marder E, Abbott LF (1998) J Neurosci 18:2309; "
+        "Brandoit et al. (2025) arXiv 2509.12783"
+    ),
     extra={
         # Ranges of the base 'spiking' population (Fyon et al. 2024), in mS/cm2.
-        "spiking_ranges": {"leak": (0.007, 0.014), "Kd": (70.0, 140.0), "CaT": (3.0, 7.0), "CaS": (6.0, 22.0),
-                           "KCa": (140.0, 180.0)},
+        "spiking_ranges": {
+            "leak": (0.007, 0.014),
+            "Kd": (70.0, 140.0),
+            "CaT": (3.0, 7.0),
+            "CaS": (6.0, 22.0),
+            "KCa": (140.0, 180.0),
+        },
         "spiking_solved": ("Na", "A", "H"),
         "spiking_targets": (-6.2, 4.0, 5.0),
         "fixed": {},
         # Monte-Carlo ranges of the dataset generator (spec 1.6), in mS/cm2.
-        "mc_ranges": {"Na": (0, 8000), "Kd": (0, 350), "CaT": (0, 12), "CaS": (0, 50), "KCa": (0, 250), "A": (0, 600),
-                      "H": (0, 0.7), "leak": (0, 0.02)},
+        "mc_ranges": {
+            "Na": (0, 8000),
+            "Kd": (0, 350),
+            "CaT": (0, 12),
+            "CaS": (0, 50),
+            "KCa": (0, 250),
+            "A": (0, 600),
+            "H": (0, 0.7),
+            "leak": (0, 0.02),
+        },
         "training_g_s": (-20.0, 20.0),
         "training_g_u": (0.0, 20.0),
     },

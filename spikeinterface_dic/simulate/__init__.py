@@ -38,10 +38,23 @@ def _table(model, dt_ms: float, order: int = 2):
     return kernel, _TABLE_CACHE[key]
 
 
-def simulate(model, gbar, duration_s: float | None = None, transient_s: float | None = None, backend: str = "numba",
-             noise_std: float = 0.0, seed: int = 0, time_scale: float = 1.0, dt_ms: float | None = None,
-             noise_cutoff_hz: float = 1000.0, max_rate_hz: float = 1000.0, initial_state=None,
-             return_voltage_of: int | None = None, voltage_stride: int = 4, order: int = 2):
+def simulate(
+    model,
+    gbar,
+    duration_s: float | None = None,
+    transient_s: float | None = None,
+    backend: str = "numba",
+    noise_std: float = 0.0,
+    seed: int = 0,
+    time_scale: float = 1.0,
+    dt_ms: float | None = None,
+    noise_cutoff_hz: float = 1000.0,
+    max_rate_hz: float = 1000.0,
+    initial_state=None,
+    return_voltage_of: int | None = None,
+    voltage_stride: int = 4,
+    order: int = 2,
+):
     """Simulate every row of ``gbar`` and return its spike times.
 
     Parameters
@@ -92,20 +105,43 @@ def simulate(model, gbar, duration_s: float | None = None, transient_s: float | 
     duration_ms = model.default_duration_ms * time_scale if duration_s is None else 1000.0 * float(duration_s)
     transient_ms = model.default_transient_ms * time_scale if transient_s is None else 1000.0 * float(transient_s)
     if not (duration_ms > 0 and 0 <= transient_ms < duration_ms):
-        raise ValueError(f"need 0 <= transient_s < duration_s; got transient {transient_ms} ms, duration {duration_ms} ms")
+        raise ValueError(
+            f"need 0 <= transient_s < duration_s; got transient {transient_ms} ms, duration {duration_ms} ms"
+        )
     noise_std = np.broadcast_to(np.asarray(noise_std, dtype=float), (gbar.shape[0],))
     if (noise_std < 0).any() or not np.isfinite(noise_std).all():
         raise ValueError(f"noise_std must be >= 0 and finite (a scalar or one value per row); got {noise_std}")
     if backend == "brian2":
         from .brian2_backend import simulate_brian2
 
-        return simulate_brian2(model, gbar, duration_ms=duration_ms, transient_ms=transient_ms, noise_std=noise_std,
-                               seed=seed, time_scale=time_scale, dt_ms=dt_ms, noise_cutoff_hz=noise_cutoff_hz)
+        return simulate_brian2(
+            model,
+            gbar,
+            duration_ms=duration_ms,
+            transient_ms=transient_ms,
+            noise_std=noise_std,
+            seed=seed,
+            time_scale=time_scale,
+            dt_ms=dt_ms,
+            noise_cutoff_hz=noise_cutoff_hz,
+        )
     if backend != "numba":
         raise ValueError(f"unknown backend {backend!r}; choose 'numba' or 'brian2'")
-    result = _simulate_numba(model, gbar, duration_ms / time_scale, transient_ms / time_scale, dt_ms, noise_std,
-                             seed, noise_cutoff_hz * time_scale, max_rate_hz * time_scale, initial_state,
-                             return_voltage_of, voltage_stride, order)
+    result = _simulate_numba(
+        model,
+        gbar,
+        duration_ms / time_scale,
+        transient_ms / time_scale,
+        dt_ms,
+        noise_std,
+        seed,
+        noise_cutoff_hz * time_scale,
+        max_rate_hz * time_scale,
+        initial_state,
+        return_voltage_of,
+        voltage_stride,
+        order,
+    )
     trains, trace = result
     trains = [train * (time_scale / 1000.0) for train in trains]
     if return_voltage_of is None:
@@ -114,8 +150,21 @@ def simulate(model, gbar, duration_s: float | None = None, transient_s: float | 
     return t_ms * (time_scale / 1000.0), v
 
 
-def _simulate_numba(model, gbar, duration_ms, transient_ms, dt_ms, noise_std, seed, noise_cutoff_hz, max_rate_hz,
-                    initial_state, return_voltage_of, voltage_stride, order):
+def _simulate_numba(
+    model,
+    gbar,
+    duration_ms,
+    transient_ms,
+    dt_ms,
+    noise_std,
+    seed,
+    noise_cutoff_hz,
+    max_rate_hz,
+    initial_state,
+    return_voltage_of,
+    voltage_stride,
+    order,
+):
     kernel, table = _table(model, dt_ms, order)
     n_neurons = gbar.shape[0]
     n_steps = int(round(duration_ms / dt_ms))
@@ -139,9 +188,29 @@ def _simulate_numba(model, gbar, duration_ms, transient_ms, dt_ms, noise_std, se
     noise_scale = np.ascontiguousarray(noise_std * np.sqrt(1.0 - noise_decay**2))
     trace_index = -1 if return_voltage_of is None else int(return_voltage_of)
     trace = np.empty(n_steps // voltage_stride + 1 if trace_index >= 0 else 1)
-    kernel(gbar, y0, y_end, table, TABLE_RANGE_MV[0], 1.0 / TABLE_STEP_MV, dt_ms, model.capacitance_uF_cm2, n_steps,
-           transient_ms, model.spike_up_mV, model.spike_down_mV, noise_decay, noise_scale, noise_seeds, out_times,
-           out_counts, out_overflow, trace_index, voltage_stride, trace)
+    kernel(
+        gbar,
+        y0,
+        y_end,
+        table,
+        TABLE_RANGE_MV[0],
+        1.0 / TABLE_STEP_MV,
+        dt_ms,
+        model.capacitance_uF_cm2,
+        n_steps,
+        transient_ms,
+        model.spike_up_mV,
+        model.spike_down_mV,
+        noise_decay,
+        noise_scale,
+        noise_seeds,
+        out_times,
+        out_counts,
+        out_overflow,
+        trace_index,
+        voltage_stride,
+        trace,
+    )
     if out_overflow.any():
         rows = np.flatnonzero(out_overflow)[:5].tolist()
         raise RuntimeError(f"rows {rows} fired faster than max_rate_hz={max_rate_hz}; raise max_rate_hz")

@@ -86,7 +86,7 @@ def _replace_name(code: str, name: str, replacement: str) -> str:
 
 
 def _stage_lines(model: Model, tables: _TableBuilder, suffix: str, fraction: float, origin_suffix: str):
-    """Code of one exponential step: rates evaluated at the states named ``<state><suffix>``, the step of ``fraction`` dt
+    """Code of one exponential step: rates evaluated at the states named ``<state><suffix>``, the step of ``fraction``dt
     taken from the states named ``<state><origin_suffix>``, results stored in ``<state>_new``."""
     state_names = list(model.state_names) + [g.name for g in model.gates if g.tau_ms is None]
 
@@ -95,8 +95,15 @@ def _stage_lines(model: Model, tables: _TableBuilder, suffix: str, fraction: flo
             code = _replace_name(code, name, name + suffix)
         return code
 
-    lines = [f"x = (V{suffix} - v_min) * inv_step", "if x < 0.0:", "    x = 0.0", "elif x > last_row:",
-             "    x = last_row", "i = int(x)", "f = x - i"]
+    lines = [
+        f"x = (V{suffix} - v_min) * inv_step",
+        "if x < 0.0:",
+        "    x = 0.0",
+        "elif x > last_row:",
+        "    x = last_row",
+        "i = int(x)",
+        "f = x - i",
+    ]
     gate_lines, update_lines = [], []
     for gate in model.gates:
         if gate.tau_ms is None:
@@ -165,14 +172,18 @@ def _generate(model: Model, order: int = 2):
     load_conductances = "\n".join(f"        g_{ch.name} = gbar[n, {i}]" for i, ch in enumerate(model.channels))
     load_states = "\n".join(f"        {name} = y0[n, {i}]" for i, name in enumerate(state_names))
     store_states = "\n".join(f"        y_end[n, {i}] = {name}" for i, name in enumerate(state_names))
-    decays = "\n".join(
-        f"    decay_{c.name}_{str(fraction).replace('.', '_')} = np.exp(-{fraction!r} * dt / {c.tau_ms!r})"
-        for c in model.concentrations
-        for fraction in (0.5, 1.0)
-    ) or "    pass"
+    decays = (
+        "\n".join(
+            f"    decay_{c.name}_{str(fraction).replace('.', '_')} = np.exp(-{fraction!r} * dt / {c.tau_ms!r})"
+            for c in model.concentrations
+            for fraction in (0.5, 1.0)
+        )
+        or "    pass"
+    )
     source = f"""
 def kernel(gbar, y0, y_end, table, v_min, inv_step, dt, capacitance, n_steps, t_record_start, up_mV, down_mV,
-           noise_decay, noise_scale, noise_seeds, out_times, out_counts, out_overflow, trace_index, trace_stride, trace):
+           noise_decay, noise_scale, noise_seeds, out_times, out_counts, out_overflow, trace_index, trace_stride,
+           trace):
 {decays}
     n_neurons = gbar.shape[0]
     max_spikes = out_times.shape[1]

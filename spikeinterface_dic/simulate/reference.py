@@ -57,16 +57,33 @@ def make_rhs(model: Model, gbar: np.ndarray, time_scale: float = 1.0):
     return rhs
 
 
-def simulate_reference(model, gbar, duration_ms: float, transient_ms: float, method: str = "LSODA",
-                       rtol: float = 1e-8, atol: float = 1e-10, sample_dt_ms: float = 0.01, time_scale: float = 1.0):
+def simulate_reference(
+    model,
+    gbar,
+    duration_ms: float,
+    transient_ms: float,
+    method: str = "LSODA",
+    rtol: float = 1e-8,
+    atol: float = 1e-10,
+    sample_dt_ms: float = 0.01,
+    time_scale: float = 1.0,
+):
     """Integrate one neuron with scipy and return spike onsets (ms after the transient) detected on a fine grid."""
     from scipy.integrate import solve_ivp
 
     model = get_model(model)
     rhs = make_rhs(model, gbar, time_scale)
     t_eval = np.arange(transient_ms, duration_ms, sample_dt_ms)
-    solution = solve_ivp(rhs, (0.0, duration_ms), model.initial_state(), method=method, rtol=rtol, atol=atol,
-                         t_eval=t_eval, max_step=1.0 * time_scale if method != "LSODA" else np.inf)
+    solution = solve_ivp(
+        rhs,
+        (0.0, duration_ms),
+        model.initial_state(),
+        method=method,
+        rtol=rtol,
+        atol=atol,
+        t_eval=t_eval,
+        max_step=1.0 * time_scale if method != "LSODA" else np.inf,
+    )
     if not solution.success:
         raise RuntimeError(f"reference integration failed: {solution.message}")
     return detect_spikes(solution.t, solution.y[0], model.spike_up_mV, model.spike_down_mV) - transient_ms

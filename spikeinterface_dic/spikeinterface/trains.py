@@ -72,6 +72,8 @@ def infer_dics_segments(trains: dict, model="stg", refractory_ms: float = 1.0, d
             pieces[len(owners)] = np.asarray(segment, dtype=np.float64)
             owners.append(position)
     frame = infer_dics(pieces, model=model, device=device, refractory_ms=refractory_ms)
+    if len(owners) == len(unit_ids):  # one segment: infer_dics's rows as they are
+        return frame.set_axis(pd.Index(unit_ids, name="unit_id"), axis=0)
     owners = np.asarray(owners, dtype=np.int64)
     rows = [combine_segment_estimates(frame.iloc[np.flatnonzero(owners == position)].reset_index(drop=True))
             for position in range(len(unit_ids))]
