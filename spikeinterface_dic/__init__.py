@@ -41,3 +41,13 @@ __all__ = [
     "write_nwb",
     "read_nwb_results",
 ]
+
+try:  # SpikeInterface is optional at run time; when present, register the analyzer extensions
+    import spikeinterface as _spikeinterface  # noqa: F401
+except ImportError:
+    pass
+else:
+    from .spikeinterface import create_sorting_analyzer_from_sorting, load_sorting_analyzer, register_extensions
+
+    register_extensions()
+    __all__ += ["create_sorting_analyzer_from_sorting", "load_sorting_analyzer"]

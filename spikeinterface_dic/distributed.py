@@ -1,9 +1,11 @@
 """Batch processing: the pipeline over many units or many files, here or on a Dask cluster.
 
-- :func:`run_pipeline_dask` splits the units of one batch into chunks (``units_per_task`` units each), runs
-  :func:`~spikeinterface_dic.run_pipeline` on every chunk as one Dask task and merges the results in unit order.
-  The pipeline derives every unit's seeds (population draw, twins' noise) from (seed, unit id) only, so the result
-  does not depend on the chunking: it equals the result of one local call.
+- :func:`run_pipeline_dask` infers the DICs of the whole batch here (one batched forward pass, as a local call
+  does), splits the units into chunks (``units_per_task`` units each), runs :func:`~spikeinterface_dic.run_pipeline`
+  on every chunk as one Dask task with the chunk's estimates, and merges the results in unit order. The network's
+  float32 outputs vary in their 7th digit with the batch they are computed in, and bursting twins amplify such
+  differences, hence one inference for the batch; every later random step derives from (seed, unit id), so the
+  result equals that of one local call.
 - :func:`process_files` runs one task per file (read -> pipeline -> write CSV or NWB). A file that fails (unreadable,
   no units, ...) is reported in the summary and does not stop the others.
 
@@ -38,7 +40,8 @@ SUMMARY_COLUMNS = [
 def run_pipeline_dask(spike_trains, client, model="stg", population_size: int = 100, simulate: bool = True,
                       seed: int = 0, duration_s: float | None = None, noise_std: float = 0.0, device: str = "cpu",
                       frequency_tolerance: float = 0.10, spikes_per_burst_tolerance: float = 1.0,
-                      progress_bar: bool = False, units_per_task: int = 8) -> PipelineResult:
+                      adapt_time_scale: bool = True, progress_bar: bool = False,
+                      units_per_task: int = 8) -> PipelineResult:
     """Run :func:`~spikeinterface_dic.run_pipeline` on a Dask cluster, ``units_per_task`` units per task.
 
     Parameters
@@ -61,37 +64,53 @@ def run_pipeline_dask(spike_trains, client, model="stg", population_size: int = 
     PipelineResult
         Units in the order of ``spike_trains``. ``provenance["timings"]`` sums each stage over the tasks (busy time,
         not wall time); ``provenance["dask"]`` records the number of tasks, ``units_per_task`` and the wall time.
+
+    Examples
+    --------
+    >>> from dask.distributed import Client  # doctest: +SKIP
+    >>> client = Client("tcp://scheduler:8786")  # doctest: +SKIP
+    >>> result = run_pipeline(spike_trains, population_size=100, client=client)  # doctest: +SKIP
     """
+    from .inference.predict import infer_dics
+    from .models import get_model
+    from .pipeline import run_pipeline
+
     if int(units_per_task) < 1:
         raise ValueError(f"units_per_task must be >= 1; got {units_per_task}")
+    if int(population_size) < 1:
+        raise ValueError(f"population_size must be >= 1; got {population_size}")
     if not isinstance(spike_trains, dict):
         spike_trains = dict(enumerate(spike_trains))
-    pipeline_kwargs = {"model": model, "population_size": population_size, "simulate": simulate, "seed": seed,
+    model = get_model(model)
+    pipeline_kwargs = {"model": model.name, "population_size": population_size, "simulate": simulate, "seed": seed,
                        "duration_s": duration_s, "noise_std": noise_std, "device": device,
                        "frequency_tolerance": frequency_tolerance,
-                       "spikes_per_burst_tolerance": spikes_per_burst_tolerance}
-    unit_ids = list(spike_trains)
+                       "spikes_per_burst_tolerance": spikes_per_burst_tolerance,
+                       "adapt_time_scale": adapt_time_scale}
+    if not spike_trains:  # nothing to spread
+        return run_pipeline({}, **pipeline_kwargs)
     started = time.perf_counter()
+    estimates = infer_dics(spike_trains, model=model, device=device)
+    inference_s = time.perf_counter() - started
+    unit_ids = list(spike_trains)
     futures = []
     for start in range(0, len(unit_ids), int(units_per_task)):
         chunk_ids = unit_ids[start:start + int(units_per_task)]
         chunk = {unit_id: np.asarray(spike_trains[unit_id], dtype=np.float64) for unit_id in chunk_ids}
-        futures.append(client.submit(_run_chunk, chunk, pipeline_kwargs, pure=False))
-    if not futures:  # nothing to spread: keep the local result's layout for an empty batch
-        from .pipeline import run_pipeline
-
-        return run_pipeline({}, **pipeline_kwargs)
+        chunk_estimates = estimates.loc[chunk_ids]
+        futures.append(client.submit(_run_chunk, chunk, chunk_estimates, pipeline_kwargs, pure=False))
     _wait_with_progress(futures, progress_bar, "units (Dask tasks)")
     result = merge_results(client.gather(futures))
+    result.provenance["timings"]["inference_s"] = inference_s
     result.provenance["dask"] = {"n_tasks": len(futures), "units_per_task": int(units_per_task),
                                  "wall_s": time.perf_counter() - started}
     return result
 
 
-def _run_chunk(spike_trains: dict, pipeline_kwargs: dict) -> PipelineResult:
+def _run_chunk(spike_trains: dict, estimates: pd.DataFrame, pipeline_kwargs: dict) -> PipelineResult:
     from .pipeline import run_pipeline
 
-    return run_pipeline(spike_trains, **pipeline_kwargs)
+    return run_pipeline(spike_trains, estimates=estimates, **pipeline_kwargs)
 
 
 def merge_results(results: list[PipelineResult]) -> PipelineResult:

@@ -39,7 +39,7 @@ Targets (``target``)
     (:func:`brian2_cache_dir`) and then re-run with new conductances, noise levels and seeds through Brian2's
     ``run_args`` (no recompilation; the compiled project is also reused by later processes: only the code generation,
     ~1-5 s, is repeated, ``make`` finds nothing to do). Populations are padded up to the next size bucket (powers of 2
-    and 1.5 x powers of 2, at least 64) so that similar population sizes share a build.
+    and 1.5 x powers of 2, at least 16) so that similar population sizes share a build.
     ``"cython"`` / ``"numpy"``: Brian2's runtime targets for interactive use (the network of each (model, method, dt,
     N, noise) is kept and restored between calls; Cython modules are cached under :func:`brian2_cache_dir`).
     ``"auto"`` (default): cpp_standalone when a C++ compiler and ``make`` exist and N >= ``AUTO_STANDALONE_MIN_N``,
@@ -65,7 +65,7 @@ import numpy as np
 from ..models import Model, get_model
 
 AUTO_STANDALONE_MIN_N = 100
-MIN_STANDALONE_BUCKET = 64
+MIN_STANDALONE_BUCKET = 16
 MAX_RUNTIME_NETWORKS = 4
 _GROUP_NAME = "dic_neurons"
 _LOCK = threading.RLock()
@@ -386,7 +386,7 @@ def _prefs(**values):
 
 
 def _bucket(n: int) -> int:
-    """Standalone population size for n neurons: the smallest of 64, 96, 128, 192, 256, 384, ... that is >= n."""
+    """Standalone population size for n neurons: the smallest of 16, 24, 32, 48, 64, 96, ... that is >= n."""
     size = MIN_STANDALONE_BUCKET
     while True:
         if size >= n:
@@ -495,7 +495,7 @@ class _RuntimeNetwork:
                 self.network.store("dic_initial")
         finally:
             if switched:
-                from brian2 import reset_device
+                from brian2.devices.device import reset_device
 
                 reset_device()
         self.target = target
@@ -517,8 +517,9 @@ class _StandaloneBuild:
     """A compiled standalone project that is re-run with new parameters through ``run_args``."""
 
     def __init__(self, model, n, dt_ms, n_steps, noise, method, threads, directory: Path):
-        from brian2 import Network, ms, reset_device, set_device
+        from brian2 import Network, ms, set_device
         from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
+        from brian2.devices.device import reset_device
         from brian2.utils.filelock import FileLock
         from brian2.utils.logger import BrianLogger
 
@@ -555,8 +556,9 @@ class _StandaloneBuild:
         finally:
             shutil.rmtree(self.directory / results, ignore_errors=True)
             for name in self.device.run_args_arrays:  # the parameter files written for this run
-                with contextlib.suppress(OSError):
-                    os.remove(self.directory / "static_arrays" / name)
+                for path in (name, name + ".lock"):
+                    with contextlib.suppress(OSError):
+                        os.remove(self.directory / "static_arrays" / path)
 
 
 def _standalone_key(model, n, dt_ms, n_steps, noise, method, threads) -> tuple:
@@ -649,7 +651,7 @@ def simulate_brian2(model, gbar, duration_ms: float, transient_ms: float, noise_
             size = _bucket(n)
             try:
                 build = _get_standalone(model, size, dt_ms, n_steps, noise, method, threads)
-            except Exception as error:  # e.g. the compiler cannot build OpenMP code
+            except (RuntimeError, OSError) as error:  # the compilation failed (e.g. no OpenMP support)
                 fallback = "cython" if _cython_available() else "numpy"
                 warnings.warn(f"Brian2 cpp_standalone build failed ({error}); using {fallback!r}", RuntimeWarning,
                               stacklevel=2)

@@ -21,13 +21,16 @@ def _segment_durations_s(sorting, durations_s=None) -> list[float]:
         raise ValueError(f"durations_s has {len(durations_s)} values but the sorting has {num_segments} segments")
     for segment, (duration, last) in enumerate(zip(durations_s, last_frames, strict=True)):
         if duration * fs < last + 1:
-            raise ValueError(f"segment {segment} lasts {duration} s but its last spike is at {last / fs} s; give "
-                             "durations that cover every spike (or durations_s=None)")
+            raise ValueError(
+                f"segment {segment} lasts {duration} s but its last spike is at {last / fs} s; give "
+                "durations that cover every spike (or durations_s=None)"
+            )
     return [(int(round(d * fs)) + 0.5) / fs for d in durations_s]
 
 
-def create_sorting_analyzer_from_sorting(sorting, durations_s=None, format: str = "memory", folder=None,
-                                         **create_kwargs):
+def create_sorting_analyzer_from_sorting(
+    sorting, durations_s=None, format: str = "memory", folder=None, **create_kwargs
+):
     """A SortingAnalyzer for a sorting that has no recording (NWB units, neo, spike times from a CSV...).
 
     The analyzer gets a lazy one-channel ``MockRecording`` (no trace memory is allocated; it is only there because
@@ -59,14 +62,24 @@ def create_sorting_analyzer_from_sorting(sorting, durations_s=None, format: str 
     """
     from spikeinterface.core import MockRecording, create_sorting_analyzer
 
-    recording = MockRecording(num_channels=1, sampling_frequency=float(sorting.sampling_frequency),
-                              durations=_segment_durations_s(sorting, durations_s), seed=0, noise_block_size=256)
+    recording = MockRecording(
+        num_channels=1,
+        sampling_frequency=float(sorting.sampling_frequency),
+        durations=_segment_durations_s(sorting, durations_s),
+        seed=0,
+        noise_block_size=256,
+    )
     recording.set_dummy_probe_from_locations(np.zeros((1, 2)))
     create_kwargs.setdefault("sparse", False)
     create_kwargs.setdefault("return_in_uV", False)
-    return create_sorting_analyzer(sorting, recording, format=format, folder=folder,
-                                   main_channel_indices=np.zeros(sorting.get_num_units(), dtype=np.int64),
-                                   **create_kwargs)
+    return create_sorting_analyzer(
+        sorting,
+        recording,
+        format=format,
+        folder=folder,
+        main_channel_indices=np.zeros(sorting.get_num_units(), dtype=np.int64),
+        **create_kwargs,
+    )
 
 
 def load_sorting_analyzer(folder, **load_kwargs):

@@ -53,4 +53,4 @@ def unpack_rows(values, offsets, rows=None) -> list[np.ndarray]:
     values = np.asarray(values)
     offsets = np.asarray(offsets, dtype=np.int64)
     rows = range(offsets.size - 1) if rows is None else rows
-    return [values[offsets[i]:offsets[i + 1]].copy() for i in rows]
+    return [values[offsets[i] : offsets[i + 1]].copy() for i in rows]

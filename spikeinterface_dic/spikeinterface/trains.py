@@ -14,18 +14,38 @@ import math
 import numpy as np
 import pandas as pd
 
-ESTIMATE_COLUMNS = ("g_s", "g_u", "g_s_std", "g_u_std", "time_scale", "time_scale_std", "time_scale_low",
-                    "time_scale_high", "label", "in_distribution", "ood_reason", "n_spikes", "n_windows",
-                    "n_refractory_violations", "novelty")
+ESTIMATE_COLUMNS = (
+    "g_s",
+    "g_u",
+    "g_s_std",
+    "g_u_std",
+    "time_scale",
+    "time_scale_std",
+    "time_scale_low",
+    "time_scale_high",
+    "label",
+    "in_distribution",
+    "ood_reason",
+    "n_spikes",
+    "n_windows",
+    "n_refractory_violations",
+    "novelty",
+)
 
 
 def unit_spike_trains(sorting, unit_ids=None) -> dict:
     """{unit_id: [times in s of segment 0, segment 1, ...]} (float64, one array per segment, possibly empty)."""
     unit_ids = sorting.unit_ids if unit_ids is None else unit_ids
     segments = range(sorting.get_num_segments())
-    return {unit_id: [np.asarray(sorting.get_unit_spike_train(unit_id, segment_index=segment, return_times=True),
-                                 dtype=np.float64) for segment in segments]
-            for unit_id in unit_ids}
+    return {
+        unit_id: [
+            np.asarray(
+                sorting.get_unit_spike_train(unit_id, segment_index=segment, return_times=True), dtype=np.float64
+            )
+            for segment in segments
+        ]
+        for unit_id in unit_ids
+    }
 
 
 def remove_refractory_violations(train, refractory_ms: float = 1.0) -> np.ndarray:
@@ -75,8 +95,10 @@ def infer_dics_segments(trains: dict, model="stg", refractory_ms: float = 1.0, d
     if len(owners) == len(unit_ids):  # one segment: infer_dics's rows as they are
         return frame.set_axis(pd.Index(unit_ids, name="unit_id"), axis=0)
     owners = np.asarray(owners, dtype=np.int64)
-    rows = [combine_segment_estimates(frame.iloc[np.flatnonzero(owners == position)].reset_index(drop=True))
-            for position in range(len(unit_ids))]
+    rows = [
+        combine_segment_estimates(frame.iloc[np.flatnonzero(owners == position)].reset_index(drop=True))
+        for position in range(len(unit_ids))
+    ]
     out = pd.DataFrame(rows, columns=list(ESTIMATE_COLUMNS), index=pd.Index(unit_ids, name="unit_id"))
     out["in_distribution"] = out["in_distribution"].astype(bool)
     return out
@@ -96,25 +118,46 @@ def combine_segment_estimates(segments: pd.DataFrame) -> dict:
     estimated = segments[np.isfinite(segments["g_s"].to_numpy(float))]
     if estimated.empty:
         most = int(segments["n_spikes"].max())
-        return dict(g_s=np.nan, g_u=np.nan, g_s_std=np.nan, g_u_std=np.nan, time_scale=np.nan, time_scale_std=np.nan,
-                    time_scale_low=np.nan, time_scale_high=np.nan,
-                    label=segments["label"].iloc[int(segments["n_spikes"].to_numpy().argmax())],
-                    in_distribution=False, novelty=np.nan, **counts,
-                    ood_reason=f"at most {most} spikes in each of {len(segments)} segments: at least 3 in one "
-                               "segment are needed to estimate DICs (ISIs across segment boundaries are not used)")
+        return dict(
+            g_s=np.nan,
+            g_u=np.nan,
+            g_s_std=np.nan,
+            g_u_std=np.nan,
+            time_scale=np.nan,
+            time_scale_std=np.nan,
+            time_scale_low=np.nan,
+            time_scale_high=np.nan,
+            label=segments["label"].iloc[int(segments["n_spikes"].to_numpy().argmax())],
+            in_distribution=False,
+            novelty=np.nan,
+            **counts,
+            ood_reason=f"at most {most} spikes in each of {len(segments)} segments: at least 3 in one "
+            "segment are needed to estimate DICs (ISIs across segment boundaries are not used)",
+        )
     row = dict(counts)
     for name in ("g_s", "g_u"):
-        row[name], row[f"{name}_std"] = _inverse_variance(estimated[name].to_numpy(float),
-                                                          estimated[f"{name}_std"].to_numpy(float))
+        row[name], row[f"{name}_std"] = _inverse_variance(
+            estimated[name].to_numpy(float), estimated[f"{name}_std"].to_numpy(float)
+        )
     time_scale = estimated["time_scale"].to_numpy(float)
     # time_scale_std is k * sd(log k): combine in log k, as the network predicts it.
     log_k, log_k_std = _inverse_variance(np.log(time_scale), estimated["time_scale_std"].to_numpy(float) / time_scale)
-    row.update(time_scale=math.exp(log_k), time_scale_std=math.exp(log_k) * log_k_std,
-               time_scale_low=math.exp(log_k - log_k_std), time_scale_high=math.exp(log_k + log_k_std))
+    row.update(
+        time_scale=math.exp(log_k),
+        time_scale_std=math.exp(log_k) * log_k_std,
+        time_scale_low=math.exp(log_k - log_k_std),
+        time_scale_high=math.exp(log_k + log_k_std),
+    )
     row["label"] = estimated["label"].iloc[int(estimated["n_spikes"].to_numpy().argmax())]
     row["in_distribution"] = bool(estimated["in_distribution"].all())
-    row["ood_reason"] = "; ".join(f"segment {segment}: {reason}" for segment, reason
-                                  in estimated["ood_reason"].items() if isinstance(reason, str) and reason)
-    row["novelty"] = float(np.nanmax(estimated["novelty"].to_numpy(float))) \
-        if np.isfinite(estimated["novelty"].to_numpy(float)).any() else np.nan
+    row["ood_reason"] = "; ".join(
+        f"segment {segment}: {reason}"
+        for segment, reason in estimated["ood_reason"].items()
+        if isinstance(reason, str) and reason
+    )
+    row["novelty"] = (
+        float(np.nanmax(estimated["novelty"].to_numpy(float)))
+        if np.isfinite(estimated["novelty"].to_numpy(float)).any()
+        else np.nan
+    )
     return row

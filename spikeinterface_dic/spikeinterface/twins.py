@@ -12,15 +12,16 @@ twin_spike_offsets          (R + 1,) int64  spikes of member r are twin_spike_ti
 twin_spike_times            (S,) float64    simulated spike times (s after the transient); empty if not simulated
 target_g_s, target_g_u      (n,) float64    DICs the population was generated for (estimate clipped to the
                                             training region, as in run_pipeline); NaN without population
-twin_time_scale             (n,) float64    time scale k applied to the twins' spike times
+twin_time_scale             (n,) float64    time scale k of the twins' spike times (after adaptation, if any)
 population_error            (n,) unicode    why a unit has no population ("" when it has one)
 fraction_matching, ...      (n,) float64    fidelity (see run_pipeline); NaN when not simulated
 n_twins                     (n,) int64      simulated twins
 ==========================  ==============  ===================================================================
 
-Every random step of a unit derives from (seed, unit id) only (``unit_child_seed``; the noise of its twins from
-(seed, "noise/<unit id>")), and each unit is simulated in its own kernel call, whose rows are independent: the
-result does not depend on n_jobs, on the other units, on their order, or on merges/splits of other units.
+The steps are run_pipeline's (same population targets and seeds, same simulation, time-scale adaptation and
+fidelity), applied to the estimates of the "dynamic_input_conductances" extension. Every random step of a unit
+derives from (seed, unit id) only, and rows of the simulation kernel are independent, so the result does not depend
+on n_jobs, on how units are chunked, on the other units, or on merges and splits of other units.
 """
 
 from __future__ import annotations
@@ -30,12 +31,19 @@ import contextlib
 import numpy as np
 import pandas as pd
 
-from ..pipeline import _fidelity, _simulate_twins, unit_child_seed
+from ..pipeline import _adapt_time_scales, _fidelity, _simulate_twins, unit_child_seed
 from .ragged import concatenate_rows, pack_rows, row_positions, take_rows
 from .trains import reference_train, unit_spike_trains
 
-FIDELITY_COLUMNS = ("fraction_matching", "twin_label_fraction", "median_isi_distance", "main_frequency_hz",
-                    "twin_main_frequency_hz")
+FIDELITY_COLUMNS = (
+    "fraction_matching",
+    "fraction_matching_network_time_scale",
+    "twin_label_fraction",
+    "median_isi_distance",
+    "main_frequency_hz",
+    "twin_main_frequency_hz",
+)
+ROWS_PER_KERNEL_CALL = 4096  # bounds the kernel's spike buffers (rows x max spikes)
 UNIT_KEYS = ("target_g_s", "target_g_u", "twin_time_scale", "population_error", *FIDELITY_COLUMNS, "n_twins")
 
 
@@ -52,67 +60,137 @@ def kernel_threads(n_jobs: int):
         numba.set_num_threads(previous)
 
 
-def _twin_unit(model, unit_id, estimate, reference, population_size, simulate, duration_s, noise_std, seed,
-               frequency_tolerance, spikes_per_burst_tolerance) -> dict:
+def _population(model, unit_id, estimate, population_size: int, seed: int) -> dict:
+    """One unit's population, generated exactly as in run_pipeline (same targets, same seed)."""
     from ..population import generate_population
-    from ..simulate import simulate as run_simulation
 
-    record = dict(target_g_s=np.nan, target_g_u=np.nan, twin_time_scale=np.nan, population_error="",
-                  gbar=np.empty((0, model.n_channels)), twins=[], n_twins=0, **dict.fromkeys(FIDELITY_COLUMNS, np.nan))
+    record = dict(target_g_s=np.nan, target_g_u=np.nan, population_error="", gbar=np.empty((0, model.n_channels)))
     if not np.isfinite(estimate["g_s"]):
         record["population_error"] = f"no DIC estimate: {estimate['ood_reason']}"
         return record
-    # Same targets as run_pipeline: clipped to the region the network was trained on (and the generator reaches).
+    # Targets are clipped to the region the network was trained on (and the generator can reach).
     g_s_range, g_u_range = model.extra["training_g_s"], model.extra["training_g_u"]
     record["target_g_s"] = float(np.clip(estimate["g_s"], *g_s_range))
     record["target_g_u"] = float(np.clip(estimate["g_u"], max(g_u_range[0], 0.5), g_u_range[1]))
     try:
-        record["gbar"] = generate_population(model, g_s=record["target_g_s"], g_u=record["target_g_u"],
-                                             n=int(population_size), seed=unit_child_seed(seed, unit_id)).gbar
+        record["gbar"] = generate_population(
+            model,
+            g_s=record["target_g_s"],
+            g_u=record["target_g_u"],
+            n=population_size,
+            seed=unit_child_seed(seed, unit_id),
+        ).gbar
     except ValueError as error:
         record["population_error"] = str(error)
-        return record
-    time_scale = float(np.clip(np.nan_to_num(float(estimate["time_scale"]), nan=1.0), 0.05, 50.0))
-    record["twin_time_scale"] = time_scale
-    if not simulate:
-        record["twins"] = [np.empty(0)] * len(record["gbar"])
-        return record
-    key = "unit"  # a plain label: unit ids may be numpy scalars that pandas would treat differently
-    twins = _simulate_twins(model, {key: record["gbar"]}, pd.DataFrame({"time_scale": [time_scale]}, index=[key]),
-                            duration_s, noise_std, unit_child_seed(seed, f"noise/{unit_id}"), run_simulation)[key]
-    fidelity = _fidelity({key: reference}, {key: twins}, frequency_tolerance, spikes_per_burst_tolerance).loc[key]
-    record.update(twins=twins, n_twins=len(twins), **{name: float(fidelity[name]) for name in FIDELITY_COLUMNS})
     return record
 
 
-def compute_twin_data(sorting, unit_ids, estimates: pd.DataFrame, model, refractory_ms: float,
-                      population_size: int, simulate: bool, duration_s, noise_std: float, seed: int,
-                      frequency_tolerance: float, spikes_per_burst_tolerance: float, n_jobs: int = 1,
-                      progress_bar: bool = False) -> dict:
-    """Data dict (see module docstring) of the twin populations of ``unit_ids`` of ``sorting``.
-
-    ``estimates`` is the DIC table (indexed by unit id) the populations are generated from.
-    """
+def _simulate(
+    model,
+    populations,
+    estimates,
+    references,
+    duration_s,
+    noise_std,
+    seed,
+    frequency_tolerance,
+    spikes_per_burst_tolerance,
+    adapt_time_scale,
+    n_jobs,
+    progress_bar,
+):
+    """Twins, fidelity table and time scales of the units in ``populations`` (the steps of run_pipeline)."""
     from tqdm.auto import tqdm
 
+    from ..simulate import simulate as run_simulation
+
+    unit_ids = list(populations)
+    estimates = estimates.loc[unit_ids].copy()  # _adapt_time_scales rewrites the time scales it adapts
+    twins = {}
+    # Rows are independent and their noise seeds come from (seed, unit id): chunking does not change results.
+    chunk = max(1, ROWS_PER_KERNEL_CALL // max(len(next(iter(populations.values()))), 1))
+    with kernel_threads(n_jobs), tqdm(total=len(unit_ids), desc="twin populations", disable=not progress_bar) as bar:
+        for start in range(0, len(unit_ids), chunk):
+            group = {u: populations[u] for u in unit_ids[start : start + chunk]}
+            twins.update(_simulate_twins(model, group, estimates, duration_s, noise_std, seed, run_simulation))
+            bar.update(len(group))
+    unadapted = None
+    if adapt_time_scale:
+        unadapted = _fidelity(references, twins, frequency_tolerance, spikes_per_burst_tolerance)
+        twins = _adapt_time_scales(references, twins, estimates)
+    fidelity = _fidelity(references, twins, frequency_tolerance, spikes_per_burst_tolerance)
+    fidelity["fraction_matching_network_time_scale"] = (
+        unadapted["fraction_matching"] if unadapted is not None else fidelity["fraction_matching"]
+    )
+    time_scales = np.clip(np.nan_to_num(estimates["time_scale"].to_numpy(float), nan=1.0), 0.05, 50.0)
+    return twins, fidelity, dict(zip(unit_ids, time_scales, strict=True))
+
+
+def compute_twin_data(
+    sorting,
+    unit_ids,
+    estimates: pd.DataFrame,
+    model,
+    refractory_ms: float,
+    population_size: int,
+    simulate: bool,
+    duration_s,
+    noise_std: float,
+    seed: int,
+    frequency_tolerance: float,
+    spikes_per_burst_tolerance: float,
+    adapt_time_scale: bool = True,
+    n_jobs: int = 1,
+    progress_bar: bool = False,
+) -> dict:
+    """Data dict (see module docstring) of the twin populations of ``unit_ids`` of ``sorting``.
+
+    ``estimates`` is the DIC table (indexed by unit id) the populations are generated from; the twins are compared
+    with each unit's reference train (:func:`.trains.reference_train`).
+    """
     from ..models import get_model
 
     model = get_model(model)
-    trains = unit_spike_trains(sorting, unit_ids)
-    records = []
-    with kernel_threads(n_jobs):
-        for unit_id in tqdm(list(unit_ids), desc="twin populations", disable=not progress_bar):
-            records.append(_twin_unit(model, unit_id, estimates.loc[unit_id],
-                                      reference_train(trains[unit_id], refractory_ms), population_size, simulate,
-                                      duration_s, noise_std, seed, frequency_tolerance, spikes_per_burst_tolerance))
-    data = {}
-    for key in UNIT_KEYS:
-        values = [record[key] for record in records]
-        data[key] = (np.array(values, dtype=str) if key == "population_error"
-                     else np.array(values, dtype=np.int64 if key == "n_twins" else np.float64))
-    data["population_gbar"], data["population_offsets"] = pack_rows([r["gbar"] for r in records],
-                                                                    row_shape=(model.n_channels,))
-    data["twin_spike_times"], data["twin_spike_offsets"] = pack_rows([t for r in records for t in r["twins"]])
+    unit_ids = list(unit_ids)
+    records = {u: _population(model, u, estimates.loc[u], int(population_size), seed) for u in unit_ids}
+    populations = {u: r["gbar"] for u, r in records.items() if len(r["gbar"])}
+    twins, fidelity, time_scales = {}, pd.DataFrame(), {}
+    if simulate and populations:
+        trains = unit_spike_trains(sorting, list(populations))
+        references = {u: reference_train(trains[u], refractory_ms) for u in populations}
+        twins, fidelity, time_scales = _simulate(
+            model,
+            populations,
+            estimates,
+            references,
+            duration_s,
+            noise_std,
+            seed,
+            frequency_tolerance,
+            spikes_per_burst_tolerance,
+            adapt_time_scale,
+            n_jobs,
+            progress_bar,
+        )
+    elif populations:
+        clipped = np.clip(
+            np.nan_to_num(estimates.loc[list(populations), "time_scale"].to_numpy(float), nan=1.0), 0.05, 50.0
+        )
+        time_scales = dict(zip(populations, clipped, strict=True))
+    data = {
+        "target_g_s": np.array([records[u]["target_g_s"] for u in unit_ids], dtype=np.float64),
+        "target_g_u": np.array([records[u]["target_g_u"] for u in unit_ids], dtype=np.float64),
+        "twin_time_scale": np.array([time_scales.get(u, np.nan) for u in unit_ids], dtype=np.float64),
+        "population_error": np.array([records[u]["population_error"] for u in unit_ids], dtype=str),
+        "n_twins": np.array([len(twins.get(u, ())) for u in unit_ids], dtype=np.int64),
+    }
+    for column in FIDELITY_COLUMNS:
+        data[column] = np.array([fidelity.loc[u, column] if u in twins else np.nan for u in unit_ids], dtype=float)
+    data["population_gbar"], data["population_offsets"] = pack_rows(
+        [records[u]["gbar"] for u in unit_ids], row_shape=(model.n_channels,)
+    )
+    twin_rows = [t for u in unit_ids for t in twins.get(u, [np.empty(0)] * len(records[u]["gbar"]))]
+    data["twin_spike_times"], data["twin_spike_offsets"] = pack_rows(twin_rows)
     data["conductance_names"] = np.array(model.conductance_names, dtype=str)
     return data
 
@@ -123,8 +201,9 @@ def take_twin_units(data: dict, unit_indices) -> dict:
     out = {key: np.asarray(data[key])[unit_indices] for key in UNIT_KEYS}
     rows, out["population_offsets"] = row_positions(data["population_offsets"], unit_indices)
     out["population_gbar"] = np.asarray(data["population_gbar"])[rows]
-    out["twin_spike_times"], out["twin_spike_offsets"] = take_rows(data["twin_spike_times"],
-                                                                   data["twin_spike_offsets"], rows)
+    out["twin_spike_times"], out["twin_spike_offsets"] = take_rows(
+        data["twin_spike_times"], data["twin_spike_offsets"], rows
+    )
     out["conductance_names"] = np.asarray(data["conductance_names"])
     return out
 
@@ -134,9 +213,11 @@ def concatenate_twin_units(parts) -> dict:
     parts = list(parts)
     out = {key: np.concatenate([np.asarray(part[key]) for part in parts]) for key in UNIT_KEYS}
     out["population_gbar"], out["population_offsets"] = concatenate_rows(
-        (part["population_gbar"], part["population_offsets"]) for part in parts)
+        (part["population_gbar"], part["population_offsets"]) for part in parts
+    )
     out["twin_spike_times"], out["twin_spike_offsets"] = concatenate_rows(
-        (part["twin_spike_times"], part["twin_spike_offsets"]) for part in parts)
+        (part["twin_spike_times"], part["twin_spike_offsets"]) for part in parts
+    )
     out["conductance_names"] = np.asarray(parts[0]["conductance_names"])
     return out
 
