@@ -34,9 +34,15 @@ SEED = 2024
 def make_unit(model, g_s: float, g_u: float, time_scale: float, noise_std: float, pattern: str, seed: int):
     """Spike times (s) of the first member of a 16-member population whose firing pattern is ``pattern``."""
     population = sdic.generate_population(model, g_s=g_s, g_u=g_u, n=16, seed=seed)
-    trains = sdic.simulate(model, population.gbar, duration_s=(TRANSIENT_S + RECORD_S) * time_scale,
-                           transient_s=TRANSIENT_S * time_scale, time_scale=time_scale, noise_std=noise_std,
-                           seed=seed)
+    trains = sdic.simulate(
+        model,
+        population.gbar,
+        duration_s=(TRANSIENT_S + RECORD_S) * time_scale,
+        transient_s=TRANSIENT_S * time_scale,
+        time_scale=time_scale,
+        noise_std=noise_std,
+        seed=seed,
+    )
     labels = sdic.spike_train_features(trains)["label"].to_numpy()
     matching = np.flatnonzero(labels == pattern)
     if not matching.size:
@@ -46,8 +52,11 @@ def make_unit(model, g_s: float, g_u: float, time_scale: float, noise_std: float
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path,
-                        default=Path(__file__).resolve().parents[1] / "spikeinterface_dic" / "data" / "example_units.csv")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / "spikeinterface_dic" / "data" / "example_units.csv",
+    )
     args = parser.parse_args(argv)
     model = sdic.get_model("stg")
     rows = []

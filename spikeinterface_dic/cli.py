@@ -75,19 +75,43 @@ def _common_options() -> argparse.ArgumentParser:
 
 def _pipeline_options(parser: argparse.ArgumentParser, population_size: int = 100) -> None:
     group = parser.add_argument_group("pipeline")
-    group.add_argument("--population-size", type=_positive_int, default=population_size, metavar="N",
-                       help=f"twins per unit (default: {population_size})")
-    group.add_argument("--simulate", action=argparse.BooleanOptionalAction, default=True,
-                       help="simulate the twins and score how well they reproduce each unit (default: --simulate)")
-    group.add_argument("--duration-s", type=_positive_float, default=None, metavar="S",
-                       help="recorded window of each twin in seconds of real time (default: the model's window, "
-                       "3 s for STG and 9 s for DA, times the unit's time scale)")
-    group.add_argument("--noise-std", type=_non_negative_float, default=0.0, metavar="X",
-                       help="noisy current injected into the twins, uA/cm2 (default: 0)")
+    group.add_argument(
+        "--population-size",
+        type=_positive_int,
+        default=population_size,
+        metavar="N",
+        help=f"twins per unit (default: {population_size})",
+    )
+    group.add_argument(
+        "--simulate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="simulate the twins and score how well they reproduce each unit (default: --simulate)",
+    )
+    group.add_argument(
+        "--duration-s",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="recorded window of each twin in seconds of real time (default: the model's window, "
+        "3 s for STG and 9 s for DA, times the unit's time scale)",
+    )
+    group.add_argument(
+        "--noise-std",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="X",
+        help="noisy current injected into the twins, uA/cm2 (default: 0)",
+    )
     group.add_argument("--seed", type=int, default=0, help="seed of every random step (default: 0)")
-    group.add_argument("--n-jobs", type=_n_jobs, default=-1, metavar="N",
-                       help="cores for the simulator and the network; with --dask local, the number of workers "
-                       "(default: -1, all cores)")
+    group.add_argument(
+        "--n-jobs",
+        type=_n_jobs,
+        default=-1,
+        metavar="N",
+        help="cores for the simulator and the network; with --dask local, the number of workers "
+        "(default: -1, all cores)",
+    )
     group.add_argument("--device", default="cpu", help="torch device of the inference network (default: cpu)")
 
 
@@ -104,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = commands.add_parser(
-        "run", parents=[common], help="run the pipeline on spike-train files",
+        "run",
+        parents=[common],
+        help="run the pipeline on spike-train files",
         description="Infer the DICs and time scale of every unit, build its twin population, simulate the twins and "
         "score them. INPUT: NWB files (/units), CSV files (Spike2Pop format ID,spiking_times in ms, or "
         "unit_id,spike_time_s), neo-readable files, or folders (searched recursively for "
@@ -114,79 +140,159 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("inputs", nargs="+", metavar="INPUT", help="spike-train files or folders")
     run.add_argument("--model", choices=("stg", "da"), default="stg", help="model family (default: stg)")
-    run.add_argument("--out", default=None, metavar="OUT",
-                     help=f"X.nwb, X.csv or a folder (default: ./{DEFAULT_RUN_OUT}/)")
-    run.add_argument("--in-place", action="store_true",
-                     help="add the results to the input NWB files themselves instead of writing copies")
-    run.add_argument("--overwrite", action="store_true",
-                     help="replace existing outputs and DIC results already stored in an NWB file")
-    run.add_argument("--dask", default=None, metavar="ADDRESS|local",
-                     help="run on a Dask cluster: a scheduler address (tcp://host:8786) or 'local' for a new local "
-                     "cluster; several files run as one task each, a single file's units are spread over the workers")
+    run.add_argument(
+        "--out", default=None, metavar="OUT", help=f"X.nwb, X.csv or a folder (default: ./{DEFAULT_RUN_OUT}/)"
+    )
+    run.add_argument(
+        "--in-place",
+        action="store_true",
+        help="add the results to the input NWB files themselves instead of writing copies",
+    )
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing outputs and DIC results already stored in an NWB file",
+    )
+    run.add_argument(
+        "--dask",
+        default=None,
+        metavar="ADDRESS|local",
+        help="run on a Dask cluster: a scheduler address (tcp://host:8786) or 'local' for a new local "
+        "cluster; several files run as one task each, a single file's units are spread over the workers",
+    )
     _pipeline_options(run)
     run.set_defaults(handler=_command_run)
 
     example = commands.add_parser(
-        "example", parents=[common], help="run the bundled example end to end",
+        "example",
+        parents=[common],
+        help="run the bundled example end to end",
         description=f"Run the pipeline on the bundled example ({EXAMPLE_FILE}: six simulated STG units, tonic, "
         "bursting, one three times slower, one noisy) and write the results as CSV.",
     )
-    example.add_argument("--out", default=DEFAULT_EXAMPLE_OUT, metavar="FOLDER",
-                         help=f"output folder (default: ./{DEFAULT_EXAMPLE_OUT}/)")
+    example.add_argument(
+        "--out",
+        default=DEFAULT_EXAMPLE_OUT,
+        metavar="FOLDER",
+        help=f"output folder (default: ./{DEFAULT_EXAMPLE_OUT}/)",
+    )
     _pipeline_options(example)
     example.set_defaults(handler=_command_example)
 
     generate = commands.add_parser(
-        "generate-data", parents=[common], help="generate a training set for the inference network",
+        "generate-data",
+        parents=[common],
+        help="generate a training set for the inference network",
         description="Simulate degenerate populations for Latin-hypercube (g_s, g_u) targets and store their spike "
         "trains in chunks (resumable: an interrupted run continues where it stopped).",
     )
     generate.add_argument("--model", choices=("stg", "da"), required=True, help="model family")
     generate.add_argument("--out", required=True, metavar="FOLDER", help="data folder (created if needed)")
-    generate.add_argument("--n-targets", type=_positive_int, default=1000, metavar="N",
-                          help="number of (g_s, g_u) targets (default: 1000)")
-    generate.add_argument("--population-size", type=_positive_int, default=16, metavar="N",
-                          help="members per target (default: 16)")
-    generate.add_argument("--chunk-size", type=_positive_int, default=64, metavar="N",
-                          help="targets per chunk file / task (default: 64)")
-    generate.add_argument("--duration-s", type=_positive_float, default=None, metavar="S",
-                          help="simulated time per member, transient included (default: the model's)")
-    generate.add_argument("--transient-s", type=_non_negative_float, default=None, metavar="S",
-                          help="discarded initial time (default: the model's)")
-    generate.add_argument("--noise-fraction", type=_non_negative_float, default=0.3, metavar="F",
-                          help="fraction of members simulated with a noisy current (default: 0.3)")
-    generate.add_argument("--noise-std-max", type=_non_negative_float, default=3.0, metavar="X",
-                          help="largest noise sd, uA/cm2, drawn uniformly (default: 3)")
+    generate.add_argument(
+        "--n-targets",
+        type=_positive_int,
+        default=1000,
+        metavar="N",
+        help="number of (g_s, g_u) targets (default: 1000)",
+    )
+    generate.add_argument(
+        "--population-size", type=_positive_int, default=16, metavar="N", help="members per target (default: 16)"
+    )
+    generate.add_argument(
+        "--chunk-size", type=_positive_int, default=64, metavar="N", help="targets per chunk file / task (default: 64)"
+    )
+    generate.add_argument(
+        "--duration-s",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="simulated time per member, transient included (default: the model's)",
+    )
+    generate.add_argument(
+        "--transient-s",
+        type=_non_negative_float,
+        default=None,
+        metavar="S",
+        help="discarded initial time (default: the model's)",
+    )
+    generate.add_argument(
+        "--noise-fraction",
+        type=_non_negative_float,
+        default=0.3,
+        metavar="F",
+        help="fraction of members simulated with a noisy current (default: 0.3)",
+    )
+    generate.add_argument(
+        "--noise-std-max",
+        type=_non_negative_float,
+        default=3.0,
+        metavar="X",
+        help="largest noise sd, uA/cm2, drawn uniformly (default: 3)",
+    )
     generate.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
-    generate.add_argument("--n-jobs", type=_n_jobs, default=-1, metavar="N",
-                          help="cores for the simulator; with --dask local, the number of workers (default: -1)")
-    generate.add_argument("--dask", default=None, metavar="ADDRESS|local",
-                          help="run the chunks on a Dask cluster (scheduler address or 'local')")
+    generate.add_argument(
+        "--n-jobs",
+        type=_n_jobs,
+        default=-1,
+        metavar="N",
+        help="cores for the simulator; with --dask local, the number of workers (default: -1)",
+    )
+    generate.add_argument(
+        "--dask",
+        default=None,
+        metavar="ADDRESS|local",
+        help="run the chunks on a Dask cluster (scheduler address or 'local')",
+    )
     generate.set_defaults(handler=_command_generate_data)
 
     train = commands.add_parser(
-        "train", parents=[common], help="train the inference network on a generated data folder",
+        "train",
+        parents=[common],
+        help="train the inference network on a generated data folder",
         description="Train DICNet on a folder made by generate-data and write <model>.pt, <model>.json (model card) "
         "and <model>_reference.npz into --out.",
     )
     train.add_argument("data_folder", metavar="DATA_FOLDER", help="folder made by generate-data")
     train.add_argument("--out", required=True, metavar="FOLDER", help="folder of the trained weights")
-    train.add_argument("--model", choices=("stg", "da"), default=None,
-                       help="model family (default: the one recorded in DATA_FOLDER/recipe.json)")
+    train.add_argument(
+        "--model",
+        choices=("stg", "da"),
+        default=None,
+        help="model family (default: the one recorded in DATA_FOLDER/recipe.json)",
+    )
     train.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     train.add_argument("--max-epochs", type=_positive_int, default=40, metavar="N", help="default: 40")
-    train.add_argument("--patience", type=_positive_int, default=6, metavar="N",
-                       help="epochs without improvement before stopping (default: 6)")
+    train.add_argument(
+        "--patience",
+        type=_positive_int,
+        default=6,
+        metavar="N",
+        help="epochs without improvement before stopping (default: 6)",
+    )
     train.add_argument("--batch-size", type=_positive_int, default=256, metavar="N", help="default: 256")
     train.add_argument("--learning-rate", type=_positive_float, default=2e-3, metavar="LR", help="default: 0.002")
     train.add_argument("--width", type=_positive_int, default=48, metavar="N", help="network width (default: 48)")
-    train.add_argument("--validation-fraction", type=_positive_float, default=0.1, metavar="F",
-                       help="fraction of targets held out for validation (default: 0.1)")
-    train.add_argument("--max-minutes", type=_positive_float, default=None, metavar="M",
-                       help="stop after this many minutes (default: no limit)")
+    train.add_argument(
+        "--validation-fraction",
+        type=_positive_float,
+        default=0.1,
+        metavar="F",
+        help="fraction of targets held out for validation (default: 0.1)",
+    )
+    train.add_argument(
+        "--max-minutes",
+        type=_positive_float,
+        default=None,
+        metavar="M",
+        help="stop after this many minutes (default: no limit)",
+    )
     train.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    train.add_argument("--initial-weights", default=None, metavar="FOLDER",
-                       help="fine-tune from the weights in this folder (<model>.pt and <model>.json)")
+    train.add_argument(
+        "--initial-weights",
+        default=None,
+        metavar="FOLDER",
+        help="fine-tune from the weights in this folder (<model>.pt and <model>.json)",
+    )
     train.set_defaults(handler=_command_train)
     return parser
 
@@ -272,8 +378,10 @@ def collect_inputs(inputs: list[str], exclude: Path | None = None) -> list[Path]
             found.append(path)
             continue
         in_folder = sorted(
-            candidate for candidate in path.rglob("*")
-            if candidate.is_file() and candidate.suffix.lower() in INPUT_EXTENSIONS
+            candidate
+            for candidate in path.rglob("*")
+            if candidate.is_file()
+            and candidate.suffix.lower() in INPUT_EXTENSIONS
             and not any(part.startswith(".") for part in candidate.relative_to(path).parts)
             and (excluded is None or not candidate.resolve().is_relative_to(excluded))
         )
@@ -312,8 +420,15 @@ def _plan(args, files: list[Path]):
 
 
 def _pipeline_kwargs(args, model: str) -> dict:
-    return {"model": model, "population_size": args.population_size, "simulate": args.simulate, "seed": args.seed,
-            "duration_s": args.duration_s, "noise_std": args.noise_std, "device": args.device}
+    return {
+        "model": model,
+        "population_size": args.population_size,
+        "simulate": args.simulate,
+        "seed": args.seed,
+        "duration_s": args.duration_s,
+        "noise_std": args.noise_std,
+        "device": args.device,
+    }
 
 
 def _command_run(args) -> int:
@@ -325,10 +440,14 @@ def _command_run(args) -> int:
     _use_cores(args.n_jobs)
     started = time.perf_counter()
     with _dask_client(args.dask, args.n_jobs) as client:
-        _info(args, f"{len(jobs)} file(s), model {args.model}, {args.population_size} twins per unit"
-              + (f", Dask {client.scheduler.address}" if client is not None else ""))
-        summary = run_file_jobs(jobs, client=client, progress_bar=_progress_enabled(args),
-                                **_pipeline_kwargs(args, args.model))
+        _info(
+            args,
+            f"{len(jobs)} file(s), model {args.model}, {args.population_size} twins per unit"
+            + (f", Dask {client.scheduler.address}" if client is not None else ""),
+        )
+        summary = run_file_jobs(
+            jobs, client=client, progress_bar=_progress_enabled(args), **_pipeline_kwargs(args, args.model)
+        )
     for row in summary.itertuples():
         if row.n_problems:
             for problem in row.problems.split("; "):
@@ -336,8 +455,10 @@ def _command_run(args) -> int:
     failed = summary[summary["status"] != "ok"]
     if len(failed) < len(summary):
         print(format_summary(summary))
-        print(f"\n{len(summary) - len(failed)} of {len(summary)} file(s) done in "
-              f"{time.perf_counter() - started:.1f} s; outputs:")
+        print(
+            f"\n{len(summary) - len(failed)} of {len(summary)} file(s) done in "
+            f"{time.perf_counter() - started:.1f} s; outputs:"
+        )
         for outputs in summary.loc[summary["status"] == "ok", "outputs"]:
             for output in outputs.split("; "):
                 print(f"  {output}")
@@ -352,18 +473,34 @@ def format_summary(summary) -> str:
     import pandas as pd
 
     ok = summary["status"] == "ok"
-    table = pd.DataFrame({
-        "file": summary["file"].map(lambda path: Path(path).name),
-        "status": summary["status"],
-        "units": summary["n_units"].where(ok, 0).astype(int),
-        "labels": summary["labels"].where(ok, ""),
-        "in-distribution": [f"{i}/{n}" if good else "" for i, n, good in
-                            zip(summary["n_in_distribution"], summary["n_units"], ok, strict=True)],
-        "fraction matching": [f"{value:.2f}" if good and np.isfinite(value) else ("n/a" if good else "")
-                              for value, good in zip(summary["fraction_matching"], ok, strict=True)],
-        "time (s)": [f"{value:.1f}" if np.isfinite(value) else "" for value in summary["seconds"]],
-    })
-    return table.to_string(index=False)
+    table = pd.DataFrame(
+        {
+            "file": summary["file"].map(lambda path: Path(path).name),
+            "status": summary["status"],
+            "units": summary["n_units"].where(ok, 0).astype(int),
+            "labels": summary["labels"].where(ok, ""),
+            "in-distribution": [
+                f"{i}/{n}" if good else ""
+                for i, n, good in zip(summary["n_in_distribution"], summary["n_units"], ok, strict=True)
+            ],
+            "fraction matching": [
+                f"{value:.2f}" if good and np.isfinite(value) else ("n/a" if good else "")
+                for value, good in zip(summary["fraction_matching"], ok, strict=True)
+            ],
+            "time (s)": [f"{value:.1f}" if np.isfinite(value) else "" for value in summary["seconds"]],
+        }
+    )
+    return format_table(table, left=("file", "status", "labels"))
+
+
+def format_table(table, left=()) -> str:
+    """A DataFrame as text: columns in ``left`` left-aligned (header included), the others right-aligned."""
+    columns = []
+    for name in table.columns:
+        cells = [str(name), *(str(value) for value in table[name])]
+        width = max(len(cell) for cell in cells)
+        columns.append([cell.ljust(width) if name in left else cell.rjust(width) for cell in cells])
+    return "\n".join("  ".join(row).rstrip() for row in zip(*columns, strict=True))
 
 
 # -------------------------------------------------------------------------------------------------------- example
@@ -392,22 +529,28 @@ def _command_example(args) -> int:
     trains = read_spike_trains(input_copy)
     _info(args, f"example: {len(trains)} STG units from {source.name}, {args.population_size} twins each")
     started = time.perf_counter()
-    result = run_pipeline(dict(trains), model="stg", progress_bar=_progress_enabled(args),
-                          **{k: v for k, v in _pipeline_kwargs(args, "stg").items() if k != "model"})
+    result = run_pipeline(
+        dict(trains),
+        model="stg",
+        progress_bar=_progress_enabled(args),
+        **{k: v for k, v in _pipeline_kwargs(args, "stg").items() if k != "model"},
+    )
     seconds = time.perf_counter() - started
     units_path, populations_path = write_csv(result, out / "example_results")
     estimates = result.estimates
     matching = result.fidelity["fraction_matching"] if len(result.fidelity) else pd.Series(dtype=float)
-    table = pd.DataFrame({
-        "unit": estimates.index.astype(str),
-        "label": estimates["label"].to_numpy(),
-        "g_s": estimates["g_s"].round(2).to_numpy(),
-        "g_u": estimates["g_u"].round(2).to_numpy(),
-        "time scale": estimates["time_scale"].round(2).to_numpy(),
-        "in-distribution": estimates["in_distribution"].to_numpy(),
-        "fraction matching": [f"{v:.2f}" if np.isfinite(v) else "n/a" for v in matching.reindex(estimates.index)],
-    })
-    print(table.to_string(index=False))
+    table = pd.DataFrame(
+        {
+            "unit": estimates.index.astype(str),
+            "label": estimates["label"].to_numpy(),
+            "g_s": [f"{v:.2f}" for v in estimates["g_s"]],
+            "g_u": [f"{v:.2f}" for v in estimates["g_u"]],
+            "time scale": [f"{v:.2f}" for v in estimates["time_scale"]],
+            "in-distribution": estimates["in_distribution"].to_numpy(),
+            "fraction matching": [f"{v:.2f}" if np.isfinite(v) else "n/a" for v in matching.reindex(estimates.index)],
+        }
+    )
+    print(format_table(table, left=("unit", "label")))
     timings = ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in result.provenance["timings"].items())
     print(f"\ndone in {seconds:.1f} s ({timings}). Outputs in {out}/:")
     print(f"  {input_copy.name:<32} the input (Spike2Pop CSV, spike times in ms)")
@@ -427,14 +570,24 @@ def _command_generate_data(args) -> int:
     started = time.perf_counter()
     with _dask_client(args.dask, args.n_jobs) as client:
         folder = generate_training_data(
-            args.model, args.out, n_targets=args.n_targets, population_size=args.population_size, seed=args.seed,
-            chunk_size=args.chunk_size, duration_s=args.duration_s, transient_s=args.transient_s,
-            noise_fraction=args.noise_fraction, noise_std_max=args.noise_std_max, client=client,
+            args.model,
+            args.out,
+            n_targets=args.n_targets,
+            population_size=args.population_size,
+            seed=args.seed,
+            chunk_size=args.chunk_size,
+            duration_s=args.duration_s,
+            transient_s=args.transient_s,
+            noise_fraction=args.noise_fraction,
+            noise_std_max=args.noise_std_max,
+            client=client,
             progress_bar=_progress_enabled(args),
         )
     n_chunks = len(list(Path(folder).glob("chunk_*.npz")))
-    print(f"{args.n_targets} targets x {args.population_size} members of {args.model} in {n_chunks} chunk(s) "
-          f"in {folder} ({time.perf_counter() - started:.1f} s)")
+    print(
+        f"{args.n_targets} targets x {args.population_size} members of {args.model} in {n_chunks} chunk(s) "
+        f"in {folder} ({time.perf_counter() - started:.1f} s)"
+    )
     return 0
 
 
@@ -452,15 +605,27 @@ def _command_train(args) -> int:
     if not args.validation_fraction < 1:
         raise CommandError(f"--validation-fraction must be between 0 and 1; got {args.validation_fraction}")
     card = train(
-        data_folder, args.out, model_name=model, seed=args.seed, max_epochs=args.max_epochs,
-        patience=args.patience, batch_size=args.batch_size, learning_rate=args.learning_rate, width=args.width,
-        device=args.device, validation_fraction=args.validation_fraction, max_minutes=args.max_minutes,
-        progress_bar=not args.quiet, initial_weights_dir=args.initial_weights,
+        data_folder,
+        args.out,
+        model_name=model,
+        seed=args.seed,
+        max_epochs=args.max_epochs,
+        patience=args.patience,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        width=args.width,
+        device=args.device,
+        validation_fraction=args.validation_fraction,
+        max_minutes=args.max_minutes,
+        progress_bar=not args.quiet,
+        initial_weights_dir=args.initial_weights,
     )
     out = Path(args.out)
-    print(f"trained {model} for {card['epochs']} epoch(s) in {card['training_seconds']:.1f} s "
-          f"(best validation NLL {card['best_validation_nll']:.4g}); weights in {out}/: {model}.pt, {model}.json, "
-          f"{model}_reference.npz")
+    print(
+        f"trained {model} for {card['epochs']} epoch(s) in {card['training_seconds']:.1f} s "
+        f"(best validation NLL {card['best_validation_nll']:.4g}); weights in {out}/: {model}.pt, {model}.json, "
+        f"{model}_reference.npz"
+    )
     return 0
 
 

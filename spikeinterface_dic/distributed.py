@@ -31,17 +31,37 @@ import pandas as pd
 from .result import PipelineResult
 
 SUMMARY_COLUMNS = [
-    "file", "status", "n_units", "error", "seconds", "labels", "n_in_distribution", "fraction_matching",
-    "n_problems", "problems", "outputs",
+    "file",
+    "status",
+    "n_units",
+    "error",
+    "seconds",
+    "labels",
+    "n_in_distribution",
+    "fraction_matching",
+    "n_problems",
+    "problems",
+    "outputs",
 ]
 
 
 # ------------------------------------------------------------------------------------------------- units -> tasks
-def run_pipeline_dask(spike_trains, client, model="stg", population_size: int = 100, simulate: bool = True,
-                      seed: int = 0, duration_s: float | None = None, noise_std: float = 0.0, device: str = "cpu",
-                      frequency_tolerance: float = 0.10, spikes_per_burst_tolerance: float = 1.0,
-                      adapt_time_scale: bool = True, progress_bar: bool = False,
-                      units_per_task: int = 8) -> PipelineResult:
+def run_pipeline_dask(
+    spike_trains,
+    client,
+    model="stg",
+    population_size: int = 100,
+    simulate: bool = True,
+    seed: int = 0,
+    duration_s: float | None = None,
+    noise_std: float = 0.0,
+    device: str = "cpu",
+    frequency_tolerance: float = 0.10,
+    spikes_per_burst_tolerance: float = 1.0,
+    adapt_time_scale: bool = True,
+    progress_bar: bool = False,
+    units_per_task: int = 8,
+) -> PipelineResult:
     """Run :func:`~spikeinterface_dic.run_pipeline` on a Dask cluster, ``units_per_task`` units per task.
 
     Parameters
@@ -82,11 +102,18 @@ def run_pipeline_dask(spike_trains, client, model="stg", population_size: int = 
     if not isinstance(spike_trains, dict):
         spike_trains = dict(enumerate(spike_trains))
     model = get_model(model)
-    pipeline_kwargs = {"model": model.name, "population_size": population_size, "simulate": simulate, "seed": seed,
-                       "duration_s": duration_s, "noise_std": noise_std, "device": device,
-                       "frequency_tolerance": frequency_tolerance,
-                       "spikes_per_burst_tolerance": spikes_per_burst_tolerance,
-                       "adapt_time_scale": adapt_time_scale}
+    pipeline_kwargs = {
+        "model": model.name,
+        "population_size": population_size,
+        "simulate": simulate,
+        "seed": seed,
+        "duration_s": duration_s,
+        "noise_std": noise_std,
+        "device": device,
+        "frequency_tolerance": frequency_tolerance,
+        "spikes_per_burst_tolerance": spikes_per_burst_tolerance,
+        "adapt_time_scale": adapt_time_scale,
+    }
     if not spike_trains:  # nothing to spread
         return run_pipeline({}, **pipeline_kwargs)
     started = time.perf_counter()
@@ -95,15 +122,18 @@ def run_pipeline_dask(spike_trains, client, model="stg", population_size: int = 
     unit_ids = list(spike_trains)
     futures = []
     for start in range(0, len(unit_ids), int(units_per_task)):
-        chunk_ids = unit_ids[start:start + int(units_per_task)]
+        chunk_ids = unit_ids[start : start + int(units_per_task)]
         chunk = {unit_id: np.asarray(spike_trains[unit_id], dtype=np.float64) for unit_id in chunk_ids}
         chunk_estimates = estimates.loc[chunk_ids]
         futures.append(client.submit(_run_chunk, chunk, chunk_estimates, pipeline_kwargs, pure=False))
     _wait_with_progress(futures, progress_bar, "units (Dask tasks)")
     result = merge_results(client.gather(futures))
     result.provenance["timings"]["inference_s"] = inference_s
-    result.provenance["dask"] = {"n_tasks": len(futures), "units_per_task": int(units_per_task),
-                                 "wall_s": time.perf_counter() - started}
+    result.provenance["dask"] = {
+        "n_tasks": len(futures),
+        "units_per_task": int(units_per_task),
+        "wall_s": time.perf_counter() - started,
+    }
     return result
 
 
@@ -136,10 +166,14 @@ def merge_results(results: list[PipelineResult]) -> PipelineResult:
             timings[stage] = timings.get(stage, 0.0) + float(seconds)
     provenance = {**first.provenance, "timings": timings}
     return PipelineResult(
-        model_name=first.model_name, conductance_names=tuple(first.conductance_names), estimates=estimates,
+        model_name=first.model_name,
+        conductance_names=tuple(first.conductance_names),
+        estimates=estimates,
         populations={u: p for r in results for u, p in r.populations.items()},
         twin_spike_trains={u: t for r in results for u, t in r.twin_spike_trains.items()},
-        fidelity=fidelity, parameters=dict(first.parameters), provenance=provenance,
+        fidelity=fidelity,
+        parameters=dict(first.parameters),
+        provenance=provenance,
     )
 
 
@@ -175,8 +209,16 @@ class FileJob:
     overwrite: bool = False
 
 
-def process_files(paths, out_dir, client=None, output_format: str = "csv", in_place: bool = False,
-                  overwrite: bool = False, progress_bar: bool = False, **pipeline_kwargs) -> pd.DataFrame:
+def process_files(
+    paths,
+    out_dir,
+    client=None,
+    output_format: str = "csv",
+    in_place: bool = False,
+    overwrite: bool = False,
+    progress_bar: bool = False,
+    **pipeline_kwargs,
+) -> pd.DataFrame:
     """Run the pipeline on every file, one task per file; a failing file is reported and the others finish.
 
     Parameters
@@ -212,8 +254,9 @@ def process_files(paths, out_dir, client=None, output_format: str = "csv", in_pl
     return run_file_jobs(jobs, client=client, progress_bar=progress_bar, **pipeline_kwargs)
 
 
-def file_jobs(paths, out_dir, output_format: str = "csv", in_place: bool = False,
-              overwrite: bool = False) -> list[FileJob]:
+def file_jobs(
+    paths, out_dir, output_format: str = "csv", in_place: bool = False, overwrite: bool = False
+) -> list[FileJob]:
     """One :class:`FileJob` per path; outputs named after the inputs, made unique when two inputs share a name."""
     if output_format not in ("csv", "nwb"):
         raise ValueError(f"output_format must be 'csv' or 'nwb'; got {output_format!r}")
@@ -240,8 +283,10 @@ def run_file_jobs(jobs: list[FileJob], client=None, progress_bar: bool = False, 
     if client is None or len(jobs) == 1:
         from tqdm.auto import tqdm
 
-        rows = [process_file(job, client=client, **pipeline_kwargs)
-                for job in tqdm(jobs, desc="files", unit="file", disable=not progress_bar or len(jobs) < 2)]
+        rows = [
+            process_file(job, client=client, **pipeline_kwargs)
+            for job in tqdm(jobs, desc="files", unit="file", disable=not progress_bar or len(jobs) < 2)
+        ]
     else:
         futures = [client.submit(_process_file_task, job, pipeline_kwargs, pure=False) for job in jobs]
         _wait_with_progress(futures, progress_bar, "files (Dask tasks)")
@@ -271,7 +316,12 @@ def process_file(job: FileJob, client=None, **pipeline_kwargs) -> dict:
         _check_output_free(job)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # malformed rows come back in trains.problems, with line numbers
-            trains = read_spike_trains(job.path)
+            try:
+                trains = read_spike_trains(job.path)
+            except OSError as error:  # FileNotFoundError's message is clear; h5py's (OSError) are not
+                if isinstance(error, FileNotFoundError):
+                    raise
+                raise ValueError(f"cannot read the file ({one_line(error)})") from error
         if job.output_format == "nwb" and trains.file_format != "nwb":
             raise ValueError(f"NWB output needs an NWB input; {job.path} is {trains.file_format}: use CSV output")
         with warnings.catch_warnings():
@@ -294,9 +344,16 @@ def process_file(job: FileJob, client=None, **pipeline_kwargs) -> dict:
         for path in created:  # a copy that did not receive its results is not an output
             path.unlink(missing_ok=True)
         return _failed_row(job, error, time.perf_counter() - started)
-    return {**_result_summary(result), "file": job.path, "status": "ok", "error": "",
-            "seconds": time.perf_counter() - started, "n_problems": len(trains.problems),
-            "problems": "; ".join(trains.problems), "outputs": "; ".join(outputs)}
+    return {
+        **_result_summary(result),
+        "file": job.path,
+        "status": "ok",
+        "error": "",
+        "seconds": time.perf_counter() - started,
+        "n_problems": len(trains.problems),
+        "problems": "; ".join(trains.problems),
+        "outputs": "; ".join(outputs),
+    }
 
 
 def _check_output_free(job: FileJob) -> None:
@@ -304,8 +361,11 @@ def _check_output_free(job: FileJob) -> None:
     if job.overwrite:
         return
     if job.output_format == "csv":
-        existing = [p for p in (output.with_name(output.name + "_units.csv"),
-                                output.with_name(output.name + "_populations.csv")) if p.exists()]
+        existing = [
+            p
+            for p in (output.with_name(output.name + "_units.csv"), output.with_name(output.name + "_populations.csv"))
+            if p.exists()
+        ]
     else:
         existing = [output] if output.exists() and output.resolve() != Path(job.path).resolve() else []
     if existing:
@@ -318,17 +378,30 @@ def _result_summary(result: PipelineResult) -> dict:
     if len(result.fidelity) and "fraction_matching" in result.fidelity:
         values = result.fidelity["fraction_matching"].to_numpy(float)
         matching = float(np.nanmedian(values)) if np.isfinite(values).any() else np.nan
-    return {"n_units": len(result.estimates),
-            "labels": ", ".join(f"{count} {label}" for label, count in labels.most_common()),
-            "n_in_distribution": int(result.estimates["in_distribution"].astype(bool).sum())
-            if len(result.estimates) else 0,
-            "fraction_matching": matching}
+    return {
+        "n_units": len(result.estimates),
+        "labels": ", ".join(f"{count} {label}" for label, count in labels.most_common()),
+        "n_in_distribution": int(result.estimates["in_distribution"].astype(bool).sum())
+        if len(result.estimates)
+        else 0,
+        "fraction_matching": matching,
+    }
 
 
 def _failed_row(job: FileJob, error: BaseException, seconds: float) -> dict:
-    return {"file": job.path, "status": "failed", "n_units": 0, "error": one_line(error), "seconds": seconds,
-            "labels": "", "n_in_distribution": 0, "fraction_matching": np.nan, "n_problems": 0, "problems": "",
-            "outputs": ""}
+    return {
+        "file": job.path,
+        "status": "failed",
+        "n_units": 0,
+        "error": one_line(error),
+        "seconds": seconds,
+        "labels": "",
+        "n_in_distribution": 0,
+        "fraction_matching": np.nan,
+        "n_problems": 0,
+        "problems": "",
+        "outputs": "",
+    }
 
 
 def one_line(error: BaseException) -> str:
@@ -352,8 +425,13 @@ def local_client(n_workers: int | None = None, processes: bool = True):
     cores = os.cpu_count() or 1
     n_workers = max(1, min(int(n_workers or cores), cores))
     threads = str(max(1, cores // n_workers))
-    options = {"n_workers": n_workers, "threads_per_worker": 1, "processes": processes, "dashboard_address": None,
-               "silence_logs": logging.ERROR}
+    options = {
+        "n_workers": n_workers,
+        "threads_per_worker": 1,
+        "processes": processes,
+        "dashboard_address": None,
+        "silence_logs": logging.ERROR,
+    }
     if processes:  # read by numba and torch when the worker process starts
         options["env"] = {"NUMBA_NUM_THREADS": threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     return Client(LocalCluster(**options))

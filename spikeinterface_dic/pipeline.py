@@ -97,8 +97,6 @@ def run_pipeline(
             adapt_time_scale=adapt_time_scale,
         )
     from .inference.predict import infer_dics, load_predictor
-    from .population import generate_population
-    from .simulate import simulate as run_simulation
 
     model = get_model(model)
     if int(population_size) < 1:
@@ -111,39 +109,28 @@ def run_pipeline(
     timings["inference_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    g_s_range, g_u_range = model.extra["training_g_s"], model.extra["training_g_u"]
     populations, population_errors = {}, {}
     unit_ids = list(estimates.index)
     for unit_id in _progress(unit_ids, progress_bar, "populations"):
-        row = estimates.loc[unit_id]
-        if not np.isfinite(row["g_s"]):
+        if not np.isfinite(estimates.loc[unit_id, "g_s"]):
             continue
-        # Targets are clipped to the region the network was trained on (and the generator can reach).
-        g_s = float(np.clip(row["g_s"], *g_s_range))
-        g_u = float(np.clip(row["g_u"], max(g_u_range[0], 0.5), g_u_range[1]))
-        unit_seed = unit_child_seed(seed, unit_id)
-        try:
-            populations[unit_id] = generate_population(
-                model, g_s=g_s, g_u=g_u, n=int(population_size), seed=unit_seed
-            ).gbar
-        except ValueError as error:
-            population_errors[unit_id] = str(error)
+        gbar, _, _, error = unit_population(model, unit_id, estimates.loc[unit_id], population_size, seed)
+        if gbar is None:
+            population_errors[unit_id] = error
+        else:
+            populations[unit_id] = gbar
     estimates["population_error"] = [population_errors.get(u, "") for u in unit_ids]
     timings["populations_s"] = time.perf_counter() - started
 
     twin_trains, fidelity = {}, pd.DataFrame()
     if simulate and populations:
         started = time.perf_counter()
-        twin_trains = _simulate_twins(model, populations, estimates, duration_s, noise_std, seed, run_simulation)
+        twin_trains = simulate_twins(model, populations, estimates, duration_s, noise_std, seed)
         timings["simulation_s"] = time.perf_counter() - started
         started = time.perf_counter()
-        estimates["time_scale_network"] = estimates["time_scale"]
-        if adapt_time_scale:
-            unadapted = _fidelity(spike_trains, twin_trains, frequency_tolerance, spikes_per_burst_tolerance)
-            twin_trains = _adapt_time_scales(spike_trains, twin_trains, estimates)
-        fidelity = _fidelity(spike_trains, twin_trains, frequency_tolerance, spikes_per_burst_tolerance)
-        if adapt_time_scale:
-            fidelity["fraction_matching_network_time_scale"] = unadapted["fraction_matching"]
+        twin_trains, fidelity = score_twins(
+            spike_trains, twin_trains, estimates, frequency_tolerance, spikes_per_burst_tolerance, adapt_time_scale
+        )
         timings["fidelity_s"] = time.perf_counter() - started
 
     predictor = load_predictor(model.name)
@@ -178,7 +165,63 @@ def run_pipeline(
     )
 
 
-def _simulate_twins(model, populations, estimates, duration_s, noise_std, seed, run_simulation) -> dict:
+def population_targets(model, estimate) -> tuple[float, float]:
+    """(g_s, g_u) a unit's population is generated for: its estimate clipped to the region the network was trained
+    on (and the generator reaches; g_u >= 0.5)."""
+    g_s_range, g_u_range = model.extra["training_g_s"], model.extra["training_g_u"]
+    return (
+        float(np.clip(estimate["g_s"], *g_s_range)),
+        float(np.clip(estimate["g_u"], max(g_u_range[0], 0.5), g_u_range[1])),
+    )
+
+
+def unit_population(model, unit_id, estimate, population_size: int, seed: int):
+    """One unit's twin population: (gbar or None, target g_s, target g_u, error message or "")."""
+    from .population import generate_population
+
+    model = get_model(model)
+    if not np.isfinite(estimate["g_s"]):
+        return None, np.nan, np.nan, f"no DIC estimate: {estimate.get('ood_reason', '')}"
+    g_s, g_u = population_targets(model, estimate)
+    try:
+        population = generate_population(
+            model, g_s=g_s, g_u=g_u, n=int(population_size), seed=unit_child_seed(seed, unit_id)
+        )
+    except ValueError as error:
+        return None, g_s, g_u, str(error)
+    return population.gbar, g_s, g_u, ""
+
+
+def score_twins(
+    spike_trains,
+    twin_trains,
+    estimates,
+    frequency_tolerance: float = 0.10,
+    spikes_per_burst_tolerance: float = 1.0,
+    adapt_time_scale: bool = True,
+):
+    """Fidelity of simulated twins against the recorded trains, after optional time-scale adaptation.
+
+    Adds ``time_scale_network`` to ``estimates`` and rewrites the time scales it adapts (see run_pipeline).
+    Returns (twin trains, possibly rescaled; fidelity DataFrame).
+    """
+    estimates["time_scale_network"] = estimates["time_scale"]
+    unadapted = None
+    if adapt_time_scale:
+        unadapted = _fidelity(spike_trains, twin_trains, frequency_tolerance, spikes_per_burst_tolerance)
+        twin_trains = _adapt_time_scales(spike_trains, twin_trains, estimates)
+    fidelity = _fidelity(spike_trains, twin_trains, frequency_tolerance, spikes_per_burst_tolerance)
+    fidelity["fraction_matching_network_time_scale"] = (
+        unadapted["fraction_matching"] if unadapted is not None else fidelity["fraction_matching"]
+    )
+    return twin_trains, fidelity
+
+
+def simulate_twins(model, populations, estimates, duration_s=None, noise_std: float = 0.0, seed: int = 0) -> dict:
+    """Simulate every unit's twins in one kernel call at each unit's time scale (see run_pipeline)."""
+    from .simulate import simulate as run_simulation
+
+    model = get_model(model)
     unit_ids = list(populations)
     time_scales = np.array([float(estimates.loc[u, "time_scale"]) for u in unit_ids])
     time_scales = np.clip(np.nan_to_num(time_scales, nan=1.0), 0.05, 50.0)

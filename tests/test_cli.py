@@ -218,7 +218,9 @@ def test_unusable_argument_exits_2(capsys):
 def test_subprocess_exit_code_and_stderr(tmp_path):
     completed = subprocess.run(
         [sys.executable, "-m", "spikeinterface_dic.cli", "run", str(tmp_path / "missing.csv")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert completed.returncode == 1
     assert _error_lines(completed.stderr) == [f"spikeinterface-dic: error: input not found: {tmp_path / 'missing.csv'}"]
@@ -227,15 +229,47 @@ def test_subprocess_exit_code_and_stderr(tmp_path):
 # ----------------------------------------------------------------------------------------- generate-data, train
 def test_generate_data_then_train(tmp_path, capsys):
     data = tmp_path / "data"
-    arguments = ["--model", "stg", "--out", str(data), "--n-targets", "6", "--population-size", "3",
-                 "--chunk-size", "3", "--duration-s", "2.0", "--transient-s", "1.0", "--quiet"]
+    arguments = [
+        "--model",
+        "stg",
+        "--out",
+        str(data),
+        "--n-targets",
+        "6",
+        "--population-size",
+        "3",
+        "--chunk-size",
+        "3",
+        "--duration-s",
+        "2.0",
+        "--transient-s",
+        "1.0",
+        "--quiet",
+    ]
     assert main(["generate-data", *arguments]) == 0
     assert sorted(p.name for p in data.glob("chunk_*.npz")) == ["chunk_00000.npz", "chunk_00001.npz"]
     assert "2 chunk(s)" in capsys.readouterr().out
 
     weights = tmp_path / "weights"
-    code = main(["train", str(data), "--out", str(weights), "--max-epochs", "1", "--batch-size", "4", "--width", "8",
-                 "--validation-fraction", "0.34", "--device", "cpu", "--quiet"])
+    code = main(
+        [
+            "train",
+            str(data),
+            "--out",
+            str(weights),
+            "--max-epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--width",
+            "8",
+            "--validation-fraction",
+            "0.34",
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+    )
     assert code == 0
     assert {"stg.pt", "stg.json", "stg_reference.npz"} <= {p.name for p in weights.iterdir()}
     assert "trained stg for 1 epoch" in capsys.readouterr().out

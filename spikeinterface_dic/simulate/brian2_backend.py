@@ -67,6 +67,7 @@ from ..models import Model, get_model
 AUTO_STANDALONE_MIN_N = 100
 MIN_STANDALONE_BUCKET = 16
 MAX_RUNTIME_NETWORKS = 4
+NEURONS_PER_THREAD = 256
 _GROUP_NAME = "dic_neurons"
 _LOCK = threading.RLock()
 _STANDALONE_BUILDS: OrderedDict = OrderedDict()  # key -> _StandaloneBuild (all kept: each holds its own device)
@@ -396,11 +397,15 @@ def _bucket(n: int) -> int:
         size *= 2
 
 
-def _default_threads() -> int:
+def _default_threads(n: int) -> int:
+    """OpenMP threads for n neurons: Brian2's standalone code has a barrier per code object and step, which costs more
+    than it gains for small populations (and a lot on an oversubscribed machine), so one thread per
+    ``NEURONS_PER_THREAD`` neurons, at most the CPUs available to this process."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+        cpus = os.cpu_count() or 1
+    return int(max(1, min(cpus, n // NEURONS_PER_THREAD)))
 
 
 # ------------------------------------------------------------------------------------------------- network objects
@@ -530,7 +535,7 @@ class _StandaloneBuild:
         try:
             # The OpenMP warning of Brian2 ("not yet well tested") is expected here: neurons are independent.
             BrianLogger.suppress_name("cpp_standalone.device.openmp")
-            with _prefs(devices__cpp_standalone__openmp_threads=threads):
+            with _prefs(devices__cpp_standalone__openmp_threads=threads if threads > 1 else 0):
                 self.group, pre, self.monitor, namespace = _build_objects(model, n, dt_ms, noise, _method(method))
                 network = Network(self.group, pre, self.monitor, *self.group.contained_objects)
                 network.run(n_steps * dt_ms * ms, namespace=namespace)
@@ -619,7 +624,8 @@ def simulate_brian2(model, gbar, duration_ms: float, transient_ms: float, noise_
     method : str, default: "exponential_midpoint"
         Integration method: the numba kernel's scheme, or any Brian2 method name (e.g. "exponential_euler").
     n_threads : int, default: None
-        OpenMP threads of the standalone target (None: the CPUs available to this process).
+        OpenMP threads of the standalone target (None: one per 256 neurons, at most the CPUs available; 1 disables
+        OpenMP).
 
     Returns
     -------
@@ -647,7 +653,7 @@ def simulate_brian2(model, gbar, duration_ms: float, transient_ms: float, noise_
 
         chosen = _resolve_target(target, n)
         if chosen == "cpp_standalone":
-            threads = _default_threads() if n_threads is None else int(n_threads)
+            threads = _default_threads(n) if n_threads is None else int(n_threads)
             size = _bucket(n)
             try:
                 build = _get_standalone(model, size, dt_ms, n_steps, noise, method, threads)

@@ -31,7 +31,7 @@ import contextlib
 import numpy as np
 import pandas as pd
 
-from ..pipeline import _adapt_time_scales, _fidelity, _simulate_twins, unit_child_seed
+from ..pipeline import score_twins, simulate_twins, unit_population
 from .ragged import concatenate_rows, pack_rows, row_positions, take_rows
 from .trains import reference_train, unit_spike_trains
 
@@ -62,27 +62,13 @@ def kernel_threads(n_jobs: int):
 
 def _population(model, unit_id, estimate, population_size: int, seed: int) -> dict:
     """One unit's population, generated exactly as in run_pipeline (same targets, same seed)."""
-    from ..population import generate_population
-
-    record = dict(target_g_s=np.nan, target_g_u=np.nan, population_error="", gbar=np.empty((0, model.n_channels)))
-    if not np.isfinite(estimate["g_s"]):
-        record["population_error"] = f"no DIC estimate: {estimate['ood_reason']}"
-        return record
-    # Targets are clipped to the region the network was trained on (and the generator can reach).
-    g_s_range, g_u_range = model.extra["training_g_s"], model.extra["training_g_u"]
-    record["target_g_s"] = float(np.clip(estimate["g_s"], *g_s_range))
-    record["target_g_u"] = float(np.clip(estimate["g_u"], max(g_u_range[0], 0.5), g_u_range[1]))
-    try:
-        record["gbar"] = generate_population(
-            model,
-            g_s=record["target_g_s"],
-            g_u=record["target_g_u"],
-            n=population_size,
-            seed=unit_child_seed(seed, unit_id),
-        ).gbar
-    except ValueError as error:
-        record["population_error"] = str(error)
-    return record
+    gbar, target_g_s, target_g_u, error = unit_population(model, unit_id, estimate, population_size, seed)
+    return dict(
+        target_g_s=target_g_s,
+        target_g_u=target_g_u,
+        population_error=error,
+        gbar=np.empty((0, model.n_channels)) if gbar is None else gbar,
+    )
 
 
 def _simulate(
@@ -102,25 +88,18 @@ def _simulate(
     """Twins, fidelity table and time scales of the units in ``populations`` (the steps of run_pipeline)."""
     from tqdm.auto import tqdm
 
-    from ..simulate import simulate as run_simulation
-
     unit_ids = list(populations)
-    estimates = estimates.loc[unit_ids].copy()  # _adapt_time_scales rewrites the time scales it adapts
+    estimates = estimates.loc[unit_ids].copy()  # score_twins rewrites the time scales it adapts
     twins = {}
     # Rows are independent and their noise seeds come from (seed, unit id): chunking does not change results.
     chunk = max(1, ROWS_PER_KERNEL_CALL // max(len(next(iter(populations.values()))), 1))
     with kernel_threads(n_jobs), tqdm(total=len(unit_ids), desc="twin populations", disable=not progress_bar) as bar:
         for start in range(0, len(unit_ids), chunk):
             group = {u: populations[u] for u in unit_ids[start : start + chunk]}
-            twins.update(_simulate_twins(model, group, estimates, duration_s, noise_std, seed, run_simulation))
+            twins.update(simulate_twins(model, group, estimates, duration_s, noise_std, seed))
             bar.update(len(group))
-    unadapted = None
-    if adapt_time_scale:
-        unadapted = _fidelity(references, twins, frequency_tolerance, spikes_per_burst_tolerance)
-        twins = _adapt_time_scales(references, twins, estimates)
-    fidelity = _fidelity(references, twins, frequency_tolerance, spikes_per_burst_tolerance)
-    fidelity["fraction_matching_network_time_scale"] = (
-        unadapted["fraction_matching"] if unadapted is not None else fidelity["fraction_matching"]
+    twins, fidelity = score_twins(
+        references, twins, estimates, frequency_tolerance, spikes_per_burst_tolerance, adapt_time_scale
     )
     time_scales = np.clip(np.nan_to_num(estimates["time_scale"].to_numpy(float), nan=1.0), 0.05, 50.0)
     return twins, fidelity, dict(zip(unit_ids, time_scales, strict=True))
