@@ -286,20 +286,11 @@ def test_noisy_da_tonic_runs():
 
 # -------------------------------------------------------------------------------------------------- (e) voltage trace
 def simulate_with_trace(model, gbar, **kwargs):
-    """(spike trains, (t_s, v_mV)). The docstring of ``simulate`` says the trace is returned in addition to the trains,
-    but the package currently returns only (t_s, v_mV) (bug, see test_trace_is_returned_with_the_spike_trains); accept
-    both so that these tests check the trace itself."""
-    result = simulate(model, gbar, **kwargs)
-    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], np.ndarray):
-        trains = simulate(
-            model, gbar, **{k: v for k, v in kwargs.items() if k not in ("return_voltage_of", "voltage_stride")}
-        )
-        return trains, result
-    trains, trace = result
+    """(spike trains, (t_s, v_mV)) from one simulate call with return_voltage_of."""
+    trains, trace = simulate(model, gbar, **kwargs)
     return trains, trace
 
 
-@pytest.mark.xfail(reason="package bug: simulate(return_voltage_of=i) returns only (t_s, v_mV), not the spike trains")
 def test_trace_is_returned_with_the_spike_trains():
     result = simulate("stg", [STG_SETS["S3"], STG_SETS["S1"]], duration_s=1.0, transient_s=0.5, return_voltage_of=1)
     trains, (t_s, v) = result
@@ -337,7 +328,6 @@ def test_voltage_trace_with_stride():
     np.testing.assert_allclose(onsets, trains[0], rtol=0, atol=4 * STG.default_dt_ms / 1000.0)
 
 
-@pytest.mark.xfail(reason="package bug: the last trace sample is never written when n_steps % voltage_stride == 0")
 @pytest.mark.parametrize("stride", [1, 4])
 def test_voltage_trace_has_no_unwritten_sample(stride):
     """Every returned sample is V at its time: a longer run has the same samples at the same times."""
@@ -348,7 +338,6 @@ def test_voltage_trace_has_no_unwritten_sample(stride):
     np.testing.assert_array_equal(v, v_long[: v.size])
 
 
-@pytest.mark.xfail(reason="package bug: return_voltage_of is not range-checked (uninitialised trace or TypeError)")
 @pytest.mark.parametrize("row", [5, -1])
 def test_voltage_trace_row_out_of_range_raises(row):
     with pytest.raises(ValueError):

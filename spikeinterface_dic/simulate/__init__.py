@@ -91,7 +91,7 @@ def simulate(
     spike_trains : list of np.ndarray
         One float64 array per row, spike times in seconds after the transient.
     (t_s, v_mV) : tuple of np.ndarray
-        Only when ``return_voltage_of`` is given.
+        Only when ``return_voltage_of`` is given: the result is then (spike_trains, (t_s, v_mV)).
     """
     model = get_model(model)
     dt_ms = model.default_dt_ms if dt_ms is None else float(dt_ms)
@@ -111,6 +111,10 @@ def simulate(
     noise_std = np.broadcast_to(np.asarray(noise_std, dtype=float), (gbar.shape[0],))
     if (noise_std < 0).any() or not np.isfinite(noise_std).all():
         raise ValueError(f"noise_std must be >= 0 and finite (a scalar or one value per row); got {noise_std}")
+    if return_voltage_of is not None and not (0 <= int(return_voltage_of) < gbar.shape[0]):
+        raise ValueError(f"return_voltage_of must be a row index in [0, {gbar.shape[0]}); got {return_voltage_of}")
+    if int(voltage_stride) < 1:
+        raise ValueError(f"voltage_stride must be >= 1; got {voltage_stride}")
     if backend == "brian2":
         from .brian2_backend import simulate_brian2
 
@@ -147,7 +151,7 @@ def simulate(
     if return_voltage_of is None:
         return trains
     t_ms, v = trace
-    return t_ms * (time_scale / 1000.0), v
+    return trains, (t_ms * (time_scale / 1000.0), v)
 
 
 def _simulate_numba(
@@ -187,7 +191,7 @@ def _simulate_numba(
     noise_decay = float(np.exp(-dt_ms / noise_tau_ms))
     noise_scale = np.ascontiguousarray(noise_std * np.sqrt(1.0 - noise_decay**2))
     trace_index = -1 if return_voltage_of is None else int(return_voltage_of)
-    trace = np.empty(n_steps // voltage_stride + 1 if trace_index >= 0 else 1)
+    trace = np.empty((n_steps - 1) // voltage_stride + 1 if trace_index >= 0 else 1)
     kernel(
         gbar,
         y0,

@@ -35,13 +35,13 @@ Noise
 
 Targets (``target``)
     ``"cpp_standalone"``: the network is generated and compiled (with OpenMP) once per (model, method, dt, number of
-    steps, population size bucket, noise on/off, threads) into a project folder under the per-user cache
+    steps, population size bucket, threads) into a project folder under the per-user cache
     (:func:`brian2_cache_dir`) and then re-run with new conductances, noise levels and seeds through Brian2's
     ``run_args`` (no recompilation; the compiled project is also reused by later processes: only the code generation,
     ~1-5 s, is repeated, ``make`` finds nothing to do). Populations are padded up to the next size bucket (powers of 2
     and 1.5 x powers of 2, at least 16) so that similar population sizes share a build.
     ``"cython"`` / ``"numpy"``: Brian2's runtime targets for interactive use (the network of each (model, method, dt,
-    N, noise) is kept and restored between calls; Cython modules are cached under :func:`brian2_cache_dir`).
+    N) is kept and restored between calls; Cython modules are cached under :func:`brian2_cache_dir`).
     ``"auto"`` (default): cpp_standalone when a C++ compiler and ``make`` exist and N >= ``AUTO_STANDALONE_MIN_N``,
     else cython, else numpy. A requested compiled target that is not available falls back with a warning.
 """
@@ -78,11 +78,14 @@ _GOLDEN = 0x9E3779B97F4A7C15
 _MIX1 = 0xBF58476D1CE4E5B9
 _MIX2 = 0x94D049BB133111EB
 
-# Counter-based normal deviate: the numba kernel's sequential splitmix64 + Box-Muller stream, as a pure function of
-# the 64-bit per-neuron seed (two int32 halves) and the step index k (pair k // 2: cosine for even k, sine for odd).
+# Counter-based noise increment scale * N(0, 1): the numba kernel's sequential splitmix64 + Box-Muller stream, as a
+# pure function of the 64-bit per-neuron seed (two int32 halves) and the step index k (pair k // 2: cosine for even k,
+# sine for odd k). Like the numba kernel, nothing is drawn when scale == 0, so noise-free runs cost almost nothing.
 _CPP_NORMAL = """
-static inline double dic_normal(const int32_t hi, const int32_t lo, const int32_t k)
+static inline double dic_noise(const double scale, const int32_t hi, const int32_t lo, const int32_t k)
 {
+    if (scale == 0.0)
+        return 0.0;
     const uint64_t seed = (((uint64_t)(uint32_t)hi) << 32) | ((uint64_t)(uint32_t)lo);
     uint64_t z = seed + ((uint64_t)(uint32_t)(k >> 1) + 1ULL) * 0x9E3779B97F4A7C15ULL;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
@@ -91,14 +94,16 @@ static inline double dic_normal(const int32_t hi, const int32_t lo, const int32_
     const double u1 = (double)((z >> 11) + 1ULL) * (1.0 / 9007199254740993.0);
     const double u2 = (double)(z & 0x1FFFFFULL) * (1.0 / 2097152.0);
     const double radius = sqrt(-2.0 * log(u1));
-    return (k & 1) ? radius * sin(6.283185307179586 * u2) : radius * cos(6.283185307179586 * u2);
+    return scale * ((k & 1) ? radius * sin(6.283185307179586 * u2) : radius * cos(6.283185307179586 * u2));
 }
 """
 
 _CYTHON_NORMAL = """
 from libc.math cimport sqrt as _dic_sqrt, log as _dic_log, sin as _dic_sin, cos as _dic_cos
 
-cdef double dic_normal(int hi, int lo, int k):
+cdef double dic_noise(double scale, int hi, int lo, int k):
+    if scale == 0.0:
+        return 0.0
     cdef unsigned long long seed = ((<unsigned long long><unsigned int>hi) << 32) | (<unsigned long long><unsigned int>lo)
     cdef unsigned long long z = seed + (<unsigned long long><unsigned int>(k >> 1) + 1ULL) * 0x9E3779B97F4A7C15ULL
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
@@ -108,13 +113,18 @@ cdef double dic_normal(int hi, int lo, int k):
     cdef double u2 = <double>(z & 0x1FFFFFULL) * (1.0 / 2097152.0)
     cdef double radius = _dic_sqrt(-2.0 * _dic_log(u1))
     if k & 1:
-        return radius * _dic_sin(6.283185307179586 * u2)
-    return radius * _dic_cos(6.283185307179586 * u2)
+        return scale * radius * _dic_sin(6.283185307179586 * u2)
+    return scale * radius * _dic_cos(6.283185307179586 * u2)
 """
 
 
+def _noise_numpy(scale, hi, lo, k):
+    """scale x the k-th normal deviate of the stream of seed (hi, lo): the numpy implementation of ``dic_noise``."""
+    return np.asarray(scale) * _normal_numpy(hi, lo, k)
+
+
 def _normal_numpy(hi, lo, k):
-    """numpy implementation of the counter-based normal deviate (same values as the C++ and Cython ones)."""
+    """The k-th normal deviate of the stream of the 64-bit seed (hi, lo) (same values as the C++ and Cython code)."""
     hi = np.asarray(hi).astype(np.int64).astype(np.uint64) & np.uint64(0xFFFFFFFF)
     lo = np.asarray(lo).astype(np.int64).astype(np.uint64) & np.uint64(0xFFFFFFFF)
     k = np.asarray(k).astype(np.int64)
@@ -218,7 +228,10 @@ def brian2_equations(model, noise: bool = True) -> str:
 def _pre_step_code(noise: bool) -> str:
     code = ["v_prev = v"]
     if noise:
-        code += ["I_noise = I_noise*noise_decay + noise_scale*dic_normal(seed_hi, seed_lo, noise_k)", "noise_k += 1"]
+        code += [
+            "I_noise = I_noise*noise_decay + dic_noise(noise_scale/(uA/cm**2), seed_hi, seed_lo, noise_k)*uA/cm**2",
+            "noise_k += 1",
+        ]
     return "\n".join(code)
 
 
@@ -300,10 +313,11 @@ def _normal_function():
     if "normal" not in _METHODS:
         from brian2 import Function
 
-        function = Function(_normal_numpy, arg_units=[1, 1, 1], arg_names=["hi", "lo", "k"], return_unit=1,
-                            arg_types=["integer", "integer", "integer"], return_type="float", stateless=True)
-        function.implementations.add_implementation("cpp", code=_CPP_NORMAL, name="dic_normal")
-        function.implementations.add_implementation("cython", code=_CYTHON_NORMAL, name="dic_normal")
+        function = Function(_noise_numpy, arg_units=[1, 1, 1, 1], arg_names=["scale", "hi", "lo", "k"],
+                            return_unit=1, arg_types=["float", "integer", "integer", "integer"], return_type="float",
+                            stateless=True)
+        function.implementations.add_implementation("cpp", code=_CPP_NORMAL, name="dic_noise")
+        function.implementations.add_implementation("cython", code=_CYTHON_NORMAL, name="dic_noise")
         _METHODS["normal"] = function
     return _METHODS["normal"]
 
@@ -409,19 +423,17 @@ def _default_threads(n: int) -> int:
 
 
 # ------------------------------------------------------------------------------------------------- network objects
-def _build_objects(model: Model, n: int, dt_ms: float, noise: bool, method, name_suffix: str = ""):
+def _build_objects(model: Model, n: int, dt_ms: float, method, name_suffix: str = ""):
     """NeuronGroup, pre-step operation, onset monitor and repolarisation recorder for ``n`` neurons."""
     from brian2 import Clock, EventMonitor, NeuronGroup, cm, mV, ms, uF
 
     clock = Clock(dt=dt_ms * ms, name=f"dic_clock{name_suffix}")
-    namespace = {"Cm": model.capacitance_uF_cm2 * uF / cm**2}
-    if noise:
-        namespace["dic_normal"] = _normal_function()
+    namespace = {"Cm": model.capacitance_uF_cm2 * uF / cm**2, "dic_noise": _normal_function()}
     events = {
         "dic_onset": f"v > {model.spike_up_mV!r}*mV and v_prev <= {model.spike_up_mV!r}*mV",
         "dic_repol": f"v < {model.spike_down_mV!r}*mV and v_prev >= {model.spike_down_mV!r}*mV",
     }
-    group = NeuronGroup(n, brian2_equations(model, noise=noise), method=method, events=events, clock=clock,
+    group = NeuronGroup(n, brian2_equations(model), method=method, events=events, clock=clock,
                         namespace=namespace, name=f"{_GROUP_NAME}{name_suffix}")
     state = dict(zip(model.state_names, model.initial_state(), strict=True))
     group.v = state.pop("V") * mV
@@ -429,27 +441,29 @@ def _build_objects(model: Model, n: int, dt_ms: float, noise: bool, method, name
         setattr(group, name, value)
     group.v_prev = model.v_init_mV * mV
     group.t_repol = -1.0 * ms
-    pre = group.run_regularly(_pre_step_code(noise), when="start", name=f"dic_pre_step{name_suffix}")
+    pre = group.run_regularly(_pre_step_code(True), when="start", name=f"dic_pre_step{name_suffix}")
     group.run_on_event("dic_repol", "t_repol = t")
     monitor = EventMonitor(group, "dic_onset", variables=["v", "v_prev"], record=True, name=f"dic_onsets{name_suffix}")
     return group, pre, monitor, namespace
 
 
 def _parameter_values(model: Model, gbar: np.ndarray, noise_std: np.ndarray, seed, dt_ms: float,
-                      noise_cutoff_hz: float, noise: bool) -> dict:
+                      noise_cutoff_hz: float) -> dict:
     """Per-neuron values (SI units, plain floats) of the run-time parameters."""
     from brian2 import cm, msiemens, uA
 
+    n = gbar.shape[0]
     values = {f"g_{ch.name}": gbar[:, j] * float(msiemens / cm**2) for j, ch in enumerate(model.channels)}
-    if noise:
-        n = gbar.shape[0]
+    if (noise_std > 0).any():
         seeds = np.random.SeedSequence(seed).generate_state(max(n, 1), dtype=np.uint64)[:n]
-        noise_tau_ms = 1000.0 / (2.0 * np.pi * noise_cutoff_hz)
-        decay = float(np.exp(-dt_ms / noise_tau_ms))
-        values["noise_scale"] = noise_std * np.sqrt(1.0 - decay**2) * float(uA / cm**2)
-        values["noise_decay"] = decay
-        values["seed_hi"] = (seeds >> np.uint64(32)).astype(np.uint32).view(np.int32)
-        values["seed_lo"] = (seeds & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.int32)
+    else:
+        seeds = np.zeros(n, dtype=np.uint64)
+    noise_tau_ms = 1000.0 / (2.0 * np.pi * noise_cutoff_hz)
+    decay = float(np.exp(-dt_ms / noise_tau_ms))
+    values["noise_scale"] = noise_std * np.sqrt(1.0 - decay**2) * float(uA / cm**2)
+    values["noise_decay"] = decay
+    values["seed_hi"] = (seeds >> np.uint64(32)).astype(np.uint32).view(np.int32)
+    values["seed_lo"] = (seeds & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.int32)
     return values
 
 
@@ -486,7 +500,7 @@ def _spike_trains(n: int, index, t_s, v, v_prev, t_repol_s, dt_ms, transient_ms,
 
 # ------------------------------------------------------------------------------------------------ runtime targets
 class _RuntimeNetwork:
-    def __init__(self, model, n, dt_ms, noise, method, target):
+    def __init__(self, model, n, dt_ms, method, target):
         from brian2 import Network, get_device, set_device
         from brian2.devices.device import runtime_device
 
@@ -495,7 +509,7 @@ class _RuntimeNetwork:
             set_device(runtime_device, build_on_run=False)
         try:
             with _prefs(codegen__target=target):
-                self.group, pre, self.monitor, self.namespace = _build_objects(model, n, dt_ms, noise, _method(method))
+                self.group, pre, self.monitor, self.namespace = _build_objects(model, n, dt_ms, _method(method))
                 self.network = Network(self.group, pre, self.monitor, *self.group.contained_objects)
                 self.network.store("dic_initial")
         finally:
@@ -521,7 +535,7 @@ class _RuntimeNetwork:
 class _StandaloneBuild:
     """A compiled standalone project that is re-run with new parameters through ``run_args``."""
 
-    def __init__(self, model, n, dt_ms, n_steps, noise, method, threads, directory: Path):
+    def __init__(self, model, n, dt_ms, n_steps, method, threads, directory: Path):
         from brian2 import Network, ms, set_device
         from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
         from brian2.devices.device import reset_device
@@ -536,7 +550,7 @@ class _StandaloneBuild:
             # The OpenMP warning of Brian2 ("not yet well tested") is expected here: neurons are independent.
             BrianLogger.suppress_name("cpp_standalone.device.openmp")
             with _prefs(devices__cpp_standalone__openmp_threads=threads if threads > 1 else 0):
-                self.group, pre, self.monitor, namespace = _build_objects(model, n, dt_ms, noise, _method(method))
+                self.group, pre, self.monitor, namespace = _build_objects(model, n, dt_ms, _method(method))
                 network = Network(self.group, pre, self.monitor, *self.group.contained_objects)
                 network.run(n_steps * dt_ms * ms, namespace=namespace)
                 with FileLock(str(directory / "dic_build.lock")):
@@ -566,29 +580,29 @@ class _StandaloneBuild:
                         os.remove(self.directory / "static_arrays" / path)
 
 
-def _standalone_key(model, n, dt_ms, n_steps, noise, method, threads) -> tuple:
+def _standalone_key(model, n, dt_ms, n_steps, method, threads) -> tuple:
     import brian2
 
-    return (model.name, brian2_equations(model, noise), method, repr(float(dt_ms)), int(n_steps), int(n), bool(noise),
-            int(threads), brian2.__version__, platform.machine(), platform.system())
+    return (model.name, brian2_equations(model), _pre_step_code(True), _CPP_NORMAL, method, repr(float(dt_ms)),
+            int(n_steps), int(n), int(threads), brian2.__version__, platform.machine(), platform.system())
 
 
-def _get_standalone(model, n, dt_ms, n_steps, noise, method, threads) -> _StandaloneBuild:
-    key = _standalone_key(model, n, dt_ms, n_steps, noise, method, threads)
+def _get_standalone(model, n, dt_ms, n_steps, method, threads) -> _StandaloneBuild:
+    key = _standalone_key(model, n, dt_ms, n_steps, method, threads)
     build = _STANDALONE_BUILDS.get(key)
     if build is None:
         digest = hashlib.sha1(repr(key).encode()).hexdigest()[:16]
         directory = brian2_cache_dir() / "standalone" / f"{model.name}_{digest}"
-        build = _StandaloneBuild(model, n, dt_ms, n_steps, noise, method, threads, directory)
+        build = _StandaloneBuild(model, n, dt_ms, n_steps, method, threads, directory)
         _STANDALONE_BUILDS[key] = build
     return build
 
 
-def _get_runtime(model, n, dt_ms, noise, method, target) -> _RuntimeNetwork:
-    key = (model.name, n, repr(float(dt_ms)), bool(noise), method, target)
+def _get_runtime(model, n, dt_ms, method, target) -> _RuntimeNetwork:
+    key = (model.name, n, repr(float(dt_ms)), method, target)
     network = _RUNTIME_NETWORKS.pop(key, None)
     if network is None:
-        network = _RuntimeNetwork(model, n, dt_ms, noise, method, target)
+        network = _RuntimeNetwork(model, n, dt_ms, method, target)
     _RUNTIME_NETWORKS[key] = network
     while len(_RUNTIME_NETWORKS) > MAX_RUNTIME_NETWORKS:
         _RUNTIME_NETWORKS.popitem(last=False)
@@ -646,8 +660,7 @@ def simulate_brian2(model, gbar, duration_ms: float, transient_ms: float, noise_
     duration_model = duration_ms / time_scale
     transient_model = transient_ms / time_scale
     n_steps = int(round(duration_model / dt_ms))
-    noise = bool((noise_std > 0).any())
-    values = _parameter_values(model, gbar, noise_std, seed, dt_ms, noise_cutoff_hz * time_scale, noise)
+    values = _parameter_values(model, gbar, noise_std, seed, dt_ms, noise_cutoff_hz * time_scale)
     with _LOCK:
         import brian2  # noqa: F401
 
@@ -656,7 +669,7 @@ def simulate_brian2(model, gbar, duration_ms: float, transient_ms: float, noise_
             threads = _default_threads(n) if n_threads is None else int(n_threads)
             size = _bucket(n)
             try:
-                build = _get_standalone(model, size, dt_ms, n_steps, noise, method, threads)
+                build = _get_standalone(model, size, dt_ms, n_steps, method, threads)
             except (RuntimeError, OSError) as error:  # the compilation failed (e.g. no OpenMP support)
                 fallback = "cython" if _cython_available() else "numpy"
                 warnings.warn(f"Brian2 cpp_standalone build failed ({error}); using {fallback!r}", RuntimeWarning,
@@ -665,7 +678,7 @@ def simulate_brian2(model, gbar, duration_ms: float, transient_ms: float, noise_
             else:
                 results = build.run(_pad(values, size))
         if chosen != "cpp_standalone":
-            results = _get_runtime(model, n, dt_ms, noise, method, chosen).run(values, n_steps, dt_ms)
+            results = _get_runtime(model, n, dt_ms, method, chosen).run(values, n_steps, dt_ms)
     trains = _spike_trains(n, *results, dt_ms=dt_ms, transient_ms=transient_model, up_mV=model.spike_up_mV)
     return [train * (time_scale / 1000.0) for train in trains]
 
