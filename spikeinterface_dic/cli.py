@@ -18,9 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import time
+import warnings
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -69,7 +71,7 @@ def _n_jobs(text: str) -> int:
 def _common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--quiet", action="store_true", help="no progress bars or progress messages")
-    common.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    common.add_argument("--debug", action="store_true", help="show the full traceback of an error, and Python warnings")
     return common
 
 
@@ -302,7 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``spikeinterface-dic`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
-        return int(args.handler(args) or 0)
+        with warnings.catch_warnings():
+            if not args.debug:  # library warnings (numpy, hdmf, ...) are noise here; skipped rows are reported
+                warnings.simplefilter("ignore")
+            return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         print(f"{PROGRAM}: interrupted", file=sys.stderr)
         return 130
@@ -434,8 +439,8 @@ def _pipeline_kwargs(args, model: str) -> dict:
 def _command_run(args) -> int:
     from .distributed import run_file_jobs
 
-    out_folder = None if args.out is None or Path(args.out).suffix else Path(args.out)
-    files = collect_inputs(args.inputs, exclude=out_folder or Path(DEFAULT_RUN_OUT))
+    out = Path(args.out if args.out is not None else DEFAULT_RUN_OUT)
+    files = collect_inputs(args.inputs, exclude=None if out.suffix.lower() in (".nwb", ".csv") else out)
     jobs = _plan(args, files)
     _use_cores(args.n_jobs)
     started = time.perf_counter()
@@ -450,7 +455,7 @@ def _command_run(args) -> int:
         )
     for row in summary.itertuples():
         if row.n_problems:
-            for problem in row.problems.split("; "):
+            for problem in re.split(r"; (?=line \d|block \d)", row.problems):  # io's locations of skipped rows
                 print(f"{PROGRAM}: warning: {row.file}: skipped {problem}", file=sys.stderr)
     failed = summary[summary["status"] != "ok"]
     if len(failed) < len(summary):

@@ -283,8 +283,10 @@ def run_file_jobs(jobs: list[FileJob], client=None, progress_bar: bool = False, 
     if client is None or len(jobs) == 1:
         from tqdm.auto import tqdm
 
+        # One file: the pipeline's own bar (populations); several: one bar over files.
+        unit_bar = {"progress_bar": progress_bar} if len(jobs) == 1 else {}
         rows = [
-            process_file(job, client=client, **pipeline_kwargs)
+            process_file(job, client=client, **unit_bar, **pipeline_kwargs)
             for job in tqdm(jobs, desc="files", unit="file", disable=not progress_bar or len(jobs) < 2)
         ]
     else:
@@ -324,9 +326,10 @@ def process_file(job: FileJob, client=None, **pipeline_kwargs) -> dict:
                 raise ValueError(f"cannot read the file ({one_line(error)})") from error
         if job.output_format == "nwb" and trains.file_format != "nwb":
             raise ValueError(f"NWB output needs an NWB input; {job.path} is {trains.file_format}: use CSV output")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = run_pipeline(dict(trains), client=client, **pipeline_kwargs)
+        if client is None:
+            result = run_pipeline(dict(trains), **pipeline_kwargs)
+        else:
+            result = run_pipeline_dask(dict(trains), client, **pipeline_kwargs)
         if job.output_format == "csv":
             output.parent.mkdir(parents=True, exist_ok=True)
             outputs = [str(p) for p in write_csv(result, output)]
@@ -335,9 +338,7 @@ def process_file(job: FileJob, client=None, **pipeline_kwargs) -> dict:
                 output.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(job.path, output)
                 created.append(output)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                write_nwb(result, output, overwrite=job.overwrite)
+            write_nwb(result, output, overwrite=job.overwrite)
             created.clear()
             outputs = [str(output)]
     except Exception as error:

@@ -51,6 +51,7 @@ def run_pipeline(
     adapt_time_scale: bool = True,
     progress_bar: bool = False,
     client=None,
+    estimates: pd.DataFrame | None = None,
 ) -> PipelineResult:
     """Run the whole method on a batch of units.
 
@@ -79,6 +80,10 @@ def run_pipeline(
         ``estimates`` keeps ``time_scale_network``; ``time_scale_std`` becomes the spread implied by the twins.
     client : dask.distributed.Client, default: None
         Spread units over a Dask cluster (see :mod:`.distributed`); same results as without.
+    estimates : pandas.DataFrame, default: None
+        :func:`infer_dics` output covering these units, to skip the inference. :mod:`.distributed` infers the whole
+        batch once and passes each chunk its rows, because the network's float32 outputs vary in the 7th digit with
+        the batch they are computed in, and chaotic twins amplify that.
     """
     if client is not None:
         from .distributed import run_pipeline_dask
@@ -105,7 +110,10 @@ def run_pipeline(
         spike_trains = dict(enumerate(spike_trains))
     timings = {}
     started = time.perf_counter()
-    estimates = infer_dics(spike_trains, model=model, device=device)
+    if estimates is None:
+        estimates = infer_dics(spike_trains, model=model, device=device)
+    else:
+        estimates = estimates.loc[list(spike_trains)].copy()
     timings["inference_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -217,6 +225,11 @@ def score_twins(
     return twin_trains, fidelity
 
 
+# Model time simulated past the longest window: a spike is counted on its downstroke, so without a margin a spike
+# starting at the end of a unit's window would be kept or lost depending on the other units in the batch.
+SPIKE_MARGIN_MS = 50.0
+
+
 def simulate_twins(model, populations, estimates, duration_s=None, noise_std: float = 0.0, seed: int = 0) -> dict:
     """Simulate every unit's twins in one kernel call at each unit's time scale (see run_pipeline)."""
     from .simulate import simulate as run_simulation
@@ -241,7 +254,7 @@ def simulate_twins(model, populations, estimates, duration_s=None, noise_std: fl
     trains = run_simulation(
         model,
         gbar,
-        duration_s=(transient_ms + record_ms.max()) / 1000.0,
+        duration_s=(transient_ms + record_ms.max() + SPIKE_MARGIN_MS) / 1000.0,
         transient_s=transient_ms / 1000.0,
         noise_std=noise_std,
         seed=row_seeds,

@@ -73,7 +73,9 @@ def result_from(source):
                 "population_size=100) first"
             )
         return source.get_extension(TWIN_EXTENSION).to_pipeline_result()
-    raise TypeError(f"expected a PipelineResult or a SortingAnalyzer with twin populations; got {type(source).__name__}")
+    raise TypeError(
+        f"expected a PipelineResult or a SortingAnalyzer with twin populations; got {type(source).__name__}"
+    )
 
 
 def match_ids(wanted, available) -> dict:

@@ -114,7 +114,8 @@ def _em(points, noise, weights, means, covariances, covariance_type, reg_covar, 
     log_likelihood = -np.inf
     converged = False
     iteration = 0
-    for iteration in range(1, max_iter + 1):
+    while iteration < max_iter:
+        iteration += 1
         log_q = _component_log_densities(points, noise, weights, means, covariances)
         norm = _logsumexp(log_q)
         log_likelihood = float(norm.sum())
@@ -140,6 +141,42 @@ def _em(points, noise, weights, means, covariances, covariance_type, reg_covar, 
             covariances[k] = np.diag(np.diag(covariance)) if covariance_type == "diag" else covariance
         weights /= weights.sum()
     return MixtureFit(weights, means, covariances, log_likelihood, iteration, converged, covariance_type)
+
+
+def _em_diagonal(points, noise_variances, weights, means, variances, reg_covar, max_iter, tol):
+    """The same EM when both the components and the measurement noise are diagonal: element-wise, no solves."""
+    n, d = points.shape
+    previous = -np.inf
+    log_likelihood = -np.inf
+    converged = False
+    iteration = 0
+    while iteration < max_iter:
+        iteration += 1
+        total = variances[None] + noise_variances[:, None]  # (n, K, d)
+        residual = points[:, None] - means[None]
+        log_q = np.log(np.maximum(weights, 1e-300))[None] - 0.5 * np.sum(
+            np.log(2 * np.pi * total) + residual**2 / total, axis=2
+        )
+        norm = _logsumexp(log_q)
+        log_likelihood = float(norm.sum())
+        q = np.exp(log_q - norm[:, None])
+        if abs(log_likelihood - previous) <= tol * max(1.0, abs(log_likelihood)):
+            converged = True
+            break
+        previous = log_likelihood
+        mass = q.sum(0)
+        gain = variances[None] / total
+        b = means[None] + gain * residual
+        big_b = variances[None] * (1.0 - gain)
+        filled = mass > 1e-10  # an empty component keeps its place but carries no weight
+        safe = np.where(filled, mass, 1.0)[:, None]
+        new_means = np.einsum("nk,nkd->kd", q, b) / safe
+        spread = np.einsum("nk,nkd->kd", q, (b - new_means[None]) ** 2 + big_b) / safe + reg_covar
+        means = np.where(filled[:, None], new_means, means)
+        variances = np.where(filled[:, None], spread, variances)
+        weights = mass / mass.sum()
+    covariances = variances[:, :, None] * np.eye(d)[None]
+    return MixtureFit(weights, means, covariances, log_likelihood, iteration, converged, "diag")
 
 
 def fit_mixture(
@@ -188,13 +225,19 @@ def fit_mixture(
             noise = noise[:, :, None] * np.eye(d)[None]
         if noise.shape != (n, d, d):
             raise ValueError(f"noise must have shape ({n}, {d}) or ({n}, {d}, {d}); got {noise.shape}")
+    diagonal = covariance_type == "diag" and np.all(noise * (1.0 - np.eye(d))[None] == 0.0)
     best = None
     for child in np.random.SeedSequence(int(seed)).spawn(max(1, int(n_init))):
         rng = np.random.default_rng(child)
         weights, means, covariances = _initial_parameters(points, int(n_components), rng, reg_covar)
-        if covariance_type == "diag":
-            covariances = np.array([np.diag(np.diag(c)) for c in covariances])
-        fit = _em(points, noise, weights, means, covariances, covariance_type, reg_covar, max_iter, tol)
+        if diagonal:
+            variances = np.diagonal(covariances, axis1=1, axis2=2).copy()
+            noise_variances = np.diagonal(noise, axis1=1, axis2=2)
+            fit = _em_diagonal(points, noise_variances, weights, means, variances, reg_covar, max_iter, tol)
+        else:
+            if covariance_type == "diag":
+                covariances = np.array([np.diag(np.diag(c)) for c in covariances])
+            fit = _em(points, noise, weights, means, covariances, covariance_type, reg_covar, max_iter, tol)
         if best is None or fit.log_likelihood > best.log_likelihood + 1e-9:
             best = fit
     return best

@@ -61,7 +61,10 @@ def plane_data(result) -> dict:
             f"{_fmt(k)} ({_fmt(lo)}–{_fmt(hi)})" for k, lo, hi in zip(rows["time_scale"], low, high, strict=True)
         ],
         "label": [str(v) for v in rows["label"]],
-        "status": ["in distribution" if ok else f"OUT OF DISTRIBUTION: {r}" for ok, r in zip(in_distribution, reasons, strict=True)],
+        "status": [
+            "in distribution" if ok else f"OUT OF DISTRIBUTION: {r}"
+            for ok, r in zip(in_distribution, reasons, strict=True)
+        ],
         "matching": matching,
         "in_distribution": in_distribution,
         "color": [
@@ -76,8 +79,8 @@ def plane_figure(result, model, selected=None):
 
     The background shades the network's training range (``model.extra["training_g_s"]`` x ``["training_g_u"]``):
     g_s < 0 "bursting", g_s > 0 "tonic spiking". Out-of-distribution units are red crosses. Returns
-    ``(figure, highlight_source, units_source)``; set ``highlight_source.data`` with :func:`highlight_data` to
-    ring another unit.
+    ``(figure, highlight_source, point_sources)``; set ``highlight_source.data`` with :func:`highlight_data` to
+    ring another unit; ``point_sources`` (in / out of distribution) carry the tap selection.
     """
     g_s_range = tuple(float(v) for v in model.extra["training_g_s"])
     g_u_range = tuple(float(v) for v in model.extra["training_g_u"])
@@ -99,40 +102,97 @@ def plane_figure(result, model, selected=None):
         min_width=400,
     )
     p.add_layout(
-        BoxAnnotation(left=g_s_range[0], right=0, bottom=g_u_range[0], top=g_u_range[1], fill_color=BURSTING_COLOR,
-                      fill_alpha=0.10, line_alpha=0),
+        BoxAnnotation(
+            left=g_s_range[0],
+            right=0,
+            bottom=g_u_range[0],
+            top=g_u_range[1],
+            fill_color=BURSTING_COLOR,
+            fill_alpha=0.10,
+            line_alpha=0,
+        ),
     )
     p.add_layout(
-        BoxAnnotation(left=0, right=g_s_range[1], bottom=g_u_range[0], top=g_u_range[1], fill_color=TONIC_COLOR,
-                      fill_alpha=0.10, line_alpha=0),
+        BoxAnnotation(
+            left=0,
+            right=g_s_range[1],
+            bottom=g_u_range[0],
+            top=g_u_range[1],
+            fill_color=TONIC_COLOR,
+            fill_alpha=0.10,
+            line_alpha=0,
+        ),
     )
     p.add_layout(
-        BoxAnnotation(left=g_s_range[0], right=g_s_range[1], bottom=g_u_range[0], top=g_u_range[1], fill_alpha=0,
-                      line_color="#555555", line_dash="dashed", line_width=1),
+        BoxAnnotation(
+            left=g_s_range[0],
+            right=g_s_range[1],
+            bottom=g_u_range[0],
+            top=g_u_range[1],
+            fill_alpha=0,
+            line_color="#555555",
+            line_dash="dashed",
+            line_width=1,
+        ),
     )
     text = {"text_font_size": "11pt", "text_font_style": "italic", "text_alpha": 0.8, "y": g_u_range[1]}
     p.add_layout(Label(x=g_s_range[0], text="  bursting (g_s < 0)", text_color=BURSTING_COLOR, y_offset=-20, **text))
     p.add_layout(Label(x=0, text="  tonic spiking (g_s > 0)", text_color=TONIC_COLOR, y_offset=-20, **text))
-    p.add_layout(Label(x=g_s_range[0], y=g_u_range[0], text="  dashed box: range the network was trained on",
-                       text_font_size="9pt", text_color="#555555", y_offset=4))
+    p.add_layout(
+        Label(
+            x=g_s_range[0],
+            y=g_u_range[0],
+            text="  dashed box: range the network was trained on",
+            text_font_size="9pt",
+            text_color="#555555",
+            y_offset=4,
+        )
+    )
 
-    bars_x = p.segment(x0="g_s_low", y0="g_u", x1="g_s_high", y1="g_u", source=units, line_color="color",
-                       line_width=1.5, line_alpha=0.7)
-    bars_y = p.segment(x0="g_s", y0="g_u_low", x1="g_s", y1="g_u_high", source=units, line_color="color",
-                       line_width=1.5, line_alpha=0.7)
-    inside = ColumnDataSource({k: [v for v, ok in zip(vals, data["in_distribution"], strict=True) if ok]
-                               for k, vals in data.items()})
-    outside = ColumnDataSource({k: [v for v, ok in zip(vals, data["in_distribution"], strict=True) if not ok]
-                                for k, vals in data.items()})
-    in_points = p.scatter("g_s", "g_u", source=inside, size=11, fill_color="color", line_color="black",
-                          marker="circle")
-    out_points = p.scatter("g_s", "g_u", source=outside, size=14, line_color=OOD_COLOR, line_width=3,
-                           marker="x")
+    bars_x = p.segment(
+        x0="g_s_low",
+        y0="g_u",
+        x1="g_s_high",
+        y1="g_u",
+        source=units,
+        line_color="color",
+        line_width=1.5,
+        line_alpha=0.7,
+    )
+    bars_y = p.segment(
+        x0="g_s",
+        y0="g_u_low",
+        x1="g_s",
+        y1="g_u_high",
+        source=units,
+        line_color="color",
+        line_width=1.5,
+        line_alpha=0.7,
+    )
+    inside = ColumnDataSource(
+        {k: [v for v, ok in zip(vals, data["in_distribution"], strict=True) if ok] for k, vals in data.items()}
+    )
+    outside = ColumnDataSource(
+        {k: [v for v, ok in zip(vals, data["in_distribution"], strict=True) if not ok] for k, vals in data.items()}
+    )
+    in_points = p.scatter("g_s", "g_u", source=inside, size=11, fill_color="color", line_color="black", marker="circle")
+    out_points = p.scatter("g_s", "g_u", source=outside, size=14, line_color=OOD_COLOR, line_width=3, marker="x")
     highlight = ColumnDataSource(highlight_data(data, selected))
-    p.scatter("g_s", "g_u", source=highlight, size=24, fill_alpha=0, line_color=SELECTED_COLOR, line_width=3,
-              marker="circle")
-    p.add_layout(LabelSet(x="g_s", y="g_u", text="unit", source=units, x_offset=7, y_offset=5,
-                          text_font_size="9pt", text_color="#333333"))
+    p.scatter(
+        "g_s", "g_u", source=highlight, size=24, fill_alpha=0, line_color=SELECTED_COLOR, line_width=3, marker="circle"
+    )
+    p.add_layout(
+        LabelSet(
+            x="g_s",
+            y="g_u",
+            text="unit",
+            source=units,
+            x_offset=7,
+            y_offset=5,
+            text_font_size="9pt",
+            text_color="#333333",
+        )
+    )
     legend_items = []
     if len(inside.data["unit"]):
         legend_items.append(("unit (± 1 std)", [in_points]))
@@ -140,20 +200,22 @@ def plane_figure(result, model, selected=None):
         legend_items.append(("out of distribution", [out_points]))
     if legend_items:
         p.add_layout(Legend(items=legend_items, location="bottom_right"))
-    p.add_tools(HoverTool(
-        renderers=[in_points, out_points, bars_x, bars_y],
-        tooltips=[
-            ("unit", "@unit"),
-            ("g_s", "@g_s_text"),
-            ("g_u", "@g_u_text"),
-            ("time scale", "@time_scale_text"),
-            ("pattern", "@label"),
-            ("status", "@status"),
-            ("twins matching", "@matching"),
-        ],
-    ))
+    p.add_tools(
+        HoverTool(
+            renderers=[in_points, out_points, bars_x, bars_y],
+            tooltips=[
+                ("unit", "@unit"),
+                ("g_s", "@g_s_text"),
+                ("g_u", "@g_u_text"),
+                ("time scale", "@time_scale_text"),
+                ("pattern", "@label"),
+                ("status", "@status"),
+                ("twins matching", "@matching"),
+            ],
+        )
+    )
     p.toolbar.logo = None
-    return p, highlight, units
+    return p, highlight, [inside, outside]
 
 
 def highlight_data(data: dict, selected) -> dict:
@@ -217,8 +279,16 @@ def raster_figure(unit_id, recorded, twins, window_s: float | None = None, n_twi
     p.ygrid.grid_line_color = None
     p.add_tools(HoverTool(renderers=[glyph], tooltips=[("train", "@row"), ("time (s)", "@t{0.000}")]))
     if len(rows) == 1:
-        p.add_layout(Label(x=0, y=0, text="  no simulated twins (simulation was off or no population)",
-                           y_offset=-25, text_font_size="10pt", text_color="#555555"))
+        p.add_layout(
+            Label(
+                x=0,
+                y=0,
+                text="  no simulated twins (simulation was off or no population)",
+                y_offset=-25,
+                text_font_size="10pt",
+                text_color="#555555",
+            )
+        )
     p.toolbar.logo = None
     return p
 
@@ -237,12 +307,27 @@ def histograms_figure(unit_id, gbar, conductance_names, ncols: int = 4):
             low, high = low - 0.5 * max(abs(low), 1e-3), high + 0.5 * max(abs(high), 1e-3)
         counts, edges = np.histogram(values, bins=min(12, max(4, len(values) // 2)), range=(low, high))
         source = ColumnDataSource({"left": edges[:-1], "right": edges[1:], "count": counts})
-        p = figure(title=f"g_{name}", height=170, width=230, tools="pan,wheel_zoom,reset", x_axis_label="mS/cm²",
-                   y_axis_label="twins" if column % ncols == 0 else None)
-        quads = p.quad(left="left", right="right", bottom=0, top="count", source=source, fill_color=TWIN_COLOR,
-                       fill_alpha=0.7, line_color="white")
-        p.add_tools(HoverTool(renderers=[quads], tooltips=[(f"g_{name}", "@left{0.000} – @right{0.000}"),
-                                                             ("twins", "@count")]))
+        p = figure(
+            title=f"g_{name}",
+            height=170,
+            width=230,
+            tools="pan,wheel_zoom,reset",
+            x_axis_label="mS/cm²",
+            y_axis_label="twins" if column % ncols == 0 else None,
+        )
+        quads = p.quad(
+            left="left",
+            right="right",
+            bottom=0,
+            top="count",
+            source=source,
+            fill_color=TWIN_COLOR,
+            fill_alpha=0.7,
+            line_color="white",
+        )
+        p.add_tools(
+            HoverTool(renderers=[quads], tooltips=[(f"g_{name}", "@left{0.000} – @right{0.000}"), ("twins", "@count")])
+        )
         p.title.text_font_size = "10pt"
         p.toolbar.logo = None
         figures.append(p)

@@ -104,7 +104,8 @@ from libc.math cimport sqrt as _dic_sqrt, log as _dic_log, sin as _dic_sin, cos 
 cdef double dic_noise(double scale, int hi, int lo, int k):
     if scale == 0.0:
         return 0.0
-    cdef unsigned long long seed = ((<unsigned long long><unsigned int>hi) << 32) | (<unsigned long long><unsigned int>lo)
+    cdef unsigned long long high = <unsigned int>hi
+    cdef unsigned long long seed = (high << 32) | (<unsigned long long><unsigned int>lo)
     cdef unsigned long long z = seed + (<unsigned long long><unsigned int>(k >> 1) + 1ULL) * 0x9E3779B97F4A7C15ULL
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
@@ -286,8 +287,9 @@ def _exponential_midpoint():
 
             def at_half(expression):
                 expression = sp.sympify(expression)
-                mapping = {s: sp.Symbol(f"_h_{s.name}", **s.assumptions0) for s in expression.free_symbols
-                           if s.name in system}
+                mapping = {
+                    s: sp.Symbol(f"_h_{s.name}", **s.assumptions0) for s in expression.free_symbols if s.name in system
+                }
                 return expression.xreplace(mapping)
 
             for var, (A, B) in system.items():
@@ -313,9 +315,15 @@ def _normal_function():
     if "normal" not in _METHODS:
         from brian2 import Function
 
-        function = Function(_noise_numpy, arg_units=[1, 1, 1, 1], arg_names=["scale", "hi", "lo", "k"],
-                            return_unit=1, arg_types=["float", "integer", "integer", "integer"], return_type="float",
-                            stateless=True)
+        function = Function(
+            _noise_numpy,
+            arg_units=[1, 1, 1, 1],
+            arg_names=["scale", "hi", "lo", "k"],
+            return_unit=1,
+            arg_types=["float", "integer", "integer", "integer"],
+            return_type="float",
+            stateless=True,
+        )
         function.implementations.add_implementation("cpp", code=_CPP_NORMAL, name="dic_noise")
         function.implementations.add_implementation("cython", code=_CYTHON_NORMAL, name="dic_noise")
         _METHODS["normal"] = function
@@ -366,12 +374,18 @@ def _resolve_target(target: str, n: int) -> str:
         return "cython" if _cython_available() else "numpy"
     if target == "cpp_standalone" and not _compiler_available():
         fallback = "cython" if _cython_available() else "numpy"
-        warnings.warn(f"Brian2 cpp_standalone needs a C++ compiler and make, not found here; using {fallback!r}",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"Brian2 cpp_standalone needs a C++ compiler and make, not found here; using {fallback!r}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return fallback
     if target == "cython" and not _cython_available():
-        warnings.warn("Brian2's cython target is not available (no compiler or Cython); using 'numpy'",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            "Brian2's cython target is not available (no compiler or Cython); using 'numpy'",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return "numpy"
     return target
 
@@ -425,7 +439,7 @@ def _default_threads(n: int) -> int:
 # ------------------------------------------------------------------------------------------------- network objects
 def _build_objects(model: Model, n: int, dt_ms: float, method, name_suffix: str = ""):
     """NeuronGroup, pre-step operation, onset monitor and repolarisation recorder for ``n`` neurons."""
-    from brian2 import Clock, EventMonitor, NeuronGroup, cm, mV, ms, uF
+    from brian2 import Clock, EventMonitor, NeuronGroup, cm, ms, mV, uF
 
     clock = Clock(dt=dt_ms * ms, name=f"dic_clock{name_suffix}")
     namespace = {"Cm": model.capacitance_uF_cm2 * uF / cm**2, "dic_noise": _normal_function()}
@@ -433,8 +447,15 @@ def _build_objects(model: Model, n: int, dt_ms: float, method, name_suffix: str 
         "dic_onset": f"v > {model.spike_up_mV!r}*mV and v_prev <= {model.spike_up_mV!r}*mV",
         "dic_repol": f"v < {model.spike_down_mV!r}*mV and v_prev >= {model.spike_down_mV!r}*mV",
     }
-    group = NeuronGroup(n, brian2_equations(model), method=method, events=events, clock=clock,
-                        namespace=namespace, name=f"{_GROUP_NAME}{name_suffix}")
+    group = NeuronGroup(
+        n,
+        brian2_equations(model),
+        method=method,
+        events=events,
+        clock=clock,
+        namespace=namespace,
+        name=f"{_GROUP_NAME}{name_suffix}",
+    )
     state = dict(zip(model.state_names, model.initial_state(), strict=True))
     group.v = state.pop("V") * mV
     for name, value in state.items():
@@ -447,14 +468,19 @@ def _build_objects(model: Model, n: int, dt_ms: float, method, name_suffix: str 
     return group, pre, monitor, namespace
 
 
-def _parameter_values(model: Model, gbar: np.ndarray, noise_std: np.ndarray, seed, dt_ms: float,
-                      noise_cutoff_hz: float) -> dict:
+def _parameter_values(
+    model: Model, gbar: np.ndarray, noise_std: np.ndarray, seed, dt_ms: float, noise_cutoff_hz: float
+) -> dict:
     """Per-neuron values (SI units, plain floats) of the run-time parameters."""
     from brian2 import cm, msiemens, uA
 
     n = gbar.shape[0]
     values = {f"g_{ch.name}": gbar[:, j] * float(msiemens / cm**2) for j, ch in enumerate(model.channels)}
-    if (noise_std > 0).any():
+    if np.ndim(seed) == 1:  # one seed per row, as the numba backend
+        seeds = np.asarray(seed, dtype=np.uint64)
+        if seeds.shape != (n,):
+            raise ValueError(f"seed must be an int or one int per row ({n}); got shape {seeds.shape}")
+    elif (noise_std > 0).any():
         seeds = np.random.SeedSequence(seed).generate_state(max(n, 1), dtype=np.uint64)[:n]
     else:
         seeds = np.zeros(n, dtype=np.uint64)
@@ -495,7 +521,7 @@ def _spike_trains(n: int, index, t_s, v, v_prev, t_repol_s, dt_ms, transient_ms,
     order = np.lexsort((onset_ms, index))
     index, onset_ms = index[order], onset_ms[order]
     bounds = np.searchsorted(index, np.arange(n + 1))
-    return [onset_ms[bounds[i]: bounds[i + 1]] - transient_ms for i in range(n)]
+    return [onset_ms[bounds[i] : bounds[i + 1]] - transient_ms for i in range(n)]
 
 
 # ------------------------------------------------------------------------------------------------ runtime targets
@@ -527,8 +553,13 @@ class _RuntimeNetwork:
             setattr(self.group, name + "_" if np.ndim(value) else name, value)
         with _prefs(codegen__target=self.target):
             self.network.run(n_steps * dt_ms * ms, namespace=self.namespace)
-        return (np.asarray(self.monitor.i[:]), np.asarray(self.monitor.t_[:]), np.asarray(self.monitor.v_[:]),
-                np.asarray(self.monitor.v_prev_[:]), np.asarray(self.group.t_repol_[:]))
+        return (
+            np.asarray(self.monitor.i[:]),
+            np.asarray(self.monitor.t_[:]),
+            np.asarray(self.monitor.v_[:]),
+            np.asarray(self.monitor.v_prev_[:]),
+            np.asarray(self.group.t_repol_[:]),
+        )
 
 
 # ---------------------------------------------------------------------------------------------- standalone target
@@ -564,14 +595,21 @@ class _StandaloneBuild:
         run_args = {}
         for name, value in values.items():
             view = getattr(self.group, name)
-            run_args[view] = Quantity(value, dim=view.dim) if view.dim is not None and not view.dim.is_dimensionless \
-                else value
+            run_args[view] = (
+                Quantity(value, dim=view.dim) if view.dim is not None and not view.dim.is_dimensionless else value
+            )
         results = f"results_{os.getpid()}_{uuid.uuid4().hex[:12]}"
         try:
-            self.device.run(directory=str(self.directory), results_directory=results, with_output=False,
-                            run_args=run_args)
-            return (np.asarray(self.monitor.i[:]), np.asarray(self.monitor.t_[:]), np.asarray(self.monitor.v_[:]),
-                    np.asarray(self.monitor.v_prev_[:]), np.asarray(self.group.t_repol_[:]))
+            self.device.run(
+                directory=str(self.directory), results_directory=results, with_output=False, run_args=run_args
+            )
+            return (
+                np.asarray(self.monitor.i[:]),
+                np.asarray(self.monitor.t_[:]),
+                np.asarray(self.monitor.v_[:]),
+                np.asarray(self.monitor.v_prev_[:]),
+                np.asarray(self.group.t_repol_[:]),
+            )
         finally:
             shutil.rmtree(self.directory / results, ignore_errors=True)
             for name in self.device.run_args_arrays:  # the parameter files written for this run
@@ -583,8 +621,20 @@ class _StandaloneBuild:
 def _standalone_key(model, n, dt_ms, n_steps, method, threads) -> tuple:
     import brian2
 
-    return (model.name, brian2_equations(model), _pre_step_code(True), _CPP_NORMAL, method, repr(float(dt_ms)),
-            int(n_steps), int(n), int(threads), brian2.__version__, platform.machine(), platform.system())
+    return (
+        model.name,
+        brian2_equations(model),
+        _pre_step_code(True),
+        _CPP_NORMAL,
+        method,
+        repr(float(dt_ms)),
+        int(n_steps),
+        int(n),
+        int(threads),
+        brian2.__version__,
+        platform.machine(),
+        platform.system(),
+    )
 
 
 def _get_standalone(model, n, dt_ms, n_steps, method, threads) -> _StandaloneBuild:
@@ -610,9 +660,20 @@ def _get_runtime(model, n, dt_ms, method, target) -> _RuntimeNetwork:
 
 
 # ---------------------------------------------------------------------------------------------------- entry point
-def simulate_brian2(model, gbar, duration_ms: float, transient_ms: float, noise_std=0.0, seed: int = 0,
-                    time_scale: float = 1.0, dt_ms: float | None = None, noise_cutoff_hz: float = 1000.0,
-                    target: str = "auto", method: str = "exponential_midpoint", n_threads: int | None = None):
+def simulate_brian2(
+    model,
+    gbar,
+    duration_ms: float,
+    transient_ms: float,
+    noise_std=0.0,
+    seed: int = 0,
+    time_scale: float = 1.0,
+    dt_ms: float | None = None,
+    noise_cutoff_hz: float = 1000.0,
+    target: str = "auto",
+    method: str = "exponential_midpoint",
+    n_threads: int | None = None,
+):
     """Simulate every row of ``gbar`` with Brian2; same inputs and outputs as the numba backend.
 
     Parameters
@@ -625,8 +686,9 @@ def simulate_brian2(model, gbar, duration_ms: float, transient_ms: float, noise_
         Total simulated time and the initial part discarded, in ms of biological (scaled) time.
     noise_std : float | array_like, default: 0.0
         Stationary sd of the OU noise current (uA/cm2), one value or one per row.
-    seed : int, default: 0
-        Noise seed; row i uses the i-th state of ``SeedSequence(seed)``, as the numba backend.
+    seed : int | array_like of int, default: 0
+        Noise seed; row i uses the i-th state of ``SeedSequence(seed)``, or ``seed[i]`` for an array (one uint64 per
+        row), as the numba backend.
     time_scale : float, default: 1.0
         k: the unscaled model is integrated over duration / k and spike times are multiplied by k.
     dt_ms : float, default: None
@@ -672,8 +734,9 @@ def simulate_brian2(model, gbar, duration_ms: float, transient_ms: float, noise_
                 build = _get_standalone(model, size, dt_ms, n_steps, method, threads)
             except (RuntimeError, OSError) as error:  # the compilation failed (e.g. no OpenMP support)
                 fallback = "cython" if _cython_available() else "numpy"
-                warnings.warn(f"Brian2 cpp_standalone build failed ({error}); using {fallback!r}", RuntimeWarning,
-                              stacklevel=2)
+                warnings.warn(
+                    f"Brian2 cpp_standalone build failed ({error}); using {fallback!r}", RuntimeWarning, stacklevel=2
+                )
                 chosen = fallback
             else:
                 results = build.run(_pad(values, size))
