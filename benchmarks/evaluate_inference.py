@@ -92,13 +92,39 @@ def evaluate(model: str, rng_seed: int = 0) -> dict:
     return results
 
 
+def evaluate_pipeline(model: str, n_units: int = 100, population_size: int = 16) -> dict:
+    """run_pipeline on held-out trains (one per target): fraction of twins reproducing the recorded pattern."""
+    from spikeinterface_dic.pipeline import run_pipeline
+
+    data = load_training_data(ROOT / "tests" / "data" / "heldout" / f"test_{model}")
+    _, first = np.unique(data["target_index"], return_index=True)
+    chosen = [i for i in first if data["trains"][i].size >= 4][:n_units]
+    trains = {int(data["target_index"][i]): data["trains"][i] for i in chosen}
+    started = time.perf_counter()
+    result = run_pipeline(trains, model=model, population_size=population_size, seed=0)
+    fidelity = result.fidelity
+    labels = result.estimates.loc[fidelity.index, "label"]
+    return {
+        "n_units": len(trains),
+        "population_size": population_size,
+        "mean_fraction_matching": float(fidelity["fraction_matching"].mean()),
+        "mean_fraction_matching_bursting": float(fidelity["fraction_matching"][labels == "bursting"].mean()),
+        "mean_fraction_matching_spiking": float(fidelity["fraction_matching"][labels == "spiking"].mean()),
+        "mean_fraction_matching_network_time_scale": float(fidelity["fraction_matching_network_time_scale"].mean()),
+        "seconds": time.perf_counter() - started,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["stg", "da"])
     parser.add_argument("--write-card", action="store_true")
+    parser.add_argument("--pipeline", action="store_true", help="also run the end-to-end twin check")
     args = parser.parse_args()
     for model in args.models:
         results = evaluate(model)
+        if args.pipeline:
+            results["pipeline_heldout"] = evaluate_pipeline(model)
         print(model, json.dumps(results, indent=1))
         if args.write_card:
             path = WEIGHTS_DIR / f"{model}.json"

@@ -168,7 +168,7 @@ class DicApp:
         self.file_input = pn.widgets.FileInput(multiple=False, sizing_mode="stretch_width")
         self.file_input.param.watch(self._on_upload, "value")
         self.example_button = pn.widgets.Button(
-            **_label("Load example"), **_color("primary"), icon="file-analytics", sizing_mode="stretch_width"
+            **_label("Load example"), **_color("primary"), sizing_mode="stretch_width"
         )
         self.example_button.on_click(self._on_example)
         self.data_info = pn.pane.Markdown("No data loaded yet.", sizing_mode="stretch_width")
@@ -252,13 +252,13 @@ class DicApp:
             sizing_mode="stretch_width",
         )
         self.units_download = pn.widgets.FileDownload(
-            label="Download results per unit (CSV)", **_color("primary"), icon="download", width=300
+            label="Download results per unit (CSV)", **_color("primary"), width=300
         )
         self.populations_download = pn.widgets.FileDownload(
-            label="Download twin populations (CSV)", **_color("default"), icon="download", width=300
+            label="Download twin populations (CSV)", **_color("default"), width=300
         )
         self.nwb_download = pn.widgets.FileDownload(
-            label="Download NWB file with results", **_color("default"), icon="download", width=300, visible=False
+            label="Download NWB file with results", **_color("default"), width=300, visible=False
         )
         self.download_note = pn.pane.Markdown("", sizing_mode="stretch_width")
         self.results = pn.Column(
