@@ -1,4 +1,4 @@
-"""Command line: ``spikeinterface-dic run | example | generate-data | train``.
+"""Command line: ``spikeinterface-dic run | example | generate-data | train | compare``.
 
 Every command has ``--help``. Bad input ends with a one-line ``spikeinterface-dic: error: ...`` on stderr and a
 non-zero exit code (1; 2 for unusable arguments); ``--debug`` shows the traceback instead. Progress bars (tqdm, on
@@ -296,6 +296,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="fine-tune from the weights in this folder (<model>.pt and <model>.json)",
     )
     train.set_defaults(handler=_command_train)
+    compare = commands.add_parser(
+        "compare",
+        parents=[common],
+        help="compare the same units in two conditions",
+        description="Per-unit shifts of g_s, g_u and ln k between two conditions (z-tests, corrected across units) "
+        "and the channels whose twin-population medians move. A and B: results of 'run' (X.nwb holding DIC "
+        "results, or X_units.csv next to X_populations.csv) with the same unit ids. Or one spike-train INPUT with "
+        "--intervals: the pipeline runs on each epoch (without simulating twins), then the epochs are compared.",
+    )
+    compare.add_argument(
+        "condition_a", metavar="A", help="results of condition a (a spike-train file with --intervals)"
+    )
+    compare.add_argument("condition_b", metavar="B", nargs="?", default=None, help="results of condition b")
+    compare.add_argument(
+        "--intervals",
+        nargs=2,
+        default=None,
+        metavar="START:STOP",
+        help="the two epochs of A to compare, in seconds (e.g. --intervals 0:600 900:1500)",
+    )
+    compare.add_argument("--model", choices=("stg", "da"), default="stg", help="model family (default: stg)")
+    compare.add_argument(
+        "--population-size",
+        type=_positive_int,
+        default=100,
+        metavar="N",
+        help="twins per unit and epoch with --intervals (default: 100)",
+    )
+    compare.add_argument("--seed", type=int, default=0, help="seed of the twins with --intervals (default: 0)")
+    compare.add_argument("--device", default="cpu", help="torch device of the inference network (default: cpu)")
+    compare.add_argument("--alpha", type=_positive_float, default=0.05, help="significance level (default: 0.05)")
+    compare.add_argument(
+        "--correction",
+        choices=("bh", "bonferroni", "holm", "none"),
+        default="bh",
+        help="multiple-testing correction across units (default: bh, Benjamini-Hochberg)",
+    )
+    compare.add_argument("--out", default=None, metavar="X.csv", help="write X_units.csv and X_channels.csv")
+    compare.add_argument("--plot", default=None, metavar="FIGURE", help="save the figure (.png, .pdf or .svg)")
+    compare.set_defaults(handler=_command_compare)
     return parser
 
 
@@ -506,6 +546,107 @@ def format_table(table, left=()) -> str:
         width = max(len(cell) for cell in cells)
         columns.append([cell.ljust(width) if name in left else cell.rjust(width) for cell in cells])
     return "\n".join("  ".join(row).rstrip() for row in zip(*columns, strict=True))
+
+
+# -------------------------------------------------------------------------------------------------------- compare
+def _interval(text: str) -> tuple[float, float]:
+    start, separator, stop = text.partition(":")
+    try:
+        interval = (float(start), float(stop))
+    except ValueError:
+        interval = None
+    if not separator or interval is None or not interval[1] > interval[0]:
+        raise CommandError(f"--intervals takes START:STOP in seconds with STOP > START; got {text!r}")
+    return interval
+
+
+def _command_compare(args) -> int:
+    from .analysis import compare_conditions, read_result, split_by_intervals, write_comparison
+
+    if args.intervals is not None:
+        if args.condition_b is not None:
+            raise CommandError("give two results (A B), or one spike-train file with --intervals; not both")
+        from .io import read_spike_trains
+        from .pipeline import run_pipeline
+
+        trains = read_spike_trains(args.condition_a)
+        epochs = split_by_intervals(dict(trains), [_interval(text) for text in args.intervals])
+        _info(args, f"{len(trains)} unit(s), epochs {args.intervals[0]} s and {args.intervals[1]} s")
+        results = [
+            run_pipeline(
+                epoch,
+                model=args.model,
+                population_size=args.population_size,
+                simulate=False,
+                seed=args.seed,
+                device=args.device,
+                progress_bar=_progress_enabled(args),
+            )
+            for epoch in epochs
+        ]
+    elif args.condition_b is None:
+        raise CommandError(
+            "compare needs two results (A B), or one spike-train file and --intervals START:STOP START:STOP"
+        )
+    else:
+        results = [read_result(args.condition_a), read_result(args.condition_b)]
+    comparison = compare_conditions(*results, alpha=args.alpha, correction=args.correction)
+    if comparison.missing_units:
+        shown = ", ".join(str(unit) for unit in comparison.missing_units[:10])
+        more = "" if len(comparison.missing_units) <= 10 else ", ..."
+        print(
+            f"{PROGRAM}: warning: {len(comparison.missing_units)} unit(s) present in one condition only were "
+            f"left out: {shown}{more}",
+            file=sys.stderr,
+        )
+    print(format_comparison(comparison))
+    outputs = [] if args.out is None else list(write_comparison(comparison, args.out))
+    if args.plot is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from .analysis import plot_condition_comparison
+
+        plot_condition_comparison(comparison).savefig(args.plot, dpi=150)
+        outputs.append(Path(args.plot))
+    if outputs:
+        print("\noutputs:")
+        for path in outputs:
+            print(f"  {path}")
+    return 0
+
+
+def format_comparison(comparison) -> str:
+    """The per-unit shifts of a :class:`~spikeinterface_dic.analysis.ConditionComparison` as a text table."""
+    import numpy as np
+    import pandas as pd
+
+    units = comparison.units
+
+    def shift(name):
+        return [
+            f"{value:+.2f} +/- {std:.2f}" if np.isfinite(value) else "n/a"
+            for value, std in zip(units[f"delta_{name}"], units[f"delta_{name}_std"], strict=True)
+        ]
+
+    table = pd.DataFrame(
+        {
+            "unit": [str(unit) for unit in units.index],
+            "delta g_s": shift("g_s"),
+            "delta g_u": shift("g_u"),
+            "delta ln k": shift("log_time_scale"),
+            "p (adjusted)": [f"{p:.2g}" if np.isfinite(p) else "n/a" for p in units["p_adjusted"]],
+            "significant": ["yes" if value else "" for value in units["significant"]],
+            "channels up": units["channels_increase"],
+            "channels down": units["channels_decrease"],
+        }
+    )
+    n_significant = int(units["significant"].sum())
+    return (
+        format_table(table, left=("unit", "significant", "channels up", "channels down"))
+        + f"\n\n{n_significant} of {len(units)} unit(s) shifted significantly "
+        f"({comparison.correction} correction, alpha = {comparison.alpha})"
+    )
 
 
 # -------------------------------------------------------------------------------------------------------- example

@@ -53,6 +53,10 @@ LAYOUT_VERSION = "1"
 _RESERVED = {"model", "fidelity"}  # dic_model / dic_fidelity are not estimates columns
 
 _UNITS_DESCRIPTIONS = {
+    "class": "Putative cell class of the unit from spikeinterface_dic.analysis.classify_units (Gaussian mixture on "
+    "g_s, g_u and ln k with the estimates' variances deconvolved, number of classes by BIC; classes numbered by "
+    "increasing g_s; -1 = not classified) (integer).",
+    "class_probability": "Posterior probability of the unit's assigned class (0..1; NaN when not classified).",
     "g_s": "Slow dynamic input conductance g_s at the threshold voltage, inferred from the unit's spike train; "
     "normalised by the leak conductance (dimensionless, g/g_leak); positive = restorative.",
     "g_u": "Ultraslow dynamic input conductance g_u at the threshold voltage, inferred from the unit's spike "

@@ -26,8 +26,10 @@ from spikeinterface_dic.analysis import (  # noqa: E402
     plot_dics_along_probe,
     plot_dics_over_time,
     plot_unit_classes,
+    read_result,
     split_by_intervals,
     with_classes,
+    write_comparison,
 )
 from spikeinterface_dic.analysis._common import adjust_p_values  # noqa: E402
 
@@ -108,10 +110,15 @@ def classes(along_probe):
 
 
 @pytest.fixture(scope="module")
-def comparison(simulated):
+def condition_results(simulated):
     before = sdic.run_pipeline(simulated["before"], population_size=40, simulate=False, seed=0)
     after = sdic.run_pipeline(simulated["after"], population_size=40, simulate=False, seed=0)
-    return compare_conditions(before, after)
+    return before, after
+
+
+@pytest.fixture(scope="module")
+def comparison(condition_results):
+    return compare_conditions(*condition_results)
 
 
 # ---------------------------------------------------------------------------------------------------- along probe
@@ -250,6 +257,34 @@ def test_compare_conditions_detects_the_changed_units(comparison):
     assert (changed["delta_g_s"] < 0).all()
     assert control["significant_g_s"].sum() <= 1 and control["significant"].sum() <= 1
     assert comparison.missing_units == []
+
+
+def test_compare_conditions_from_csv_outputs(tmp_path, condition_results, comparison):
+    for name, result in zip(("before", "after"), condition_results, strict=True):
+        sdic.write_csv(result, tmp_path / name)
+    before, after = read_result(tmp_path / "before_units.csv"), read_result(tmp_path / "after.csv")
+    assert before.model_name == "stg" and len(before.populations) == N_CONDITION_UNITS
+    again = compare_conditions(before, after)
+    pd.testing.assert_frame_equal(again.units, comparison.units, check_dtype=False)
+    units_path, channels_path = write_comparison(again, tmp_path / "comparison.csv")
+    assert pd.read_csv(units_path)["significant"].sum() == comparison.units["significant"].sum()
+    assert len(pd.read_csv(channels_path)) == len(comparison.channels)
+    with pytest.raises(FileNotFoundError, match="_units.csv"):
+        read_result(tmp_path / "nothing.csv")
+
+
+def test_cli_compare_when_available(tmp_path, condition_results, capsys):
+    from spikeinterface_dic import cli
+
+    if "_command_compare" not in vars(cli):
+        pytest.skip("the `compare` subcommand is not in spikeinterface_dic.cli yet")
+    for name, result in zip(("before", "after"), condition_results, strict=True):
+        sdic.write_csv(result, tmp_path / name)
+    out = tmp_path / "shift.csv"
+    code = cli.main(["compare", str(tmp_path / "before.csv"), str(tmp_path / "after.csv"), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0 and f"{N_CHANGED} of {N_CONDITION_UNITS} unit(s) shifted significantly" in printed
+    assert (tmp_path / "shift_units.csv").is_file() and (tmp_path / "shift_channels.csv").is_file()
 
 
 def test_compare_conditions_z_test_on_estimate_tables():

@@ -5,7 +5,8 @@
   deconvolved and the number of classes chosen by BIC; :func:`class_conductance_summary` compares the classes'
   twin conductances channel by channel; :func:`with_classes` adds them to a result (NWB column ``dic_class``).
 - :func:`compare_conditions`: per-unit shifts between two conditions with z-tests corrected across units, and the
-  channels the twins must change; :func:`split_by_intervals` cuts a recording into epochs.
+  channels the twins must change; :func:`split_by_intervals` cuts a recording into epochs; :func:`read_result`
+  reads ``run``'s NWB / CSV outputs back and :func:`write_comparison` writes a comparison as CSV.
 - :func:`dics_over_time`: windowed estimates for drift and neuromodulation time courses.
 - ``plot_*``: matplotlib figures of each (matplotlib is imported only when a plot is drawn).
 
@@ -33,6 +34,7 @@ from .plots import (
     plot_unit_classes,
 )
 from .probe import dics_along_probe
+from .results_io import read_result, write_comparison
 from .time_course import dics_over_time
 
 __all__ = [
@@ -44,6 +46,8 @@ __all__ = [
     "compare_conditions",
     "ConditionComparison",
     "split_by_intervals",
+    "read_result",
+    "write_comparison",
     "dics_over_time",
     "fit_mixture",
     "MixtureFit",

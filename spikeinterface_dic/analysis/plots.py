@@ -6,11 +6,7 @@ import numpy as np
 import pandas as pd
 
 LABEL_COLORS = {"spiking": "tab:blue", "bursting": "tab:orange", "silent": "tab:gray"}
-QUANTITY_TITLES = {
-    "g_s": "g_s (slow DIC)",
-    "g_u": "g_u (ultraslow DIC)",
-    "log_time_scale": "ln k (time scale)",
-}
+QUANTITY_TITLES = {"g_s": "g_s (slow DIC)", "g_u": "g_u (ultraslow DIC)", "log_time_scale": "ln k (time scale)"}
 
 
 def _figure(figure, n_axes: int, figsize, sharey: bool = False):
@@ -198,11 +194,11 @@ def plot_condition_comparison(comparison, figure=None, figsize=(11, 4.5)):
             arrowprops=dict(arrowstyle="->", color=colour),
         )
         ax.plot(row["g_s_a"], row["g_u_a"], "o", color=colour, markersize=4)
+        ax.plot(row["g_s_b"], row["g_u_b"], "o", color=colour, markerfacecolor="none", markersize=4)
         ax.annotate(str(unit_id), (row["g_s_b"], row["g_u_b"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("g_s (leak-normalised)")
     ax.set_ylabel("g_u (leak-normalised)")
-    ax.set_title(f"DIC shifts (red: significant, {comparison.correction}, alpha={comparison.alpha})", fontsize=9)
-    ax.autoscale()
+    ax.set_title(f"DIC shifts a -> b (red: significant, {comparison.correction}, alpha={comparison.alpha})", fontsize=9)
     channels = comparison.channels
     if len(channels):
         grid = channels.pivot(index="unit_id", columns="channel", values="relative_shift")
@@ -236,8 +232,8 @@ def plot_dics_over_time(time_course: pd.DataFrame, unit_ids=None, figure=None, f
             value, std = rows[quantity].to_numpy(float), rows[f"{quantity}_std"].to_numpy(float)
             (line,) = ax.plot(t, value, "o-", markersize=3, label=str(unit_id))
             ax.fill_between(t, value - std, value + std, color=line.get_color(), alpha=0.2)
-    for ax, quantity in zip(axes, ("g_s", "g_u", "log_time_scale"), strict=True):
-        ax.set_ylabel(QUANTITY_TITLES[quantity], fontsize=9)
+    for ax, quantity in zip(axes, ("g_s", "g_u", "ln k"), strict=True):
+        ax.set_ylabel(quantity)
     axes[0].axhline(0.0, color="0.85", linewidth=0.8, zorder=0)
     axes[-1].set_xlabel("time (s, window centre)")
     if len(units) <= 10:

@@ -37,6 +37,8 @@ SUPPORTED = (
     "(columns unit_id and spike_time_s) and single-file formats read by neo"
 )
 
+# FileDownload (Panel 1.9) renders every colour as "default": colour the main download buttons with CSS
+_PRIMARY_CSS = ":host .bk-btn { background-color: #0072b5; border-color: #0072b5; color: white; }"
 _RUN_LOCK = threading.Lock()  # one analysis at a time in the server: the numba kernel is not re-entrant
 _logger = logging.getLogger(__name__)
 
@@ -191,7 +193,6 @@ class DicApp:
         self.run_button = pn.widgets.Button(
             **_label("Run analysis"),
             **_color("success"),
-            icon="player-play",
             disabled=True,
             sizing_mode="stretch_width",
         )
@@ -252,13 +253,17 @@ class DicApp:
             sizing_mode="stretch_width",
         )
         self.units_download = pn.widgets.FileDownload(
-            label="Download results per unit (CSV)", **_color("primary"), width=300
+            label="Download results per unit (CSV)", **_color("primary"), width=300, stylesheets=[_PRIMARY_CSS]
         )
         self.populations_download = pn.widgets.FileDownload(
             label="Download twin populations (CSV)", **_color("default"), width=300
         )
         self.nwb_download = pn.widgets.FileDownload(
-            label="Download NWB file with results", **_color("default"), width=300, visible=False
+            label="Download NWB file with results",
+            **_color("primary"),
+            width=300,
+            visible=False,
+            stylesheets=[_PRIMARY_CSS],
         )
         self.download_note = pn.pane.Markdown("", sizing_mode="stretch_width")
         self.results = pn.Column(

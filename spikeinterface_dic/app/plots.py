@@ -149,7 +149,7 @@ def plane_figure(result, model, selected=None):
         )
     )
 
-    bars_x = p.segment(
+    p.segment(
         x0="g_s_low",
         y0="g_u",
         x1="g_s_high",
@@ -159,7 +159,7 @@ def plane_figure(result, model, selected=None):
         line_width=1.5,
         line_alpha=0.7,
     )
-    bars_y = p.segment(
+    p.segment(
         x0="g_s",
         y0="g_u_low",
         x1="g_s",
@@ -202,7 +202,7 @@ def plane_figure(result, model, selected=None):
         p.add_layout(Legend(items=legend_items, location="bottom_right"))
     p.add_tools(
         HoverTool(
-            renderers=[in_points, out_points, bars_x, bars_y],
+            renderers=[in_points, out_points],
             tooltips=[
                 ("unit", "@unit"),
                 ("g_s", "@g_s_text"),

@@ -47,6 +47,29 @@ SERVER_START_S = 60
 RUN_LIMIT_S = 120  # the brief asks <= 30 s for the example flow; the timing is printed, this is only a guard
 
 
+# Screen position of a unit in the plane: find the Bokeh figure view and map the unit's (g_s, g_u) to pixels
+HOVER_POINT_JS = """
+(unit) => {
+  const view = Bokeh.index.query_one(
+    (v) => v.model && v.model.title && v.model.title.text && String(v.model.title.text).startsWith("Dynamic input")
+  );
+  if (!view) return null;
+  for (const r of view.model.renderers) {
+    const data = r.data_source && r.data_source.data;
+    if (!data || !data.unit || !data.g_s) continue;
+    const i = Array.from(data.unit).indexOf(unit);
+    if (i < 0 || r.glyph.type !== "Scatter") continue;
+    const box = view.el.getBoundingClientRect();
+    return {
+      x: box.left + view.frame.x_scale.compute(data.g_s[i]),
+      y: box.top + view.frame.y_scale.compute(data.g_u[i]),
+    };
+  }
+  return null;
+}
+"""
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -151,12 +174,24 @@ def test_example_flow_in_browser(server, browser, tmp_path):
     page.wait_for_timeout(500)
     page.screenshot(path=ARTIFACTS / "app_results_top.png")
 
+    # hover over a unit in the (g_s, g_u) plane: the tooltip names it and gives its values
+    point = page.evaluate(HOVER_POINT_JS, "bursting_strong")
+    assert point is not None, "the conductance plane was not found"
+    page.mouse.move(point["x"], point["y"])
+    tooltip = page.locator(".bk-Tooltip").filter(has_text="bursting_strong").first
+    tooltip.wait_for(timeout=10_000)
+    page.screenshot(path=ARTIFACTS / "app_hover.png")
+    text = tooltip.evaluate("(el) => (el.shadowRoot || el).textContent")
+    assert "g_s" in text and "g_u" in text and "in distribution" in text, text
+
     # select a unit: its raster and twin histograms follow
     unit_select = page.locator("select").last
     unit_select.select_option("bursting_slow_k3")
     page.get_by_text("twins of unit bursting_slow_k3").wait_for()
-    page.wait_for_timeout(500)
-    page.screenshot(path=ARTIFACTS / "app_results_full.png", full_page=True)
+    page.set_viewport_size({"width": 1400, "height": 3400})  # the template scrolls inside: show it all at once
+    page.wait_for_timeout(1500)
+    page.screenshot(path=ARTIFACTS / "app_results_full.png")
+    page.set_viewport_size({"width": 1400, "height": 1000})
 
     # download the per-unit CSV and check it
     with page.expect_download() as download_info:
