@@ -236,16 +236,37 @@ def test_figures_build_from_plain_data():
     assert len(grid.children) == 2
 
 
-def test_serve_is_local_only_and_inline(monkeypatch):
+def test_serve_is_local_only_and_inline(monkeypatch, capsys):
     calls = {}
+
+    class FakeLoop:
+        def add_callback(self, function, *args):
+            calls["browser"] = (function, args)
+
+        def start(self):
+            raise KeyboardInterrupt  # Ctrl+C
+
+    class FakeServer:
+        port = 5123
+        io_loop = FakeLoop()
+
+        def start(self):
+            calls["started"] = True
+
+        def stop(self):
+            calls["stopped"] = True
 
     def fake_serve(panels, **kwargs):
         calls["panels"] = panels
         calls.update(kwargs)
+        return FakeServer()
 
     monkeypatch.setattr(app_main.pn, "serve", fake_serve)
-    app_main.serve(port=5123, open_browser=False, warm_up=False)
+    app_main.serve(port=5123, open_browser=True, warm_up=False)
     assert calls["panels"] is create_app
     assert calls["address"] == "127.0.0.1" and calls["port"] == 5123 and calls["show"] is False
     assert "127.0.0.1:5123" in calls["websocket_origin"] and "localhost:5123" in calls["websocket_origin"]
+    assert calls["started"] and calls["stopped"]
+    assert calls["browser"][1] == ("http://127.0.0.1:5123/",)
+    assert "http://127.0.0.1:5123/" in capsys.readouterr().out
     assert pn.config.inline is True

@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 import warnings
+import webbrowser
 from dataclasses import dataclass
 from functools import partial
 from importlib import resources
@@ -30,6 +31,7 @@ EXAMPLE_FILE = "example_units.csv"
 FALLBACK_EXAMPLE = Path("tests") / "data" / "spike2pop_stg_set.csv"
 DEFAULT_POPULATION_SIZE = 16
 MAX_POPULATION_SIZE = 1000
+OOD_LINES_SHOWN = 5  # out-of-distribution units listed before "show more"
 MAX_UPLOAD_BYTES = 1024**3  # largest upload accepted by the server (the file travels over the websocket)
 MODELS = {"STG: stomatogastric neuron (crab)": "stg", "DA: midbrain dopaminergic neuron": "da"}
 SUPPORTED = (
@@ -356,6 +358,10 @@ class DicApp:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
         self.model_select.value = "stg"  # the example units come from the STG model
+        try:  # forget a previously chosen upload, so the page does not show its name next to the example
+            self.file_input.clear()
+        except Exception:  # pragma: no cover - older Panel
+            pass
         return self.load_path(target, display_name=f"example ({source.name})")
 
     def _on_upload(self, event) -> None:
@@ -642,13 +648,20 @@ class DicApp:
         )
         ood = estimates[~estimates["in_distribution"].astype(bool)]
         if len(ood):
-            items = "".join(
+            lines = [
                 f"<li><b>{html.escape(str(u))}</b>: {html.escape(str(r) or 'outside the training range')}</li>"
                 for u, r in zip(ood.index, ood["ood_reason"].fillna(""), strict=True)
+            ]
+            shown, rest = lines[:OOD_LINES_SHOWN], lines[OOD_LINES_SHOWN:]
+            more = (
+                f"<details><summary>… and {len(rest)} more (click to show)</summary><ul>{''.join(rest)}</ul></details>"
+                if rest
+                else ""
             )
             self.ood_alert.object = (
-                f"<b>{len(ood)} unit(s) out of distribution</b> (marked with a red cross; treat their values with "
-                f"caution):<ul style='margin-bottom:0'>{items}</ul>"
+                f"<b>{len(ood)} unit(s) out of distribution</b> (red crosses in the plane; units with too few spikes "
+                f"are not plotted). Their values are not reliable:<ul style='margin-bottom:0'>{''.join(shown)}</ul>"
+                + more
             )
             self.ood_alert.visible = True
         else:
@@ -809,23 +822,39 @@ def serve(port: int = 5006, open_browser: bool = True, address: str = "127.0.0.1
         Prepare the simulator in the background right away so that the first analysis is fast.
     **kwargs
         Passed to :func:`panel.serve`.
+
+    Raises
+    ------
+    OSError
+        When the port is taken ("Address already in use").
     """
     pn.config.inline = True
-    if warm_up:
-        threading.Thread(target=_warm_up, name="spikeinterface-dic-warm-up", daemon=True).start()
     origins = {f"{address}:{port}"}
     if address in ("127.0.0.1", "localhost", "::1"):
         origins |= {f"localhost:{port}", f"127.0.0.1:{port}"}
-    host = "127.0.0.1" if address in ("0.0.0.0", "") else address
-    print(f"spikeinterface-dic app: http://{host}:{port}/  (press Ctrl+C to stop)", flush=True)
     options = {
         "port": port,
         "address": address,
-        "show": open_browser,
         "title": TITLE,
         "websocket_origin": sorted(origins),
         "websocket_max_message_size": MAX_UPLOAD_BYTES,
-        "threaded": False,
+        "verbose": False,
     }
     options.update(kwargs)
-    return pn.serve(create_app, **options)
+    options.update(show=False, start=False, threaded=False)
+    server = pn.serve(create_app, **options)  # listens from here on: a taken port raises now
+    if warm_up:
+        threading.Thread(target=_warm_up, name="spikeinterface-dic-warm-up", daemon=True).start()
+    host = "127.0.0.1" if address in ("0.0.0.0", "", "::") else address
+    url = f"http://{host}:{server.port}/"
+    print(f"spikeinterface-dic app: {url}  (press Ctrl+C to stop)", flush=True)
+    if open_browser:
+        server.io_loop.add_callback(webbrowser.open, url)
+    server.start()
+    try:
+        server.io_loop.start()  # returns on Ctrl+C (Panel stops the loop) or raises KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        print("spikeinterface-dic app: stopped", flush=True)

@@ -17,6 +17,7 @@ OOD_COLOR = "#c0392b"
 SELECTED_COLOR = "#f1c40f"
 TWIN_COLOR = "#3b6fb6"
 TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
+MAX_POINT_LABELS = 12
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -181,18 +182,19 @@ def plane_figure(result, model, selected=None):
     p.scatter(
         "g_s", "g_u", source=highlight, size=24, fill_alpha=0, line_color=SELECTED_COLOR, line_width=3, marker="circle"
     )
-    p.add_layout(
-        LabelSet(
-            x="g_s",
-            y="g_u",
-            text="unit",
-            source=units,
-            x_offset=7,
-            y_offset=5,
-            text_font_size="9pt",
-            text_color="#333333",
+    if len(data["unit"]) <= MAX_POINT_LABELS:  # more names than this overlap; hovering still gives them
+        p.add_layout(
+            LabelSet(
+                x="g_s",
+                y="g_u",
+                text="unit",
+                source=units,
+                x_offset=7,
+                y_offset=5,
+                text_font_size="9pt",
+                text_color="#333333",
+            )
         )
-    )
     legend_items = []
     if len(inside.data["unit"]):
         legend_items.append(("unit (± 1 std)", [in_points]))

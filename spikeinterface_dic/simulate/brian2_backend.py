@@ -10,8 +10,10 @@ Integration scheme (``method``)
     (Rush-Larsen) rule. It is a Brian2 state updater (:class:`ExponentialMidpoint`) built on Brian2's own
     conditionally linear decomposition dx/dt = A x + B (sympy), so the only shared ingredient with the numba kernel is
     the model declaration; the numba kernel reads V-only functions from a 0.01 mV lookup table, Brian2 evaluates them
-    exactly. Any Brian2 method name (``"exponential_euler"``, ``"rk4"``, ...) may be given instead; Brian2's
-    first-order ``exponential_euler`` needs a ~4-8x smaller step for the same accuracy (see tests/test_brian2.py).
+    exactly. The two agree to ~1e-5 in ISIs and inter-burst periods at the same dt. Any Brian2 method name
+    (``"exponential_euler"``, ``"rk4"``, ...) may be given instead: Brian2's first-order ``exponential_euler`` at the
+    numba step (STG 0.05 ms) is off by up to ~1.3 % in mean ISI (S2) and 1 spike; at half the step (0.025 ms) it is
+    within 0.25 % of the numba kernel on S1-S4 (tests/test_brian2.py, slow).
 
 Time scale
     As in the numba backend, ``time_scale = k`` is applied by integrating the *unscaled* model over duration / k with
@@ -34,7 +36,8 @@ Noise
     per-neuron run-time parameter: a standalone build is reused for every seed.
 
 Targets (``target``)
-    ``"cpp_standalone"``: the network is generated and compiled (with OpenMP) once per (model, method, dt, number of
+    ``"cpp_standalone"``: the network is generated and compiled (with OpenMP when ``n_threads`` > 1; default one
+    thread per ``NEURONS_PER_THREAD`` neurons, at most the available CPUs) once per (model, method, dt, number of
     steps, population size bucket, threads) into a project folder under the per-user cache
     (:func:`brian2_cache_dir`) and then re-run with new conductances, noise levels and seeds through Brian2's
     ``run_args`` (no recompilation; the compiled project is also reused by later processes: only the code generation,
@@ -44,6 +47,11 @@ Targets (``target``)
     N) is kept and restored between calls; Cython modules are cached under :func:`brian2_cache_dir`).
     ``"auto"`` (default): cpp_standalone when a C++ compiler and ``make`` exist and N >= ``AUTO_STANDALONE_MIN_N``,
     else cython, else numpy. A requested compiled target that is not available falls back with a warning.
+    Brian2 code generation and compilation take seconds to a minute the first time (sympy, C++), so for a single
+    population the numba backend is faster; see benchmarks/bench_brian2.py.
+
+Not supported here (numba backend only): ``initial_state``, ``return_voltage_of`` and ``max_rate_hz`` (the onset
+buffer is a dynamic EventMonitor).
 """
 
 from __future__ import annotations
@@ -722,6 +730,8 @@ def simulate_brian2(
     duration_model = duration_ms / time_scale
     transient_model = transient_ms / time_scale
     n_steps = int(round(duration_model / dt_ms))
+    if not (n_steps >= 1 and 0 <= transient_ms < duration_ms):
+        raise ValueError(f"need 0 <= transient_ms < duration_ms and duration >= dt; got {transient_ms}, {duration_ms}")
     values = _parameter_values(model, gbar, noise_std, seed, dt_ms, noise_cutoff_hz * time_scale)
     with _LOCK:
         import brian2  # noqa: F401
