@@ -74,28 +74,38 @@ def pattern_differences(numba_train, brian_train, strict: bool = True, count: bo
 
 
 def numba_reference(model, gbar, **kwargs):
-    """numba spike trains at the model's dt, and the mask of discretisation-sensitive rows: those whose pattern (label,
-    mean ISI or spikes per burst and f_inter, not the count) changes when numba's own step is halved.
+    """numba spike trains at the model's dt; the mask of sensitive rows; for each row, the numba ensemble (the base
+    run, dt / 2, and conductances x (1 +- 1e-9)).
 
-    Irregular (mixed-mode) bursters near a burst-size boundary are like that: any perturbation (here the numba
-    kernel's 0.01 mV lookup table, or the compiler's floating-point contractions) changes their burst sequence, so no
-    second simulator can match them more closely (tests/test_simulate.py treats them the same way)."""
+    A row is sensitive when its pattern (label, mean ISI or spikes per burst and f_inter, not the count) is not the
+    same over the ensemble. Irregular (mixed-mode) bursters and bistable members (tonic and bursting attractors, basin
+    boundary crossed by a 1e-9 relative change of a conductance) are like that: any perturbation (here the numba
+    kernel's 0.01 mV lookup table or the compiler's floating-point contractions) can change their pattern, so no
+    second simulator can be held to one numba run for them (tests/test_simulate.py treats them the same way).
+    """
     dt_ms = get_model(model).default_dt_ms
-    trains = simulate(model, gbar, dt_ms=dt_ms, **kwargs)
-    halved = simulate(model, gbar, dt_ms=dt_ms / 2.0, **kwargs)
-    sensitive = np.array([bool(pattern_differences(a, b, count=False)) for a, b in zip(trains, halved, strict=True)])
-    return trains, sensitive
+    base = simulate(model, gbar, dt_ms=dt_ms, **kwargs)
+    variants = [simulate(model, gbar, dt_ms=dt_ms / 2.0, **kwargs)]
+    variants += [simulate(model, gbar * (1.0 + e), dt_ms=dt_ms, **kwargs) for e in (1e-9, -1e-9)]
+    ensembles = [[train] + [variant[i] for variant in variants] for i, train in enumerate(base)]
+    sensitive = np.array([any(pattern_differences(e[0], v, count=False) for v in e[1:]) for e in ensembles])
+    return base, sensitive, ensembles
 
 
-def assert_same_patterns(numba_trains, brian_trains, names, sensitive=None, max_sensitive_fraction=0.0):
-    """Strict criterion for every row, except the discretisation-sensitive ones (loose criterion, limited number)."""
+def assert_same_patterns(numba_trains, brian_trains, names, sensitive=None, ensembles=None, max_sensitive_fraction=0.0):
+    """Strict criterion against the numba run for every row, except sensitive rows: those must match (loose criterion:
+    the same label, spikes per burst within 1, f_inter or mean ISI within 10 %) one run of their numba ensemble, and
+    there may be at most ``max_sensitive_fraction`` of them."""
     sensitive = np.zeros(len(names), dtype=bool) if sensitive is None else np.asarray(sensitive)
     assert len(numba_trains) == len(brian_trains) == len(names) == sensitive.size
     failures = []
-    for name, a, b, loose in zip(names, numba_trains, brian_trains, sensitive, strict=True):
-        errors = pattern_differences(a, b, strict=not loose)
-        if errors:
-            failures.append(f"{name}{' (sensitive)' if loose else ''}: {'; '.join(errors)}")
+    for i, (name, a, b) in enumerate(zip(names, numba_trains, brian_trains, strict=True)):
+        if sensitive[i]:
+            errors = [pattern_differences(e, b, strict=False) for e in ensembles[i]]
+            if all(errors):
+                failures.append(f"{name} (sensitive): {'; '.join(errors[0])}")
+        elif errors := pattern_differences(a, b):
+            failures.append(f"{name}: {'; '.join(errors)}")
     assert not failures, "\n".join(failures)
     assert sensitive.sum() <= max_sensitive_fraction * sensitive.size, (
         f"{sensitive.sum()} of {sensitive.size} sensitive"
@@ -202,15 +212,16 @@ def stg_standalone():
     examples = np.array(list(STG_SETS.values()))
     gbar = np.vstack([examples, members("stg", [(4.0, 5.0)], 3), members("stg", [(-4.0, 5.0)], 2)])
     names = list(STG_SETS) + [f"member {i}" for i in range(5)]
-    numba_trains, sensitive = numba_reference("stg", gbar)
-    return gbar, names, numba_trains, sensitive, simulate_brian2("stg", gbar, 6000.0, 3000.0, target="cpp_standalone")
+    numba_trains, sensitive, ensembles = numba_reference("stg", gbar)
+    brian_trains = simulate_brian2("stg", gbar, 6000.0, 3000.0, target="cpp_standalone")
+    return gbar, names, numba_trains, sensitive, ensembles, brian_trains
 
 
 @needs_compiler
 def test_stg_examples_and_members_cross_simulator(stg_standalone):
-    gbar, names, numba_trains, sensitive, brian_trains = stg_standalone
+    gbar, names, numba_trains, sensitive, ensembles, brian_trains = stg_standalone
     assert not sensitive[:4].any()
-    assert_same_patterns(numba_trains, brian_trains, names, sensitive, max_sensitive_fraction=0.2)
+    assert_same_patterns(numba_trains, brian_trains, names, sensitive, ensembles, max_sensitive_fraction=0.2)
     labels = spike_train_features(brian_trains)["label"].tolist()
     assert labels[:4] == ["spiking", "bursting", "spiking", "bursting"]
     # Spec 9 (converged reference): S3 has 46 spikes and a mean ISI of 65.35 ms.
@@ -222,7 +233,7 @@ def test_stg_examples_and_members_cross_simulator(stg_standalone):
 def test_standalone_reruns_without_rebuilding(stg_standalone):
     """A new population, noise level or seed re-runs the compiled project; time_scale = 2 with a doubled window is the
     same unscaled run (same build) and gives exactly doubled spike times."""
-    gbar, _, _, _, brian_trains = stg_standalone
+    gbar, *_, brian_trains = stg_standalone
     builds = dict(backend._STANDALONE_BUILDS)
     scaled = simulate_brian2("stg", gbar[:3], 12000.0, 6000.0, time_scale=2.0, target="cpp_standalone")
     for a, b in zip(scaled, brian_trains[:3], strict=True):
@@ -249,9 +260,9 @@ def test_da_examples_and_members_cross_simulator_short_window():
     examples = np.array(list(DA_SETS.values()))
     gbar = np.vstack([examples, members("da", [(0.5, 5.0)], 3), members("da", [(-2.0, 5.0)], 2)])
     names = list(DA_SETS) + [f"member {i}" for i in range(5)]
-    numba_trains, sensitive = numba_reference("da", gbar, duration_s=5.0, transient_s=1.0)
+    numba_trains, sensitive, ensembles = numba_reference("da", gbar, duration_s=5.0, transient_s=1.0)
     brian_trains = simulate_brian2("da", gbar, 5000.0, 1000.0, target="cpp_standalone")
-    assert_same_patterns(numba_trains, brian_trains, names, sensitive, max_sensitive_fraction=0.2)
+    assert_same_patterns(numba_trains, brian_trains, names, sensitive, ensembles, max_sensitive_fraction=0.2)
     assert spike_train_features(brian_trains)["label"][0] == "spiking"
 
 
@@ -267,11 +278,11 @@ def test_population_members_cross_simulator(model, targets, n):
     """>= 50 members per model over the full spec windows (STG 0-6 s, DA 0-12 s, 3 s transient)."""
     gbar = members(model, targets, n, seed=7)
     window = (6000.0, 3000.0) if model == "stg" else (12000.0, 3000.0)
-    numba_trains, sensitive = numba_reference(model, gbar)
+    numba_trains, sensitive, ensembles = numba_reference(model, gbar)
     brian_trains = simulate_brian2(model, gbar, *window, target="cpp_standalone")
-    print(f"{model}: {sensitive.sum()} discretisation-sensitive members of {len(gbar)}")
+    print(f"{model}: {sensitive.sum()} sensitive members of {len(gbar)}: {np.flatnonzero(sensitive).tolist()}")
     names = [f"{model} member {i}" for i in range(len(gbar))]
-    assert_same_patterns(numba_trains, brian_trains, names, sensitive, max_sensitive_fraction=0.15)
+    assert_same_patterns(numba_trains, brian_trains, names, sensitive, ensembles, max_sensitive_fraction=0.15)
 
 
 @pytest.mark.slow
