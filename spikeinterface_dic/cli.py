@@ -1,4 +1,4 @@
-"""Command line: ``spikeinterface-dic run | example | generate-data | train | compare``.
+"""Command line: ``spikeinterface-dic run | example | generate-data | train | compare | app``.
 
 Every command has ``--help``. Bad input ends with a one-line ``spikeinterface-dic: error: ...`` on stderr and a
 non-zero exit code (1; 2 for unusable arguments); ``--debug`` shows the traceback instead. Progress bars (tqdm, on
@@ -336,6 +336,17 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", default=None, metavar="X.csv", help="write X_units.csv and X_channels.csv")
     compare.add_argument("--plot", default=None, metavar="FIGURE", help="save the figure (.png, .pdf or .svg)")
     compare.set_defaults(handler=_command_compare)
+    app = commands.add_parser(
+        "app",
+        parents=[common],
+        help="start the web app in your browser (no programming needed)",
+        description="Start the web app on this computer only (http://127.0.0.1:PORT/) and open it in your browser: "
+        "load an NWB, CSV or neo file or the bundled example, run the analysis, look at the results and download "
+        "them. Stop it with Ctrl+C.",
+    )
+    app.add_argument("--port", type=_port, default=5006, help="port of the app (default: 5006)")
+    app.add_argument("--no-browser", action="store_true", help="do not open a browser; print the address only")
+    app.set_defaults(handler=_command_app)
     return parser
 
 
@@ -647,6 +658,23 @@ def format_comparison(comparison) -> str:
         + f"\n\n{n_significant} of {len(units)} unit(s) shifted significantly "
         f"({comparison.correction} correction, alpha = {comparison.alpha})"
     )
+
+
+# ------------------------------------------------------------------------------------------------------------ app
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number between 1 and 65535; got {text}")
+    return value
+
+
+def _command_app(args) -> int:
+    try:
+        from .app import serve
+    except ImportError as error:
+        raise CommandError(f"the web app needs the package panel: pip install panel ({error})") from error
+    serve(port=args.port, open_browser=not args.no_browser)
+    return 0
 
 
 # -------------------------------------------------------------------------------------------------------- example

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
 from datetime import datetime, timezone
 
 import numpy as np
@@ -262,11 +263,14 @@ def test_serve_is_local_only_and_inline(monkeypatch, capsys):
         return FakeServer()
 
     monkeypatch.setattr(app_main.pn, "serve", fake_serve)
+    previous_handler = signal.getsignal(signal.SIGTERM)
     app_main.serve(port=5123, open_browser=True, warm_up=False)
     assert calls["panels"] is create_app
     assert calls["address"] == "127.0.0.1" and calls["port"] == 5123 and calls["show"] is False
     assert "127.0.0.1:5123" in calls["websocket_origin"] and "localhost:5123" in calls["websocket_origin"]
     assert calls["started"] and calls["stopped"]
     assert calls["browser"][1] == ("http://127.0.0.1:5123/",)
+    assert signal.getsignal(signal.SIGTERM) is previous_handler  # restored
+    assert app_main._SESSIONS_DIR is None
     assert "http://127.0.0.1:5123/" in capsys.readouterr().out
     assert pn.config.inline is True

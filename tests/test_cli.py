@@ -55,7 +55,7 @@ def example_trains():
 
 
 # ------------------------------------------------------------------------------------------------------ help
-@pytest.mark.parametrize("command", [[], ["run"], ["example"], ["generate-data"], ["train"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["example"], ["generate-data"], ["train"], ["compare"], ["app"]])
 def test_help_of_every_command(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
@@ -63,9 +63,9 @@ def test_help_of_every_command(command, capsys):
     assert "usage: spikeinterface-dic" in capsys.readouterr().out
 
 
-def test_no_app_command_yet():
+def test_app_rejects_a_bad_port():
     with pytest.raises(SystemExit) as exit_info:
-        main(["app"])
+        main(["app", "--port", "0"])
     assert exit_info.value.code == 2
 
 

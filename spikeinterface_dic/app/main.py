@@ -10,6 +10,7 @@ import html
 import logging
 import re
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -40,8 +41,11 @@ SUPPORTED = (
 )
 
 # FileDownload (Panel 1.9) renders every colour as "default": colour the main download buttons with CSS
-_PRIMARY_CSS = ":host .bk-btn { background-color: #0072b5; border-color: #0072b5; color: white; }"
+_PRIMARY_CSS = (
+    ".bk-btn { background-color: #0072b5 !important; border-color: #0072b5 !important; color: white !important; }"
+)
 _RUN_LOCK = threading.Lock()  # one analysis at a time in the server: the numba kernel is not re-entrant
+_SESSIONS_DIR: Path | None = None  # set by serve(): every session's folder lives there and goes with the server
 _logger = logging.getLogger(__name__)
 
 pn.config.inline = True  # resources from this package, never a CDN: the app works with no network
@@ -149,7 +153,7 @@ class DicApp:
     """One session of the web app: widgets, state and callbacks. ``template`` is the page."""
 
     def __init__(self):
-        self.workdir = Path(tempfile.mkdtemp(prefix="spikeinterface-dic-app-"))
+        self.workdir = Path(tempfile.mkdtemp(prefix="spikeinterface-dic-app-", dir=_SESSIONS_DIR))
         self.trains: dict | None = None
         self.source_name = ""
         self.input_path: Path | None = None
@@ -808,6 +812,10 @@ def _warm_up() -> None:
         _logger.exception("warm-up failed (the first analysis will be slower)")
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def serve(port: int = 5006, open_browser: bool = True, address: str = "127.0.0.1", warm_up: bool = True, **kwargs):
     """Start the web app and block until interrupted (Ctrl+C).
 
@@ -842,7 +850,13 @@ def serve(port: int = 5006, open_browser: bool = True, address: str = "127.0.0.1
     }
     options.update(kwargs)
     options.update(show=False, start=False, threaded=False)
+    global _SESSIONS_DIR
     server = pn.serve(create_app, **options)  # listens from here on: a taken port raises now
+    _SESSIONS_DIR = Path(tempfile.mkdtemp(prefix="spikeinterface-dic-app-sessions-"))
+    try:  # a plain `kill` (SIGTERM) stops the server like Ctrl+C, so that the session folders are removed
+        previous_handler = signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # pragma: no cover - not in the main thread
+        previous_handler = None
     if warm_up:
         threading.Thread(target=_warm_up, name="spikeinterface-dic-warm-up", daemon=True).start()
     host = "127.0.0.1" if address in ("0.0.0.0", "", "::") else address
@@ -857,4 +871,8 @@ def serve(port: int = 5006, open_browser: bool = True, address: str = "127.0.0.1
         pass
     finally:
         server.stop()
+        shutil.rmtree(_SESSIONS_DIR, ignore_errors=True)
+        _SESSIONS_DIR = None
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
         print("spikeinterface-dic app: stopped", flush=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from bokeh.layouts import gridplot
-from bokeh.models import BoxAnnotation, ColumnDataSource, HoverTool, Label, LabelSet, Legend, Range1d
+from bokeh.models import BoxAnnotation, ColumnDataSource, HoverTool, Label, LabelSet, Legend, Range1d, TapTool
 from bokeh.plotting import figure
 
 BURSTING_COLOR = "#d95f02"
@@ -97,7 +97,7 @@ def plane_figure(result, model, selected=None):
         y_axis_label="g_u (ultraslow DIC, normalised)",
         x_range=Range1d(x_values.min() - x_pad, x_values.max() + x_pad),
         y_range=Range1d(y_values.min() - y_pad, y_values.max() + y_pad),
-        tools=TOOLS + ",tap",
+        tools=TOOLS,
         height=460,
         sizing_mode="stretch_width",
         min_width=400,
@@ -178,6 +178,10 @@ def plane_figure(result, model, selected=None):
     )
     in_points = p.scatter("g_s", "g_u", source=inside, size=11, fill_color="color", line_color="black", marker="circle")
     out_points = p.scatter("g_s", "g_u", source=outside, size=14, line_color=OOD_COLOR, line_width=3, marker="x")
+    for renderer in (in_points, out_points):  # a click selects a unit (ringed in yellow); nothing is faded
+        renderer.selection_glyph = renderer.glyph.clone()
+        renderer.nonselection_glyph = renderer.glyph.clone()
+    p.add_tools(TapTool(renderers=[in_points, out_points]))
     highlight = ColumnDataSource(highlight_data(data, selected))
     p.scatter(
         "g_s", "g_u", source=highlight, size=24, fill_alpha=0, line_color=SELECTED_COLOR, line_width=3, marker="circle"

@@ -71,6 +71,15 @@ HOVER_POINT_JS = """
 """
 
 
+BLUR_JS = """
+() => {
+  let element = document.activeElement;
+  while (element && element.shadowRoot && element.shadowRoot.activeElement) element = element.shadowRoot.activeElement;
+  if (element && element.blur) element.blur();
+}
+"""
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -110,6 +119,7 @@ def server():
             process.kill()
             process.wait()
         log.close()
+    assert "stopped" in (ARTIFACTS / "app_server.log").read_text()  # SIGTERM stops it cleanly
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +221,7 @@ def test_example_flow_in_browser(server, context, tmp_path):
     unit_select.select_option("bursting_slow_k3")
     page.get_by_text("twins of unit bursting_slow_k3").wait_for()
     page.mouse.move(5, 5)  # no tooltip in the screenshots
+    page.evaluate(BLUR_JS)  # nor focus rings
     page.set_viewport_size({"width": 1400, "height": 1750})
     page.wait_for_timeout(1000)
     page.screenshot(path=ARTIFACTS / "app_results_docs.png")  # the picture of docs/app_results.png
