@@ -51,3 +51,12 @@ else:
 
     register_extensions()
     __all__ += ["create_sorting_analyzer_from_sorting", "load_sorting_analyzer"]
+
+
+def __getattr__(name):
+    # The widget pulls in SpikeInterface's widget machinery: load it only when asked for.
+    if name == "plot_dynamic_input_conductances":
+        from .spikeinterface.widgets import plot_dynamic_input_conductances
+
+        return plot_dynamic_input_conductances
+    raise AttributeError(f"module 'spikeinterface_dic' has no attribute {name!r}")
