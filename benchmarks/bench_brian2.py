@@ -14,7 +14,9 @@ counts of every target are compared with numba's (same scheme and dt: they agree
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -52,7 +54,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--keep-cache", action="store_true", help="use the per-user cache (warm builds)")
     args = parser.parse_args(argv)
     if not args.keep_cache:
-        os.environ["SPIKEINTERFACE_DIC_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench_brian2_")
+        cache = tempfile.mkdtemp(prefix="bench_brian2_")
+        os.environ["SPIKEINTERFACE_DIC_CACHE_DIR"] = cache
+        atexit.register(shutil.rmtree, cache, ignore_errors=True)
 
     import brian2
 

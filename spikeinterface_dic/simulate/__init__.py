@@ -116,6 +116,13 @@ def simulate(
     if int(voltage_stride) < 1:
         raise ValueError(f"voltage_stride must be >= 1; got {voltage_stride}")
     if backend == "brian2":
+        unsupported = [
+            name
+            for name, value in (("initial_state", initial_state), ("return_voltage_of", return_voltage_of))
+            if value is not None
+        ] + (["order"] if order != 2 else [])
+        if unsupported:
+            raise ValueError(f"backend='brian2' does not support {', '.join(unsupported)}; use backend='numba'")
         from .brian2_backend import simulate_brian2
 
         return simulate_brian2(
