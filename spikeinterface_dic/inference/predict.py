@@ -24,6 +24,23 @@ from .shape import ShapeReference, shape_statistics
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 K_RANGE = (0.25, 8.0)
+ESTIMATE_COLUMNS = (
+    "g_s",
+    "g_u",
+    "g_s_std",
+    "g_u_std",
+    "time_scale",
+    "time_scale_std",
+    "time_scale_low",
+    "time_scale_high",
+    "label",
+    "in_distribution",
+    "ood_reason",
+    "n_spikes",
+    "n_windows",
+    "n_refractory_violations",
+    "novelty",
+)
 
 
 class Predictor:
@@ -226,23 +243,6 @@ def infer_dics(
             novelty=novelty,
         )
         rows.append(row)
-    columns = [
-        "g_s",
-        "g_u",
-        "g_s_std",
-        "g_u_std",
-        "time_scale",
-        "time_scale_std",
-        "time_scale_low",
-        "time_scale_high",
-        "label",
-        "in_distribution",
-        "ood_reason",
-        "n_spikes",
-        "n_windows",
-        "n_refractory_violations",
-        "novelty",
-    ]
-    frame = pd.DataFrame(rows, columns=columns, index=pd.Index(ids, name="unit_id"))
+    frame = pd.DataFrame(rows, columns=list(ESTIMATE_COLUMNS), index=pd.Index(ids, name="unit_id"))
     frame["in_distribution"] = frame["in_distribution"].astype(bool)
     return frame

@@ -47,10 +47,7 @@ STG = Model(
     default_dt_ms=0.05,
     default_duration_ms=6000.0,
     default_transient_ms=3000.0,
-    references=(
-        "Liu Z, Golowasch J, Marder E, Abbott LF (1998) J Neurosci 18:2309; "
-        "Brandoit et al. (2025) arXiv 2509.12783"
-    ),
+    references="Liu et al. (1998) J Neurosci 18:2309; Brandoit et al. (2025) arXiv 2509.12783",
     extra={
         # Ranges of the base 'spiking' population (Fyon et al. 2024), in mS/cm2.
         "spiking_ranges": {

@@ -14,23 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 
-ESTIMATE_COLUMNS = (
-    "g_s",
-    "g_u",
-    "g_s_std",
-    "g_u_std",
-    "time_scale",
-    "time_scale_std",
-    "time_scale_low",
-    "time_scale_high",
-    "label",
-    "in_distribution",
-    "ood_reason",
-    "n_spikes",
-    "n_windows",
-    "n_refractory_violations",
-    "novelty",
-)
+from ..inference.predict import ESTIMATE_COLUMNS
 
 
 def unit_spike_trains(sorting, unit_ids=None) -> dict:
