@@ -242,18 +242,62 @@ def kernel(gbar, y0, y_end, table, v_min, inv_step, dt, capacitance, n_steps, t_
     return source, tables
 
 
+def kernel_cache_dir():
+    """Folder of the generated kernel modules and numba's compiled cache ($SPIKEINTERFACE_DIC_CACHE_DIR overrides)."""
+    import os
+    from pathlib import Path
+
+    root = os.environ.get("SPIKEINTERFACE_DIC_CACHE_DIR")
+    if root is None:
+        import platformdirs
+
+        root = platformdirs.user_cache_dir("spikeinterface-dic")
+    return Path(root) / "kernels"
+
+
+def _load_module(source: str, name: str):
+    """Import generated source from a file named by its hash, so numba can cache the compiled kernel on disk.
+
+    The file is written once (atomically) and never rewritten, so its timestamp - part of numba's cache key - is
+    stable; a changed declaration gives a new hash and a new file. Falls back to exec (no disk cache) when the cache
+    folder is not writable.
+    """
+    import hashlib
+    import importlib.util
+    import os
+    import sys
+
+    import numba
+
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    module_name = f"sdic_kernel_{name}_{digest}"
+    try:
+        folder = kernel_cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{module_name}.py"
+        if not path.exists():
+            temporary = path.with_suffix(f".{os.getpid()}.tmp")
+            temporary.write_text("import numpy as np\nfrom numba import prange\n" + source)
+            os.replace(temporary, path)
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module  # numba's cache re-imports the module by name when it loads
+        spec.loader.exec_module(module)
+        return numba.njit(parallel=True, fastmath=False, cache=True, nogil=True)(module.kernel)
+    except OSError:
+        namespace = {"np": np, "prange": numba.prange}
+        exec(compile(source, f"<spikeinterface_dic kernel {name}>", "exec"), namespace)  # noqa: S102
+        return numba.njit(parallel=True, fastmath=False, cache=False, nogil=True)(namespace["kernel"])
+
+
 def get_kernel(model: Model, order: int = 2):
-    """Return (compiled kernel, table builder) for a model, generating and compiling it once per process."""
+    """Return (compiled kernel, table builder) for a model: generated once per process, compiled once per machine
+    (numba's on-disk cache in :func:`kernel_cache_dir`)."""
     key = (model.name, order)
     with _LOCK:
         if key not in _KERNELS:
-            import numba
-
             source, tables = _generate(model, order)
-            namespace = {"np": np, "prange": numba.prange}
-            exec(compile(source, f"<spikeinterface_dic kernel {model.name}>", "exec"), namespace)  # noqa: S102
-            compiled = numba.njit(parallel=True, fastmath=False, cache=False, nogil=True)(namespace["kernel"])
-            _KERNELS[key] = (compiled, tables, source)
+            _KERNELS[key] = (_load_module(source, f"{model.name}_order{order}"), tables, source)
         compiled, tables, _ = _KERNELS[key]
         return compiled, tables
 
