@@ -227,7 +227,15 @@ def train(
         if previous_card is None
         else {
             k: previous_card.get(k)
-            for k in ("weights_sha256", "data_recipe", "device", "training_seconds", "epochs", "best_validation_nll")
+            for k in (
+                "weights_sha256",
+                "data_recipe",
+                "device",
+                "training_seconds",
+                "epochs",
+                "best_validation_nll",
+                "fine_tuned_from",  # keeps the whole chain of runs
+            )
         },
         "config": net.config,
         "window_isis": WINDOW,
