@@ -336,11 +336,9 @@ def _parse_times(text: str) -> np.ndarray:
     return values
 
 
-def _read_spike2pop_rows(reader, header, id_column, time_unit):
-    unit = time_unit or "ms"
-    factor = TIME_UNIT_TO_S[unit]
-    id_index, times_index = header.index(id_column), header.index("spiking_times")
-    trains, problems = {}, []
+def _rows_with_unit_ids(reader, header, id_index, problems):
+    """(line number, unit id, fields) of every non-empty CSV row with the right field count and a unit id; the other
+    rows are reported in ``problems`` with their line numbers."""
     for row in reader:
         if not row or all(not field.strip() for field in row):
             continue
@@ -352,6 +350,15 @@ def _read_spike2pop_rows(reader, header, id_column, time_unit):
         if not unit_id:
             problems.append(f"line {line}: empty unit id")
             continue
+        yield line, unit_id, row
+
+
+def _read_spike2pop_rows(reader, header, id_column, time_unit):
+    unit = time_unit or "ms"
+    factor = TIME_UNIT_TO_S[unit]
+    id_index, times_index = header.index(id_column), header.index("spiking_times")
+    trains, problems = {}, []
+    for line, unit_id, row in _rows_with_unit_ids(reader, header, id_index, problems):
         if unit_id in trains:
             problems.append(f"line {line}: unit id {unit_id!r} repeated (first row kept)")
             continue
@@ -378,17 +385,7 @@ def _read_long_rows(reader, header, id_column, time_unit, path):
     unit = unit or time_unit
     id_index, time_index = header.index(id_column), header.index(time_column)
     collected, problems = {}, []
-    for row in reader:
-        if not row or all(not field.strip() for field in row):
-            continue
-        line = reader.line_num
-        if len(row) != len(header):
-            problems.append(f"line {line}: {len(row)} fields, expected {len(header)}")
-            continue
-        unit_id = row[id_index].strip()
-        if not unit_id:
-            problems.append(f"line {line}: empty unit id")
-            continue
+    for line, unit_id, row in _rows_with_unit_ids(reader, header, id_index, problems):
         try:
             value = float(row[time_index])
         except ValueError:
