@@ -14,12 +14,12 @@ import numpy as np  # noqa: E402
 import spikeinterface_dic as sdic  # noqa: E402
 
 S4 = [4459.32851, 215.422644, 12.6581051, 53.1943005, 116.558824, 415.288208, 0.575437208, 0.0142445689]
-TRUE_K = 3.0
+TRUE_K = 5.0
 
-recorded = sdic.simulate("stg", [S4], duration_s=6.0, transient_s=3.0)[0] * TRUE_K  # a 3x slower burster
+recorded = sdic.simulate("stg", [S4], duration_s=6.0, transient_s=3.0)[0] * TRUE_K  # a 5x slower burster
 before = sdic.run_pipeline({"unit": recorded}, population_size=6, seed=0, adapt_time_scale=False)
 after = sdic.run_pipeline({"unit": recorded}, population_size=6, seed=0, adapt_time_scale=True)
-window = 4.0
+window = 6.0
 fig, axes = plt.subplots(2, 1, figsize=(9, 4.5), sharex=True)
 for axis, result, title in ((axes[0], before, "twins at the network's k"), (axes[1], after, "after adaptation")):
     k = result.estimates.loc["unit", "time_scale"]
