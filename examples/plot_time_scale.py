@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 
 import spikeinterface_dic as sdic  # noqa: E402
 
-S4 = [4459.32851, 215.422644, 12.6581051, 53.1943005, 116.558824, 415.288208, 0.575437208, 0.0142445689]
+S4 = list(sdic.get_model("stg").extra["example_sets"]["S4"])  # spec section 9
 TRUE_K = 5.0
 
 recorded = sdic.simulate("stg", [S4], duration_s=6.0, transient_s=3.0)[0] * TRUE_K  # a 5x slower burster

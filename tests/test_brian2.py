@@ -38,17 +38,8 @@ from spikeinterface_dic.simulate.brian2_backend import (
 
 backend = sys.modules["spikeinterface_dic.simulate.brian2_backend"]
 
-STG_SETS = {  # method spec section 9, order [Na, Kd, CaT, CaS, KCa, A, H, leak]
-    "S1": [6600.82471, 125.961075, 4.14918208, 18.3416405, 159.677516, 413.833466, 0.321589451, 0.00957712096],
-    "S2": [2817.51002, 145.852520, 8.42704420, 14.5818832, 106.575443, 151.625062, 0.367655917, 0.00947267955],
-    "S3": [4759.32851, 263.884496, 4.38604312, 26.8271507, 93.1089184, 494.869664, 0.372942945, 0.0120014004],
-    "S4": [4459.32851, 215.422644, 12.6581051, 53.1943005, 116.558824, 415.288208, 0.575437208, 0.0142445689],
-}
-DA_SETS = {  # order [Na, Kd, CaL, CaN, ERG, NMDA, leak]
-    "fast": [29.3362923, 5.55357599, 0.187373564, 0.0328792632, 0.0888513699, 0.00997158885, 0.0106779095],
-    "tonic": [34.1175957, 13.2286701, 0.0215680320, 0.0560283847, 0.209517032, 0.0115521662, 0.0123704448],
-    "bursting": [25.1758766, 7.03265238, 0.112492353, 0.0482002124, 0.0777861327, 0.00848305039, 0.00908393320],
-}
+STG_SETS = {name: list(g) for name, g in get_model("stg").extra["example_sets"].items()}  # spec section 9
+DA_SETS = {name: list(g) for name, g in get_model("da").extra["example_sets"].items()}
 RTOL = 0.01
 MIXED_MODE_RTOL = 0.10  # f_inter / ISI tolerance for discretisation-sensitive rows (as in tests/test_simulate.py)
 HAS_COMPILER = "cpp_standalone" in available_targets()

@@ -11,7 +11,7 @@ import spikeinterface_dic as sdic
 from spikeinterface_dic.inference.predict import WEIGHTS_DIR, load_predictor
 
 DATA = Path(__file__).parent / "data"
-S4 = [4459.32851, 215.422644, 12.6581051, 53.1943005, 116.558824, 415.288208, 0.575437208, 0.0142445689]
+S4 = list(sdic.get_model("stg").extra["example_sets"]["S4"])  # spec section 9
 
 
 @pytest.fixture(scope="module")

@@ -55,7 +55,7 @@ def test_bad_population_size():
         sdic.run_pipeline({0: np.arange(0, 1, 0.1)}, population_size=0)
 
 
-S4 = [4459.32851, 215.422644, 12.6581051, 53.1943005, 116.558824, 415.288208, 0.575437208, 0.0142445689]
+S4 = list(sdic.get_model("stg").extra["example_sets"]["S4"])  # spec section 9
 
 
 @pytest.mark.parametrize("time_scale", [0.5, 3.0])
