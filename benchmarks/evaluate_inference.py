@@ -111,6 +111,10 @@ def evaluate_pipeline(model: str, n_units: int = 100, population_size: int = 16)
         "mean_fraction_matching_bursting": float(fidelity["fraction_matching"][labels == "bursting"].mean()),
         "mean_fraction_matching_spiking": float(fidelity["fraction_matching"][labels == "spiking"].mean()),
         "mean_fraction_matching_network_time_scale": float(fidelity["fraction_matching_network_time_scale"].mean()),
+        "mean_fraction_matching_before_selection": float(fidelity["fraction_matching_before_selection"].mean()),
+        "candidates_per_unit": float(fidelity["n_candidates"].mean()),
+        "candidate_acceptance": float(fidelity["candidate_acceptance"].mean()),
+        "timings": result.provenance["timings"],
         "seconds": time.perf_counter() - started,
     }
 

@@ -105,6 +105,13 @@ def _pipeline_options(parser: argparse.ArgumentParser, population_size: int = 10
         metavar="X",
         help="noisy current injected into the twins, uA/cm2 (default: 0)",
     )
+    group.add_argument(
+        "--no-twin-selection",
+        dest="twin_selection",
+        action="store_false",
+        help="keep the first population as drawn instead of replacing twins that miss the unit's pattern by "
+        "matching members drawn for the same DICs",
+    )
     group.add_argument("--seed", type=int, default=0, help="seed of every random step (default: 0)")
     group.add_argument(
         "--n-jobs",
@@ -484,6 +491,7 @@ def _pipeline_kwargs(args, model: str) -> dict:
         "duration_s": args.duration_s,
         "noise_std": args.noise_std,
         "device": args.device,
+        "twin_selection": args.twin_selection,
     }
 
 

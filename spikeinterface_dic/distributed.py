@@ -59,6 +59,7 @@ def run_pipeline_dask(
     frequency_tolerance: float = 0.10,
     spikes_per_burst_tolerance: float = 1.0,
     adapt_time_scale: bool = True,
+    twin_selection: bool = True,
     progress_bar: bool = False,
     units_per_task: int = 8,
 ) -> PipelineResult:
@@ -113,6 +114,7 @@ def run_pipeline_dask(
         "frequency_tolerance": frequency_tolerance,
         "spikes_per_burst_tolerance": spikes_per_burst_tolerance,
         "adapt_time_scale": adapt_time_scale,
+        "twin_selection": twin_selection,
     }
     if not spike_trains:  # nothing to spread
         return run_pipeline({}, **pipeline_kwargs)

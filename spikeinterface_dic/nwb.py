@@ -83,6 +83,13 @@ _FIDELITY_DESCRIPTIONS = {
     "main_frequency_hz": "Main firing frequency of the recorded unit (Hz): spiking frequency, or burst frequency "
     "for bursting units.",
     "twin_main_frequency_hz": "Median over twins of their main firing frequency (Hz).",
+    "fraction_matching_network_time_scale": "fraction_matching at the network's time scale, before the time scale "
+    "was adapted to the recorded main frequency (0..1).",
+    "fraction_matching_before_selection": "fraction_matching of the first degenerate population, before "
+    "non-matching twins were replaced by matching members drawn for the same DICs (0..1).",
+    "n_candidates": "Number of extra population members simulated as candidates for twin selection (count).",
+    "candidate_acceptance": "Fraction of the candidates that reproduced the unit's pattern (0..1; NaN when none "
+    "were simulated).",
 }
 
 

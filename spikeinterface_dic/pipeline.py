@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import math
 import time
 
 import numpy as np
@@ -49,6 +50,7 @@ def run_pipeline(
     frequency_tolerance: float = 0.10,
     spikes_per_burst_tolerance: float = 1.0,
     adapt_time_scale: bool = True,
+    twin_selection: bool = True,
     progress_bar: bool = False,
     client=None,
     estimates: pd.DataFrame | None = None,
@@ -78,6 +80,10 @@ def run_pipeline(
         rescales the twins' spike times (no new simulation). It fits one number per unit to the recorded main
         frequency: ``fidelity`` then also reports ``fraction_matching_network_time_scale`` (before adaptation), and
         ``estimates`` keeps ``time_scale_network``; ``time_scale_std`` becomes the spread implied by the twins.
+    twin_selection : bool, default: True
+        Replace twins that do not fire in the unit's pattern by matching members of a second population for the
+        same DICs (:func:`select_matching_twins`); ``fidelity`` keeps ``fraction_matching_before_selection`` (what
+        a plain degenerate population gives) and the candidates' acceptance. False returns the first population.
     client : dask.distributed.Client, default: None
         Spread units over a Dask cluster (see :mod:`.distributed`); same results as without.
     estimates : pandas.DataFrame, default: None
@@ -100,6 +106,7 @@ def run_pipeline(
             frequency_tolerance=frequency_tolerance,
             spikes_per_burst_tolerance=spikes_per_burst_tolerance,
             adapt_time_scale=adapt_time_scale,
+            twin_selection=twin_selection,
         )
     from .inference.predict import infer_dics, load_predictor
 
@@ -140,6 +147,22 @@ def run_pipeline(
             spike_trains, twin_trains, estimates, frequency_tolerance, spikes_per_burst_tolerance, adapt_time_scale
         )
         timings["fidelity_s"] = time.perf_counter() - started
+        if twin_selection:
+            started = time.perf_counter()
+            populations, twin_trains, fidelity = select_matching_twins(
+                model,
+                spike_trains,
+                populations,
+                twin_trains,
+                estimates,
+                fidelity,
+                duration_s,
+                noise_std,
+                seed,
+                frequency_tolerance,
+                spikes_per_burst_tolerance,
+            )
+            timings["selection_s"] = time.perf_counter() - started
 
     predictor = load_predictor(model.name)
     parameters = {
@@ -153,6 +176,7 @@ def run_pipeline(
         "spikes_per_burst_tolerance": spikes_per_burst_tolerance,
         "dt_ms": model.default_dt_ms,
         "adapt_time_scale": bool(adapt_time_scale),
+        "twin_selection": bool(twin_selection),
     }
     provenance = {
         "package": "spikeinterface-dic",
@@ -230,8 +254,13 @@ def score_twins(
 SPIKE_MARGIN_MS = 50.0
 
 
-def simulate_twins(model, populations, estimates, duration_s=None, noise_std: float = 0.0, seed: int = 0) -> dict:
-    """Simulate every unit's twins in one kernel call at each unit's time scale (see run_pipeline)."""
+def simulate_twins(
+    model, populations, estimates, duration_s=None, noise_std: float = 0.0, seed: int = 0, selection_round: int = 0
+) -> dict:
+    """Simulate every unit's twins in one kernel call at each unit's time scale (see run_pipeline).
+
+    ``selection_round`` > 0 simulates the candidates of :func:`select_matching_twins` with noise seeds of their own.
+    """
     from .simulate import simulate as run_simulation
 
     model = get_model(model)
@@ -247,7 +276,9 @@ def simulate_twins(model, populations, estimates, duration_s=None, noise_std: fl
     sizes = [len(populations[u]) for u in unit_ids]
     row_seeds = np.concatenate(
         [
-            np.random.SeedSequence(unit_child_seed(seed, u)).generate_state(len(populations[u]), dtype=np.uint64)
+            np.random.SeedSequence(
+                unit_child_seed(seed, u) if selection_round == 0 else [unit_child_seed(seed, u), selection_round]
+            ).generate_state(len(populations[u]), dtype=np.uint64)
             for u in unit_ids
         ]
     )
@@ -264,6 +295,109 @@ def simulate_twins(model, populations, estimates, duration_s=None, noise_std: fl
         out[unit_id] = [t[t < record / 1000.0] * k for t in trains[start : start + size]]
         start += size
     return out
+
+
+# Candidates simulated per missing twin are 1.5 / (acceptance of the first round), at most this many per twin.
+MAX_CANDIDATES_PER_TWIN = 4.0
+
+
+def select_matching_twins(
+    model,
+    spike_trains,
+    populations: dict,
+    twin_trains: dict,
+    estimates: pd.DataFrame,
+    fidelity: pd.DataFrame,
+    duration_s=None,
+    noise_std: float = 0.0,
+    seed: int = 0,
+    frequency_tolerance: float = 0.10,
+    spikes_per_burst_tolerance: float = 1.0,
+    rows_per_call: int | None = None,
+):
+    """Replace the twins that do not fire in the unit's pattern by members of a second population that do.
+
+    Why: the DICs fix the excitability at threshold, not every detail of a conductance-based model's dynamics, so
+    part of a degenerate population (same g_s, g_u) fires in another pattern or at another frequency. Spike2Pop
+    returns them as they come; here each unit whose first population is not fully matching gets candidate members
+    drawn for the SAME DIC target (same population generator, seed (seed, unit id, 1)), simulated at the unit's
+    (adapted) time scale, and its non-matching twins are replaced by matching candidates, in order. Units are never
+    given twins of other DICs, and when too few candidates match, the unmatched first-round twins stay.
+
+    Cost: for a unit with first-round acceptance a (matching fraction) and m missing twins,
+    ceil(1.5 m / max(a, 0.25)) candidates, at most ``MAX_CANDIDATES_PER_TWIN`` x population size (units with a = 0
+    get one population's worth): the extra simulation is spent where it is needed.
+
+    Returns (populations, twin trains, fidelity), updated; fidelity gains ``fraction_matching_before_selection``,
+    ``n_candidates`` (extra twins simulated) and ``candidate_acceptance`` (fraction of them that matched).
+    """
+    from .population import generate_population
+
+    model = get_model(model)
+    populations, twin_trains = dict(populations), dict(twin_trains)
+    fidelity = fidelity.copy()
+    fidelity["fraction_matching_before_selection"] = fidelity["fraction_matching"]
+    fidelity["n_candidates"] = 0
+    fidelity["candidate_acceptance"] = np.nan
+    recorded = spike_train_features({u: np.asarray(spike_trains[u], dtype=float) for u in twin_trains})
+    candidates = {}
+    for unit_id, twins in twin_trains.items():
+        fraction = fidelity.loc[unit_id, "fraction_matching"]
+        size = len(twins)
+        if not np.isfinite(fraction) or fraction >= 1.0 or size == 0:
+            continue
+        missing = size - int(round(fraction * size))
+        if fraction > 0:
+            count = math.ceil(1.5 * missing / max(fraction, 0.25))
+        else:
+            count = size
+        count = int(min(count, MAX_CANDIDATES_PER_TWIN * size))
+        g_s, g_u = population_targets(model, estimates.loc[unit_id])
+        child = int(np.random.SeedSequence([unit_child_seed(seed, unit_id), 1]).generate_state(1)[0])
+        try:
+            candidates[unit_id] = generate_population(model, g_s=g_s, g_u=g_u, n=count, seed=child).gbar
+        except ValueError:
+            continue  # the first population was reachable; a failure here only means no selection
+    if not candidates:
+        return populations, twin_trains, fidelity
+    unit_ids = list(candidates)
+    candidate_trains = {}
+    rows_per_call = rows_per_call or sum(len(g) for g in candidates.values())
+    start = 0
+    while start < len(unit_ids):
+        group, rows = {}, 0
+        while start < len(unit_ids) and (not group or rows + len(candidates[unit_ids[start]]) <= rows_per_call):
+            group[unit_ids[start]] = candidates[unit_ids[start]]
+            rows += len(candidates[unit_ids[start]])
+            start += 1
+        candidate_trains.update(simulate_twins(model, group, estimates, duration_s, noise_std, seed, selection_round=1))
+    for unit_id in unit_ids:
+        reference = recorded.loc[unit_id]
+        first = pattern_matches(
+            reference, spike_train_features(twin_trains[unit_id]), frequency_tolerance, spikes_per_burst_tolerance
+        )
+        extra = pattern_matches(
+            reference, spike_train_features(candidate_trains[unit_id]), frequency_tolerance, spikes_per_burst_tolerance
+        )
+        size = len(first)
+        keep_first = np.flatnonzero(first)
+        take_extra = np.flatnonzero(extra)[: size - keep_first.size]
+        fill_first = np.flatnonzero(~first)[: size - keep_first.size - take_extra.size]
+        gbar = np.concatenate(
+            [populations[unit_id][keep_first], candidates[unit_id][take_extra], populations[unit_id][fill_first]]
+        )
+        trains = [twin_trains[unit_id][i] for i in keep_first]
+        trains += [candidate_trains[unit_id][i] for i in take_extra]
+        trains += [twin_trains[unit_id][i] for i in fill_first]
+        populations[unit_id], twin_trains[unit_id] = gbar, trains
+        fidelity.loc[unit_id, "n_candidates"] = len(extra)
+        fidelity.loc[unit_id, "candidate_acceptance"] = float(np.mean(extra)) if len(extra) else np.nan
+    rescored = _fidelity(
+        spike_trains, {u: twin_trains[u] for u in unit_ids}, frequency_tolerance, spikes_per_burst_tolerance
+    )
+    for column in rescored.columns:
+        fidelity.loc[unit_ids, column] = rescored.loc[unit_ids, column].to_numpy()
+    return populations, twin_trains, fidelity
 
 
 def _adapt_time_scales(spike_trains, twin_trains, estimates) -> dict:

@@ -36,9 +36,12 @@ def test_determinism_and_order_independence(result):
     trains, res = result
     reordered = {k: trains[k] for k in reversed(list(trains))}
     again = sdic.run_pipeline(reordered, model="stg", population_size=8, simulate=False, seed=3)
+    first = sdic.run_pipeline(trains, model="stg", population_size=8, simulate=False, seed=3)
     for unit_id in trains:
         # Estimates differ in the last float32 digits when batch padding changes; populations follow smoothly.
-        np.testing.assert_allclose(again.populations[unit_id], res.populations[unit_id], rtol=1e-3)
+        np.testing.assert_allclose(again.populations[unit_id], first.populations[unit_id], rtol=1e-3)
+        if res.fidelity.loc[unit_id, "n_candidates"] == 0:  # twin selection left this unit's population as drawn
+            np.testing.assert_array_equal(res.populations[unit_id], first.populations[unit_id])
 
 
 def test_real_trains_run_end_to_end():
@@ -68,3 +71,30 @@ def test_twins_reproduce_a_slowed_burster(time_scale):
     # is 10-15 % high while the twins still match (fidelity is the criterion that matters).
     assert res.estimates.loc["u", "time_scale"] == pytest.approx(time_scale, rel=0.2)
     assert res.estimates.loc["u", "time_scale_network"] == pytest.approx(time_scale, rel=0.3)
+
+
+def test_twin_selection_keeps_the_dics_and_the_matching_twins(result):
+    trains, selected = result
+    plain = sdic.run_pipeline(trains, model="stg", population_size=8, seed=3, twin_selection=False)
+    assert "n_candidates" not in plain.fidelity and not plain.parameters["twin_selection"]
+    fidelity = selected.fidelity
+    np.testing.assert_allclose(fidelity["fraction_matching_before_selection"], plain.fidelity["fraction_matching"])
+    assert (fidelity["fraction_matching"] >= fidelity["fraction_matching_before_selection"] - 1e-12).all()
+    improved = fidelity.index[fidelity["n_candidates"] > 0]
+    assert len(improved), "the reference set should have a unit whose first population is not fully matching"
+    assert (fidelity.loc[fidelity["fraction_matching_before_selection"] >= 1, "n_candidates"] == 0).all()
+    model = sdic.get_model("stg")
+    for unit_id in improved:
+        first = plain.populations[unit_id]
+        reference = sdic.spike_train_features({0: np.asarray(trains[unit_id])}).iloc[0]
+        matched = sdic.pattern_matches(reference, sdic.spike_train_features(plain.twin_spike_trains[unit_id]))
+        # The first population's matching twins come first, unchanged; every twin keeps the unit's DIC target.
+        np.testing.assert_array_equal(selected.populations[unit_id][: matched.sum()], first[matched])
+        assert selected.populations[unit_id].shape == first.shape
+        g_s, g_u = sdic.pipeline.population_targets(model, selected.estimates.loc[unit_id])
+        dics = sdic.compute_dics(model, selected.populations[unit_id])
+        np.testing.assert_allclose(dics[:, 1], g_s, atol=1e-5)
+        np.testing.assert_allclose(dics[:, 2], g_u, atol=1e-5)
+    again = sdic.run_pipeline(trains, model="stg", population_size=8, seed=3)
+    for unit_id in selected.populations:
+        np.testing.assert_array_equal(again.populations[unit_id], selected.populations[unit_id])

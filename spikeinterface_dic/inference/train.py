@@ -5,7 +5,9 @@ made by target (members of one population never straddle the split), CPU by defa
 
 Augmentation (training only; validation and test inputs are clean): Gaussian jitter with sd ~ U(0, 2) ms (times
 re-sorted), deletion of up to 5 % of spikes, a random window of 8..``window`` ISIs, and the time scale k drawn from the
-prior: with probability 1/2 k = 1 (the model's own kinetics), otherwise log2 k ~ U(-2, 3), i.e. k in [0.25, 8].
+prior: with probability 1/2 k = 1 (the model's own kinetics), otherwise log2 k ~ U(-2.5, 3.5), i.e. k in
+[0.18, 11.3], so that the supported k in [0.25, 8] lies inside the prior rather than at its edges (where a posterior
+mean is pulled inwards).
 This is the explicit prior on k that the per-unit estimate of k inherits (documented in the model card).
 """
 
@@ -24,13 +26,34 @@ from .data import load_training_data
 from .shape import ShapeReference, shape_statistics
 
 WINDOW = 128
-K_LOG2_RANGE = (-2.0, 3.0)
+K_LOG2_RANGE = (-2.5, 3.5)
 K_PRIOR_POINT_MASS = 0.5
 
 
+def _load_folders(folders) -> dict:
+    """One data folder, or several concatenated (target groups kept apart, recipes listed in order)."""
+    if isinstance(folders, (str, Path)):
+        return load_training_data(folders)
+    parts = [load_training_data(f) for f in folders]
+    if len(parts) == 1:
+        return parts[0]
+    models = {p["recipe"]["model"] for p in parts}
+    if len(models) != 1:
+        raise ValueError(
+            f"training folders {list(map(str, folders))} mix models {sorted(models)}; train one model at a time"
+        )
+    out = {"trains": [t for p in parts for t in p["trains"]], "recipe": [p["recipe"] for p in parts]}
+    for key in ("g_s", "g_u", "gbar", "noise_std"):
+        out[key] = np.concatenate([p[key] for p in parts])
+    # Target indices restart in every folder: offset them so that a population never straddles the validation split.
+    offsets = np.cumsum([0] + [int(p["target_index"].max()) + 1 if len(p["target_index"]) else 0 for p in parts])
+    out["target_index"] = np.concatenate([p["target_index"] + o for p, o in zip(parts, offsets, strict=False)])
+    return out
+
+
 def prepare(folder) -> dict:
-    """Load chunks, compute clean-train labels and auxiliary targets, drop silent trains."""
-    data = load_training_data(folder)
+    """Load chunks (one folder or a list), compute clean-train labels and auxiliary targets, drop silent trains."""
+    data = _load_folders(folder)
     features = spike_train_features(data["trains"])
     keep = (features["n_spikes"].to_numpy() >= 4) & (features["label"].to_numpy() != "silent")
     main = features["main_frequency_hz"].to_numpy()
@@ -147,9 +170,23 @@ def train(
         )
     optimiser = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=1e-4)
     steps_per_epoch = max(1, len(train_index) // batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=learning_rate, total_steps=max_epochs * steps_per_epoch, pct_start=0.1
-    )
+    total_steps = max_epochs * steps_per_epoch
+    budget_s = None if max_minutes is None else 60.0 * max_minutes
+    clock = {"started": time.perf_counter()}
+
+    def learning_rate_factor(step: int) -> float:
+        # Linear warm-up over the first 10 %, then cosine decay to 1 %. Progress is the larger of the step fraction
+        # and the elapsed fraction of max_minutes, so a time-capped run still anneals fully instead of stopping
+        # at its peak rate (a step-only schedule planned for max_epochs would be cut off mid-way).
+        progress = step / total_steps
+        if budget_s is not None:
+            progress = max(progress, (time.perf_counter() - clock["started"]) / budget_s)
+        progress = min(progress, 1.0)
+        if progress < 0.1:
+            return 0.04 + 0.96 * progress / 0.1
+        return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * (progress - 0.1) / 0.9))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, learning_rate_factor)
     validation_rng = np.random.default_rng(np.random.SeedSequence([seed, 11]))
     validation_log2_k = np.where(
         validation_rng.random(len(validation_index)) < K_PRIOR_POINT_MASS,
@@ -170,7 +207,7 @@ def train(
         )
 
     best, best_state, history, bad_epochs = math.inf, None, [], 0
-    started = time.perf_counter()
+    started = clock["started"] = time.perf_counter()
     for epoch in range(max_epochs):
         net.train()
         order = rng.permutation(train_index)
@@ -209,7 +246,9 @@ def train(
             bad_epochs += 1
         if bad_epochs >= patience:
             break
-        if max_minutes is not None and time.perf_counter() - started > 60 * max_minutes:
+        # Stop when the next epoch would overrun the time budget (the schedule has annealed by then).
+        epoch_seconds = (time.perf_counter() - started) / (epoch + 1)
+        if budget_s is not None and time.perf_counter() - started + 0.5 * epoch_seconds > budget_s:
             break
     training_seconds = time.perf_counter() - started
     out_dir = Path(out_dir)

@@ -180,6 +180,9 @@ class ComputeTwinPopulations(_UnitwiseExtension):
         Rescale each unit's time scale so that its twins' median main frequency equals the recorded one, when most
         twins fire in the recorded pattern (see :func:`spikeinterface_dic.run_pipeline`). The DIC extension keeps
         the network's time scale; the one used for the twins is ``twin_time_scale``.
+    twin_selection : bool, default: True
+        Replace twins that do not fire in the unit's pattern by matching members of a second population drawn for
+        the same DICs (see :func:`spikeinterface_dic.pipeline.select_matching_twins`).
     **job_kwargs
         ``n_jobs`` is the number of threads of the simulation kernel (-1: all cores; SpikeInterface's global job
         kwargs apply); ``progress_bar`` shows a bar over units.
@@ -189,7 +192,8 @@ class ComputeTwinPopulations(_UnitwiseExtension):
     twin_summary : pandas.DataFrame
         Indexed by unit_id: population_size, target_g_s, target_g_u, twin_time_scale, population_error, n_twins,
         fraction_matching, fraction_matching_network_time_scale, twin_label_fraction, median_isi_distance,
-        main_frequency_hz, twin_main_frequency_hz (fidelity columns NaN where not simulated).
+        main_frequency_hz, twin_main_frequency_hz, fraction_matching_before_selection, n_candidates,
+        candidate_acceptance (fidelity columns NaN where not simulated).
         ``get_population(unit_id)`` and ``get_twin_spike_trains(unit_id)`` return a unit's members and twins.
     """
 
@@ -209,6 +213,7 @@ class ComputeTwinPopulations(_UnitwiseExtension):
         frequency_tolerance: float = 0.1,
         spikes_per_burst_tolerance: float = 1.0,
         adapt_time_scale: bool = True,
+        twin_selection: bool = True,
     ):
         if int(population_size) < 1:
             raise ValueError(f"population_size must be >= 1; got {population_size}")
@@ -225,6 +230,7 @@ class ComputeTwinPopulations(_UnitwiseExtension):
             frequency_tolerance=float(frequency_tolerance),
             spikes_per_burst_tolerance=float(spikes_per_burst_tolerance),
             adapt_time_scale=bool(adapt_time_scale),
+            twin_selection=bool(twin_selection),
         )
 
     def _compute_units(self, sorting_analyzer, unit_ids, job_kwargs) -> dict:

@@ -31,7 +31,7 @@ import contextlib
 import numpy as np
 import pandas as pd
 
-from ..pipeline import score_twins, simulate_twins, unit_population
+from ..pipeline import score_twins, select_matching_twins, simulate_twins, unit_population
 from .ragged import concatenate_rows, pack_rows, row_positions, take_rows
 from .trains import reference_train, unit_spike_trains
 
@@ -42,6 +42,9 @@ FIDELITY_COLUMNS = (
     "median_isi_distance",
     "main_frequency_hz",
     "twin_main_frequency_hz",
+    "fraction_matching_before_selection",
+    "n_candidates",
+    "candidate_acceptance",
 )
 ROWS_PER_KERNEL_CALL = 4096  # bounds the kernel's spike buffers (rows x max spikes)
 UNIT_KEYS = ("target_g_s", "target_g_u", "twin_time_scale", "population_error", *FIDELITY_COLUMNS, "n_twins")
@@ -82,10 +85,12 @@ def _simulate(
     frequency_tolerance,
     spikes_per_burst_tolerance,
     adapt_time_scale,
+    twin_selection,
     n_jobs,
     progress_bar,
 ):
-    """Twins, fidelity table and time scales of the units in ``populations`` (the steps of run_pipeline)."""
+    """Populations (after twin selection), twins, fidelity table and time scales of the units in ``populations``
+    (the steps of run_pipeline)."""
     from tqdm.auto import tqdm
 
     unit_ids = list(populations)
@@ -101,8 +106,24 @@ def _simulate(
     twins, fidelity = score_twins(
         references, twins, estimates, frequency_tolerance, spikes_per_burst_tolerance, adapt_time_scale
     )
+    if twin_selection:
+        with kernel_threads(n_jobs):
+            populations, twins, fidelity = select_matching_twins(
+                model,
+                references,
+                populations,
+                twins,
+                estimates,
+                fidelity,
+                duration_s,
+                noise_std,
+                seed,
+                frequency_tolerance,
+                spikes_per_burst_tolerance,
+                rows_per_call=ROWS_PER_KERNEL_CALL,
+            )
     time_scales = np.clip(np.nan_to_num(estimates["time_scale"].to_numpy(float), nan=1.0), 0.05, 50.0)
-    return twins, fidelity, dict(zip(unit_ids, time_scales, strict=True))
+    return populations, twins, fidelity, dict(zip(unit_ids, time_scales, strict=True))
 
 
 def compute_twin_data(
@@ -119,6 +140,7 @@ def compute_twin_data(
     frequency_tolerance: float,
     spikes_per_burst_tolerance: float,
     adapt_time_scale: bool = True,
+    twin_selection: bool = True,
     n_jobs: int = 1,
     progress_bar: bool = False,
 ) -> dict:
@@ -137,7 +159,7 @@ def compute_twin_data(
     if simulate and populations:
         trains = unit_spike_trains(sorting, list(populations))
         references = {u: reference_train(trains[u], refractory_ms) for u in populations}
-        twins, fidelity, time_scales = _simulate(
+        populations, twins, fidelity, time_scales = _simulate(
             model,
             populations,
             estimates,
@@ -148,9 +170,12 @@ def compute_twin_data(
             frequency_tolerance,
             spikes_per_burst_tolerance,
             adapt_time_scale,
+            twin_selection,
             n_jobs,
             progress_bar,
         )
+        for unit_id, gbar in populations.items():
+            records[unit_id]["gbar"] = gbar
     elif populations:
         clipped = np.clip(
             np.nan_to_num(estimates.loc[list(populations), "time_scale"].to_numpy(float), nan=1.0), 0.05, 50.0
@@ -164,7 +189,10 @@ def compute_twin_data(
         "n_twins": np.array([len(twins.get(u, ())) for u in unit_ids], dtype=np.int64),
     }
     for column in FIDELITY_COLUMNS:
-        data[column] = np.array([fidelity.loc[u, column] if u in twins else np.nan for u in unit_ids], dtype=float)
+        present = column in fidelity.columns  # the selection columns exist only with twin_selection
+        data[column] = np.array(
+            [fidelity.loc[u, column] if u in twins and present else np.nan for u in unit_ids], dtype=float
+        )
     data["population_gbar"], data["population_offsets"] = pack_rows(
         [records[u]["gbar"] for u in unit_ids], row_shape=(model.n_channels,)
     )
