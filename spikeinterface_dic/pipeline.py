@@ -3,10 +3,11 @@
 Every front end (SpikeInterface extensions, NWB, CLI, web app, Dask) calls :func:`run_pipeline`.
 
 Cost model: inference is one batched forward pass (see :mod:`.inference.predict`); populations cost ~2-8 ms per
-1,000 twins; the simulation of all twins of all units runs as ONE kernel call (units x twins rows), so it dominates:
-rows x steps, with steps = (transient + recording) / dt in model time. Twins of a unit with time scale k are simulated
-in the model's own time and their spike times multiplied by k (exact, see :mod:`.simulate`), so units with different
-k still share one kernel call.
+1,000 twins; the simulation dominates: sum over kernel calls of rows x steps, with steps = (transient + recording) / dt
+in model time. Twins of a unit with time scale k are simulated in the model's own time and their spike times
+multiplied by k (exact, see :mod:`.simulate`), so a unit needs a window of duration / k in model time; units whose
+windows are within 25 % of each other share one kernel call, so a fast unit does not lengthen every row. Twin
+selection adds, per unit with non-matching twins, about 1.5 x (missing twins) / (acceptance) candidate rows.
 """
 
 from __future__ import annotations
@@ -257,7 +258,7 @@ SPIKE_MARGIN_MS = 50.0
 def simulate_twins(
     model, populations, estimates, duration_s=None, noise_std: float = 0.0, seed: int = 0, selection_round: int = 0
 ) -> dict:
-    """Simulate every unit's twins in one kernel call at each unit's time scale (see run_pipeline).
+    """Simulate every unit's twins at its time scale, units with similar windows in one kernel call (run_pipeline).
 
     ``selection_round`` > 0 simulates the candidates of :func:`select_matching_twins` with noise seeds of their own.
     """
@@ -272,29 +273,52 @@ def simulate_twins(
         record_ms = np.full(len(unit_ids), model.default_duration_ms - transient_ms)
     else:
         record_ms = 1000.0 * float(duration_s) / time_scales  # model time needed by each unit
-    gbar = np.concatenate([populations[u] for u in unit_ids])
-    sizes = [len(populations[u]) for u in unit_ids]
-    row_seeds = np.concatenate(
-        [
-            np.random.SeedSequence(
-                unit_child_seed(seed, u) if selection_round == 0 else [unit_child_seed(seed, u), selection_round]
-            ).generate_state(len(populations[u]), dtype=np.uint64)
-            for u in unit_ids
-        ]
-    )
-    trains = run_simulation(
-        model,
-        gbar,
-        duration_s=(transient_ms + record_ms.max() + SPIKE_MARGIN_MS) / 1000.0,
-        transient_s=transient_ms / 1000.0,
-        noise_std=noise_std,
-        seed=row_seeds,
-    )
-    out, start = {}, 0
-    for unit_id, size, k, record in zip(unit_ids, sizes, time_scales, record_ms, strict=True):
-        out[unit_id] = [t[t < record / 1000.0] * k for t in trains[start : start + size]]
-        start += size
-    return out
+    row_seeds = {
+        u: np.random.SeedSequence(
+            unit_child_seed(seed, u) if selection_round == 0 else [unit_child_seed(seed, u), selection_round]
+        ).generate_state(len(populations[u]), dtype=np.uint64)
+        for u in unit_ids
+    }
+    out = {}
+    # Units needing similar windows share a kernel call: every row of a call is integrated over the call's longest
+    # window, so one fast unit (small k, long model-time window) would otherwise set the cost of all rows.
+    for group in _window_groups(record_ms):
+        ids = [unit_ids[j] for j in group]
+        trains = run_simulation(
+            model,
+            np.concatenate([populations[u] for u in ids]),
+            duration_s=(transient_ms + record_ms[group].max() + SPIKE_MARGIN_MS) / 1000.0,
+            transient_s=transient_ms / 1000.0,
+            noise_std=noise_std,
+            seed=np.concatenate([row_seeds[u] for u in ids]),
+        )
+        start = 0
+        for j, unit_id in zip(group, ids, strict=True):
+            size = len(populations[unit_id])
+            out[unit_id] = [t[t < record_ms[j] / 1000.0] * time_scales[j] for t in trains[start : start + size]]
+            start += size
+    return {u: out[u] for u in unit_ids}
+
+
+# Largest ratio of the longest to the shortest recording window (model time) of units that share a kernel call.
+WINDOW_GROUP_RATIO = 1.25
+
+
+def _window_groups(record_ms: np.ndarray) -> list[np.ndarray]:
+    """Indices of units grouped by recording window: within a group, longest <= WINDOW_GROUP_RATIO x shortest.
+
+    Results do not depend on the grouping: rows are independent, and each unit keeps only spikes in its own window.
+    """
+    order = np.argsort(record_ms, kind="stable")
+    groups, current = [], []
+    for j in order:
+        if current and record_ms[j] > WINDOW_GROUP_RATIO * record_ms[current[0]]:
+            groups.append(np.array(current))
+            current = []
+        current.append(j)
+    if current:
+        groups.append(np.array(current))
+    return groups
 
 
 # Candidates simulated per missing twin are 1.5 / (acceptance of the first round), at most this many per twin.

@@ -98,3 +98,24 @@ def test_twin_selection_keeps_the_dics_and_the_matching_twins(result):
     again = sdic.run_pipeline(trains, model="stg", population_size=8, seed=3)
     for unit_id in selected.populations:
         np.testing.assert_array_equal(again.populations[unit_id], selected.populations[unit_id])
+
+
+def test_units_with_different_windows_match_one_long_simulation():
+    """Units are simulated in groups of similar windows; every twin equals its row of one long kernel call."""
+    import pandas as pd
+
+    from spikeinterface_dic.pipeline import _window_groups, simulate_twins, unit_child_seed
+
+    model = sdic.get_model("stg")
+    sets = model.extra["example_sets"]
+    populations = {"slow": np.array([sets["S3"], sets["S4"]]), "fast": np.array([sets["S4"]])}
+    estimates = pd.DataFrame({"time_scale": [2.0, 0.5]}, index=["slow", "fast"])
+    twins = simulate_twins(model, populations, estimates, duration_s=1.0, seed=7)
+    assert [len(g) for g in _window_groups(np.array([500.0, 2000.0]))] == [1, 1]
+    for unit_id, k in (("slow", 2.0), ("fast", 0.5)):
+        seeds = np.random.SeedSequence(unit_child_seed(7, unit_id)).generate_state(2, dtype=np.uint64)
+        long = sdic.simulate(
+            model, populations[unit_id], duration_s=6.0, transient_s=3.0, seed=seeds[: len(populations[unit_id])]
+        )
+        for twin, reference in zip(twins[unit_id], long, strict=True):
+            np.testing.assert_array_equal(twin, reference[reference < 1.0 / k] * k)
