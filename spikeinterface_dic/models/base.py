@@ -90,6 +90,8 @@ class Model:
     spike_up_mV: float = 10.0  # onset: upward crossing of +10 mV
     spike_down_mV: float = 0.0  # repolarisation: downward crossing of 0 mV
     default_dt_ms: float = 0.025
+    # Integration scheme of the numba kernel (see simulate.codegen): 1, 2 (exponential midpoint) or "staggered".
+    default_scheme: int | str = 2
     default_duration_ms: float = 6000.0
     default_transient_ms: float = 3000.0
     references: str = ""
