@@ -6,14 +6,15 @@ mV and ms) is translated by substituting ``V -> (v/mV)``, the model constants by
 ``int(...)`` (Brian2 cannot multiply a relational); time constants are multiplied by ``ms``.
 
 Integration scheme (``method``)
-    The default, ``"exponential_midpoint"``, is the numba kernel's scheme: the second-order exponential midpoint
-    (Rush-Larsen) rule. It is a Brian2 state updater (:class:`ExponentialMidpoint`) built on Brian2's own
-    conditionally linear decomposition dx/dt = A x + B (sympy), so the only shared ingredient with the numba kernel is
-    the model declaration; the numba kernel reads V-only functions from a 0.01 mV lookup table, Brian2 evaluates them
-    exactly. The two agree to ~1e-5 in ISIs and inter-burst periods at the same dt. Any Brian2 method name
-    (``"exponential_euler"``, ``"rk4"``, ...) may be given instead: Brian2's first-order ``exponential_euler`` at the
-    numba step (STG 0.05 ms) is off by up to ~1.3 % in mean ISI (S2) and 1 spike; at half the step (0.025 ms) it is
-    within 0.25 % of the numba kernel on S1-S4 (tests/test_brian2.py, slow).
+    The default, ``"exponential_midpoint"``, is the numba kernel's ``order=2`` scheme (DA's default; STG's default in
+    numba is the staggered scheme, which differs from it by its O(dt^2) error, well inside the tolerances of the
+    converged-reference tests): the second-order exponential midpoint (Rush-Larsen) rule. It is a Brian2 state updater
+    (:class:`ExponentialMidpoint`) built on Brian2's own conditionally linear decomposition dx/dt = A x + B (sympy), so
+    the only shared ingredient with the numba kernel is the model declaration; the numba kernel reads V-only functions
+    from a 0.01 mV lookup table, Brian2 evaluates them exactly. The two agree to ~1e-5 in ISIs and inter-burst periods
+    at the same dt. Any Brian2 method name (``"exponential_euler"``, ``"rk4"``, ...) may be given instead: Brian2's
+    first-order ``exponential_euler`` at the numba step (STG 0.05 ms) is off by up to ~1.3 % in mean ISI (S2) and 1
+    spike; at half the step (0.025 ms) it is within 0.25 % of the numba kernel on S1-S4 (tests/test_brian2.py, slow).
 
 Time scale
     As in the numba backend, ``time_scale = k`` is applied by integrating the *unscaled* model over duration / k with
