@@ -6,8 +6,8 @@ Prints, for STG and DA populations of N = 1 ... 10,000 neurons, the throughput i
 biological seconds simulated per wall-clock second per core (numba.get_num_threads() cores), compilation excluded
 (reported separately); the baseline (``simulate_reference`` with method="BDF", rtol 1e-2, atol 1e-4, the dataset
 generator's settings of spec 1.4/2.1) measured in the same run on a few neurons, and the speed-up per core; the
-first- versus second-order kernel on S3 (speed and accuracy against the converged reference of spec 11); and a cost
-model (table columns, interpolations and exps per step) with the achieved nanoseconds per neuron-step.
+first-order, midpoint and staggered kernels on S3 (speed and accuracy against the converged reference of spec 11);
+and a cost model (table columns, interpolations and exps per step) with the achieved nanoseconds per neuron-step.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def timed(function, *args, **kwargs):
     return result, time.perf_counter() - start
 
 
-def warm_up(model: str, order: int, dt_ms: float) -> tuple[float, float]:
+def warm_up(model: str, order, dt_ms: float) -> tuple[float, float]:
     """Compile the kernel and build its lookup table; return (compile + first call s, table build s)."""
     _, first = timed(
         simulate, model, population(model, 2), duration_s=0.002, transient_s=0.001, dt_ms=dt_ms, order=order
@@ -57,7 +57,7 @@ def warm_up(model: str, order: int, dt_ms: float) -> tuple[float, float]:
     return first, table
 
 
-def kernel_throughput(model: str, n: int, duration_s: float, order: int = 2, dt_ms: float | None = None):
+def kernel_throughput(model: str, n: int, duration_s: float, order=None, dt_ms: float | None = None):
     m = get_model(model)
     dt = m.default_dt_ms if dt_ms is None else dt_ms
     gbar = population(model, n)
@@ -67,7 +67,7 @@ def kernel_throughput(model: str, n: int, duration_s: float, order: int = 2, dt_
     return trains, wall, steps
 
 
-def cost_model(model: str, order: int = 2) -> dict:
+def cost_model(model: str, order=2) -> dict:
     source = kernel_source(get_model(model), order)
     body = source[source.index("for step in range(n_steps)") :]
     _, tables = get_kernel(get_model(model), order)
@@ -90,13 +90,18 @@ def main(quick: bool = False) -> None:
     print("== Compilation (first call: code generation + numba compile + lookup table) ==")
     for model in ("stg", "da"):
         m = get_model(model)
-        first, table = warm_up(model, 2, m.default_dt_ms)
-        print(f"  {model}: order 2 first call {first:6.2f} s; table rebuild for a new dt {table * 1000:6.1f} ms")
-    first, _ = warm_up("stg", 1, 0.025)
-    print(f"  stg: order 1 first call {first:6.2f} s\n")
+        first, table = warm_up(model, m.default_scheme, m.default_dt_ms)
+        print(
+            f"  {model}: scheme {m.default_scheme} first call {first:6.2f} s; "
+            f"table rebuild for a new dt {table * 1000:6.1f} ms"
+        )
+    for order in (1, 2):
+        first, _ = warm_up("stg", order, 0.025)
+        print(f"  stg: order {order} first call {first:6.2f} s")
+    print()
 
     # ---------------------------------------------------------------------------------------- kernel throughput
-    print("== Kernel throughput (order 2, default dt: STG 0.05 ms, DA 0.0125 ms) ==")
+    print("== Kernel throughput (default schemes: STG staggered, DA midpoint; dt: STG 0.05 ms, DA 0.0125 ms) ==")
     header = f"  {'model':5} {'N':>6} {'sim s':>6} {'wall s':>8} {'neuron-steps/s':>15}"
     header += f" {'bio s/wall s/core':>18} {'ns/step/core':>13}"
     print(header)
@@ -115,7 +120,16 @@ def main(quick: bool = False) -> None:
                 f"  {model:5} {n:6d} {duration:6.1f} {wall:8.3f} {steps / wall:15.3e} {bio:18.1f} "
                 f"{wall * cores / steps * 1e9:13.1f}"
             )
-    print("  (per core = divided by min(N, threads); N = 1 runs on one thread)\n")
+    print("  (per core = divided by min(N, threads); N = 1 runs on one thread)")
+    # Same run, same machine: the STG midpoint scheme (order 2), the default before the staggered scheme.
+    n_mid, duration_mid = plan["stg"][-1]
+    _, wall_mid, steps_mid = kernel_throughput("stg", n_mid, duration_mid, order=2)
+    bio_mid = n_mid * duration_mid / wall_mid / min(threads, n_mid)
+    print(
+        f"  stg N={n_mid} midpoint (order 2): {bio_mid:.1f} bio s/wall s/core, "
+        f"{wall_mid * min(threads, n_mid) / steps_mid * 1e9:.1f} ns/step/core; staggered / midpoint = "
+        f"x{per_core[('stg', n_mid)] / bio_mid:.2f}\n"
+    )
 
     # ------------------------------------------------------------------------------------------------- baseline
     print("== Baseline: per-neuron scipy BDF, rtol 1e-2, atol 1e-4 (dataset generator settings), one core ==")
@@ -153,12 +167,10 @@ def main(quick: bool = False) -> None:
     print()
 
     # -------------------------------------------------------------------------------------- order 1 vs order 2
-    print(
-        "== S3: first-order (dt 0.025 ms) vs second-order (dt 0.05 ms) kernel; reference: 46 spikes, ISI 65.3486 ms =="
-    )
+    print("== S3: schemes and steps against the converged reference (46 spikes, mean ISI 65.3486 ms) ==")
     n_copies = 200 if not quick else 20
     gbar = np.tile(STG_SETS["S3"], (n_copies, 1))
-    for order, dt in ((1, 0.025), (2, 0.05), (1, 0.0125), (2, 0.025)):
+    for order, dt in ((1, 0.025), (2, 0.05), ("staggered", 0.05), (1, 0.0125), (2, 0.025), ("staggered", 0.025)):
         trains, wall = timed(simulate, "stg", gbar, dt_ms=dt, order=order)
         steps = n_copies * int(round(6000.0 / dt))
         isi = 1000.0 * np.diff(trains[0]).mean()
@@ -166,19 +178,19 @@ def main(quick: bool = False) -> None:
         bio = n_copies * 6.0 / wall / threads
         label = spike_train_features(trains[:1])["label"].iloc[0]
         print(
-            f"  order {order} dt {dt:6.4f} ms: {trains[0].size:3d} spikes ({label}), mean ISI {isi:8.4f} ms "
+            f"  {str(order):9} dt {dt:6.4f} ms: {trains[0].size:3d} spikes ({label}), mean ISI {isi:8.4f} ms "
             f"({100 * error:+6.3f} %), {wall:6.3f} s for {n_copies} x 6 s -> {bio:8.1f} bio s/wall s/core, "
             f"{wall * threads / steps * 1e9:6.1f} ns/step/core"
         )
     print()
 
     # ------------------------------------------------------------------------------------------------ cost model
-    print("== Cost model (per neuron-step; order 2 = two stages) ==")
-    for model in ("stg", "da"):
-        for order in (1, 2):
+    print("== Cost model (per neuron-step; order 2 = two stages, staggered = one) ==")
+    for model, orders in (("stg", (1, 2, "staggered")), ("da", (1, 2))):
+        for order in orders:
             cost = cost_model(model, order)
             print(
-                f"  {model} order {order}: {cost['states']} states, {cost['table_columns']} table columns, "
+                f"  {model} {str(order):9}: {cost['states']} states, {cost['table_columns']} table columns, "
                 f"{cost['interpolations_per_step']} interpolated reads, {cost['exps_per_step']} exp, "
                 f"{cost['divisions_per_step']} division(s) for V_inf"
             )
@@ -186,7 +198,8 @@ def main(quick: bool = False) -> None:
         largest = max(n for (m, n) in per_core if m == model)
         dt = get_model(model).default_dt_ms
         ns = 1e9 / (per_core[(model, largest)] * 1000.0 / dt)
-        print(f"  {model}: achieved {ns:.1f} ns per neuron-step per core at N={largest} (order 2)")
+        scheme = get_model(model).default_scheme
+        print(f"  {model}: achieved {ns:.1f} ns per neuron-step per core at N={largest} ({scheme})")
     print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
 
 

@@ -371,6 +371,81 @@ def kernel(gbar, y0, y_end, table, v_min, inv_step, dt, capacitance, n_steps, t_
     return source, tables
 
 
+_KERNEL_GLOBALS = {
+    # arguments and per-call constants of the generated kernel, names of the language and of numpy
+    "gbar", "y0", "y_end", "table", "v_min", "inv_step", "dt", "capacitance", "n_steps", "t_record_start", "up_mV",
+    "down_mV", "noise_decay", "noise_scale", "noise_seeds", "out_times", "out_counts", "out_overflow", "trace_index",
+    "trace_stride", "trace", "n_neurons", "max_spikes", "last_row", "np", "prange", "range", "int", "min", "max",
+    "step", "if", "elif", "else", "and", "or", "not", "for", "in", "True", "False", "pair",
+}  # fmt: skip
+
+
+def _lane(lines: list[str], lane: int) -> list[str]:
+    """Rename every neuron-local name of generated lines with a lane suffix (``V`` -> ``V_1``, ``n`` -> ``n_1``)."""
+    import re
+
+    pattern = re.compile(r"(?<![\w.])([A-Za-z_]\w*)")
+
+    def rename(match):
+        name = match.group(1)
+        if name in _KERNEL_GLOBALS or name.startswith(("decay_", "minus_dt_over_c_")):
+            return name
+        return f"{name}_{lane}"
+
+    return [pattern.sub(rename, line) for line in lines]
+
+
+def _statements(lines: list[str], indent: int) -> list[list[str]]:
+    """Group lines at ``indent`` into statements (a line with its deeper-indented and elif/else continuation)."""
+    statements = []
+    for line in lines:
+        stripped = line[indent:]
+        continuation = line[:indent].strip() == "" and (
+            stripped.startswith((" ", "elif ", "else:")) or not stripped.strip()
+        )
+        if statements and continuation:
+            statements[-1].append(line)
+        else:
+            statements.append([line])
+    return statements
+
+
+def _interleave(lines: list[str], indent: int, lanes: int) -> list[str]:
+    """The statements of ``lanes`` renamed copies of ``lines``, alternating statement by statement, so that the
+    independent dependency chains of the neurons sit side by side for the out-of-order core."""
+    copies = [_statements(_lane(lines, lane), indent) for lane in range(lanes)]
+    out = []
+    for group in zip(*copies, strict=True):
+        for statement in group:
+            out.extend(statement)
+    return out
+
+
+def _interleaved_source(source: str, lanes: int) -> str:
+    """Rewrite a one-neuron-per-iteration kernel so that each parallel iteration integrates ``lanes`` neurons.
+
+    A step of one neuron is a chain of dependent operations (V -> table -> gates -> conductances -> exp -> V), so a
+    core waits on latencies; two neurons' chains interleaved keep its units busy. The last pair of an odd count
+    repeats the last neuron (same seed, same result; its outputs are written once).
+    """
+    lines = source.splitlines()
+    loop = lines.index("    for n in prange(n_neurons):")
+    step = lines.index("        for step in range(n_steps):")
+    post = lines.index("        out_counts[n] = n_confirmed")
+    header = lines[:loop] + [
+        "    for pair in prange((n_neurons + 1) // 2):",
+        *[f"        n_{lane} = min(2 * pair + {lane}, n_neurons - 1)" for lane in range(lanes)],
+    ]
+    before = _interleave([line for line in lines[loop + 1 : step] if line.strip()], 8, lanes)
+    body = _interleave([line for line in lines[step + 1 : post] if line.strip()], 12, lanes)
+    tail = [line for line in lines[post:] if line.strip()]
+    after = _lane(tail, 0)
+    for lane in range(1, lanes):
+        after.append(f"        if n_{lane} != n_{lane - 1}:")
+        after.extend("    " + line for line in _lane(tail, lane))
+    return "\n".join(header + before + [lines[step]] + body + after) + "\n"
+
+
 def kernel_cache_dir():
     """Folder of the generated kernel modules and numba's compiled cache ($SPIKEINTERFACE_DIC_CACHE_DIR overrides)."""
     import os
@@ -419,18 +494,28 @@ def _load_module(source: str, name: str):
         return numba.njit(parallel=True, fastmath=False, cache=False, nogil=True)(namespace["kernel"])
 
 
-def get_kernel(model: Model, order=2):
+# Neurons integrated side by side in one parallel iteration (see _interleaved_source); measured in
+# benchmarks/bench_simulate.py.
+LANES = 2
+
+
+def get_kernel(model: Model, order=2, lanes: int | None = None):
     """Return (compiled kernel, table builder) for a model: generated once per process, compiled once per machine
     (numba's on-disk cache in :func:`kernel_cache_dir`)."""
-    key = (model.name, order)
+    lanes = LANES if lanes is None else int(lanes)
+    key = (model.name, order, lanes)
     with _LOCK:
         if key not in _KERNELS:
             source, tables = _generate(model, order)
-            _KERNELS[key] = (_load_module(source, f"{model.name}_order{order}"), tables, source)
+            if lanes > 1:
+                source = _interleaved_source(source, lanes)
+            name = f"{model.name}_order{order}" + (f"_lanes{lanes}" if lanes > 1 else "")
+            _KERNELS[key] = (_load_module(source, name), tables, source)
         compiled, tables, _ = _KERNELS[key]
         return compiled, tables
 
 
-def kernel_source(model: Model, order=2) -> str:
+def kernel_source(model: Model, order=2, lanes: int = 1) -> str:
     """The generated Python source of a model's kernel (for inspection and documentation)."""
-    return _generate(model, order)[0]
+    source = _generate(model, order)[0]
+    return _interleaved_source(source, lanes) if lanes > 1 else source
