@@ -22,7 +22,7 @@ import numpy as np
 import spikeinterface_dic as sdic
 from spikeinterface_dic.inference.predict import load_predictor
 
-STAGES = ("inference_s", "populations_s", "simulation_s", "fidelity_s")
+STAGES = ("inference_s", "populations_s", "simulation_s", "fidelity_s", "selection_s")
 G_S_RANGE, G_U_RANGE = (-10.0, 10.0), (2.0, 10.0)
 
 
@@ -94,14 +94,22 @@ def main(argv=None) -> None:
     print(f"{'other':<14}{other:>10.2f}{other / wall_s:>9.1%}")
     print(f"{'total (wall)':<14}{wall_s:>10.2f}{1:>9.1%}")
     simulation_s = timings.get("simulation_s", float("nan"))
-    print(f"\nfraction of the time in the simulator: {simulation_s / wall_s:.1%}")
+    selection_s = timings.get("selection_s", 0.0)
+    candidates = int(result.fidelity["n_candidates"].sum()) if "n_candidates" in result.fidelity else 0
+    print(
+        f"\nfraction of the time in the simulator: {simulation_s / wall_s:.1%} "
+        f"(twin selection, itself mostly simulation of {candidates} candidates: {selection_s / wall_s:.1%})"
+    )
     print(
         f"simulator throughput: {rows * steps / simulation_s / 1e6:,.1f} M neuron-steps/s "
         f"({rows * steps / simulation_s / threads / 1e6:,.1f} M per thread)"
     )
     matching = result.fidelity["fraction_matching"]
+    before = result.fidelity.get("fraction_matching_before_selection", matching)
     print(
-        f"median fraction of matching twins: {np.nanmedian(matching):.2f}; "
+        f"mean fraction of matching twins: {np.nanmean(matching):.3f} "
+        f"(before twin selection {np.nanmean(before):.3f}); "
+        f"median {np.nanmedian(matching):.2f}; "
         f"in distribution: {int(result.estimates['in_distribution'].sum())}/{len(units)}"
     )
 

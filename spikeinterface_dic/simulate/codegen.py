@@ -19,9 +19,10 @@ Cost model per neuron-step and stage: one row pair of the table (n_columns x 2 d
 slowly so it stays in cache), n_columns fused multiply-adds for the interpolation, one exp (the membrane update),
 ~4 flops per gate, one division (V_inf). The step is bound by its dependency chain (V -> table -> gates ->
 conductances -> V), not by flops: products and sums are written as balanced trees and -dt/C is hoisted, because
-numba keeps the written order without fastmath. STG staggered: 22 columns, ~70-80 ns per step on one core of the
-development machine (midpoint: ~105-120 ns). With noise: a 64-bit hash, one log, one sqrt and one cos every other
-step (Box-Muller).
+numba keeps the written order without fastmath. Two neurons are integrated side by side in each parallel iteration
+(``LANES``), so that their independent chains overlap. STG staggered: 22 columns, ~55-65 ns per step on one core of
+the development machine (midpoint: ~105-120 ns; one lane: ~65-80 ns). With noise: a 64-bit hash, one log, one sqrt
+and one cos every other step (Box-Muller).
 """
 
 from __future__ import annotations
