@@ -52,7 +52,7 @@ def main() -> None:
                     flush=True,
                 )
     for name in ("S3", "S4"):
-        g_f, g_s, g_u = truth[name][0]
+        g_f, g_s, g_u = np.ravel(truth[name])
         selected = [r for r in rows if r[0] == name]
         within = np.mean([abs(r[4] / r[2] - 1) <= 0.10 for r in selected])
         print(

@@ -14,9 +14,9 @@ import numpy as np  # noqa: E402
 import spikeinterface_dic as sdic  # noqa: E402
 
 S4 = list(sdic.get_model("stg").extra["example_sets"]["S4"])  # spec section 9
-TRUE_K = 5.0
+TRUE_K = 2.0
 
-recorded = sdic.simulate("stg", [S4], duration_s=6.0, transient_s=3.0)[0] * TRUE_K  # a 5x slower burster
+recorded = sdic.simulate("stg", [S4], duration_s=6.0, transient_s=3.0)[0] * TRUE_K  # a 2x slower burster
 # Twin selection is off so that the panels show what adaptation alone does to one and the same population.
 before = sdic.run_pipeline({"unit": recorded}, population_size=6, seed=0, adapt_time_scale=False, twin_selection=False)
 after = sdic.run_pipeline({"unit": recorded}, population_size=6, seed=0, adapt_time_scale=True, twin_selection=False)
