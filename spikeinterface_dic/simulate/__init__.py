@@ -28,13 +28,13 @@ _TABLE_CACHE: dict = {}
 
 
 def _table(model, dt_ms: float, order=2):
-    from .codegen import get_kernel
+    from .codegen import get_kernel, slope_table
 
     kernel, builder = get_kernel(model, order)
     key = (model.name, dt_ms, order)
     if key not in _TABLE_CACHE:
         grid = np.arange(TABLE_RANGE_MV[0], TABLE_RANGE_MV[1] + TABLE_STEP_MV / 2, TABLE_STEP_MV)
-        _TABLE_CACHE[key] = np.ascontiguousarray(builder.evaluate(grid, dt_ms))
+        _TABLE_CACHE[key] = np.ascontiguousarray(slope_table(builder.evaluate(grid, dt_ms)))
     return kernel, _TABLE_CACHE[key]
 
 
