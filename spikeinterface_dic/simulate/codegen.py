@@ -15,14 +15,15 @@ exp(-dt/tau), the NMDA block, the ERG rates) is read from one table sampled ever
 linearly; V-only sub-expressions of state-dependent targets (KCa's calcium factor, the ERG scheme) are found in the
 expression tree and tabulated too.
 
-Cost model per neuron-step and stage: one row pair of the table (n_columns x 2 doubles, contiguous; the voltage moves
-slowly so it stays in cache), n_columns fused multiply-adds for the interpolation, one exp (the membrane update),
-~4 flops per gate, one division (V_inf). The step is bound by its dependency chain (V -> table -> gates ->
-conductances -> V), not by flops: products and sums are written as balanced trees and -dt/C is hoisted, because
-numba keeps the written order without fastmath. Two neurons are integrated side by side in each parallel iteration
-(``LANES``), so that their independent chains overlap. STG staggered: 22 columns, ~55-65 ns per step on one core of
-the development machine (midpoint: ~105-120 ns; one lane: ~65-80 ns). With noise: a 64-bit hash, one log, one sqrt
-and one cos every other step (Box-Muller).
+Cost model per neuron-step and stage: one row of the table (n_columns x 2 doubles, contiguous; the voltage moves slowly
+so it stays in cache), n_columns multiply-adds for the interpolation, one exp (the membrane update), ~4 flops per gate,
+one division (V_inf). The step is bound by its dependency chain (V -> table -> gates -> conductances -> V), not by
+flops: products and sums are written as balanced trees and -dt/C is hoisted, because numba keeps the written order
+without fastmath. Two neurons are integrated side by side in each parallel iteration (``LANES``), so that their
+independent chains overlap, and the table holds each value next to its increment to the next row (one row read, one
+multiply-add per column). STG staggered: 22 columns, 44-50 ns per step on one core of the development machine, >= 1,000x
+real time (midpoint: ~90 ns; benchmarks/bench_simulate.py). With noise: a 64-bit hash, one log, one sqrt and one cos
+every other step (Box-Muller).
 """
 
 from __future__ import annotations
