@@ -40,6 +40,10 @@ def _metrics(estimates, truth, labels) -> dict:
             out[f"mae_{column}_{name}"] = float(np.mean(np.abs(error)))
             out[f"r2_{column}_{name}"] = float(1 - np.sum(error**2) / np.sum((target[ok] - target[ok].mean()) ** 2))
             out[f"coverage_1sd_{column}_{name}"] = float(np.mean(np.abs(error) <= std[ok]))
+    # The network's own pattern head against the rule-based label of the clean train (spiking vs bursting).
+    patterned = (labels == "spiking") | (labels == "bursting")
+    p_bursting = estimates["p_bursting"].to_numpy(float)[patterned]
+    out["label_accuracy"] = float(np.mean((p_bursting > 0.5) == (labels[patterned] == "bursting")))
     out["n_trains"] = int(len(labels))
     return out
 

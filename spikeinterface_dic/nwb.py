@@ -72,6 +72,8 @@ _UNITS_DESCRIPTIONS = {
     "ood_reason": "Why the unit is out of the training distribution (text; empty when in distribution).",
     "n_spikes": "Number of spikes of the unit used for the estimate (count).",
     "n_windows": "Number of spike-train windows whose estimates were combined (count).",
+    "p_bursting": "The inference network's probability that the unit's train is bursting (0..1); the label column "
+    "comes from the rule-based features.",
 }
 _FIDELITY_DESCRIPTIONS = {
     "fraction_matching": "Fraction of the unit's twins whose simulated firing pattern reproduces the unit's "

@@ -25,6 +25,7 @@ def test_weights_are_small_and_cards_complete():
         card = json.loads((WEIGHTS_DIR / f"{model}.json").read_text())
         for key in ("config", "data_recipe", "seed", "training_seconds", "weights_sha256", "heldout_metrics"):
             assert key in card
+        assert card["heldout_metrics"]["clean"]["label_accuracy"] >= 0.98  # the network's pattern head
 
 
 def test_corrupt_weights_are_refused(tmp_path):
@@ -47,6 +48,8 @@ def test_reference_trains_give_expected_pattern(reference_set):
     assert estimates.loc[4, "g_s"] < estimates.loc[3, "g_s"]  # 5-spike bursts need more slow regenerativity
     assert estimates["in_distribution"].all()
     assert (np.abs(estimates["time_scale"] - 1) < 0.15).all()
+    # The network's own pattern head agrees with the rule-based labels.
+    assert estimates.loc[1, "p_bursting"] < 0.5 and (estimates.loc[[3, 4], "p_bursting"] > 0.5).all()
 
 
 def test_batching_does_not_change_estimates(reference_set):

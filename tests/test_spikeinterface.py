@@ -230,9 +230,11 @@ def test_segment_combination():
             n_windows=[1, 1],
             n_refractory_violations=[0, 2],
             novelty=[0.1, 0.3],
+            p_bursting=[0.2, 0.6],
         )
     )
     row = combine_segment_estimates(segments)
+    assert row["p_bursting"] == pytest.approx((10 * 0.2 + 30 * 0.6) / 40)  # weighted by spikes
     assert row["g_s"] == pytest.approx(2.0) and row["g_s_std"] == pytest.approx(np.sqrt(0.5 + 1.0))
     assert row["g_u"] == pytest.approx(5.0) and row["g_u_std"] == pytest.approx(np.sqrt(0.5))
     assert row["label"] == "bursting" and row["n_spikes"] == 40 and row["n_refractory_violations"] == 2

@@ -40,6 +40,7 @@ ESTIMATE_COLUMNS = (
     "n_windows",
     "n_refractory_violations",
     "novelty",
+    "p_bursting",
 )
 
 
@@ -78,12 +79,16 @@ class Predictor:
             self.shape_reference = ShapeReference(data["shape_reference"])
         self.weights_sha256 = self.card["weights_sha256"]
 
-    def predict_windows(self, windows: list[np.ndarray], batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-        """Means and standard deviations (scaled network units) for windows of ISIs in ms."""
+    def predict_windows(
+        self, windows: list[np.ndarray], batch_size: int = 512
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Means and standard deviations (scaled network units) and the network's probability of a bursting pattern
+        for windows of ISIs in ms."""
         import torch
 
         means = np.empty((len(windows), 3))
         stds = np.empty((len(windows), 3))
+        p_bursting = np.empty(len(windows))
         order = np.argsort([len(w) for w in windows])
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
@@ -97,7 +102,8 @@ class Predictor:
                 out = self.net(torch.from_numpy(log_isi).to(self.device), torch.from_numpy(mask).to(self.device))
                 means[rows] = out["mean"].float().cpu().numpy()
                 stds[rows] = out["log_std"].float().exp().cpu().numpy()
-        return means, stds
+                p_bursting[rows] = torch.softmax(out["logits"].float(), dim=1)[:, 1].cpu().numpy()
+        return means, stds, p_bursting
 
 
 @lru_cache(maxsize=8)
@@ -163,8 +169,9 @@ def infer_dics(
     -------
     pandas.DataFrame
         One row per train: g_s, g_u, g_s_std, g_u_std, time_scale, time_scale_std, time_scale_low, time_scale_high
-        (1 sd interval of log k), label ("silent" | "spiking" | "bursting"), in_distribution (bool), ood_reason,
-        n_spikes, n_windows, n_refractory_violations, novelty.
+        (1 sd interval of log k), label ("silent" | "spiking" | "bursting", from the rule-based features),
+        in_distribution (bool), ood_reason, n_spikes, n_windows, n_refractory_violations, novelty, p_bursting (the
+        network's own probability of a bursting pattern, averaged over windows).
         Trains with fewer than 3 spikes are "silent" with NaN estimates and a reason, never an error.
     """
     model = get_model(model)
@@ -183,7 +190,9 @@ def infer_dics(
                 windows.append(w)
                 owner.append(index)
     owner = np.array(owner, dtype=int)
-    means, stds = predictor.predict_windows(windows, batch_size) if windows else (np.empty((0, 3)), np.empty((0, 3)))
+    means, stds, p_bursting = (
+        predictor.predict_windows(windows, batch_size) if windows else (np.empty((0, 3)), np.empty((0, 3)), np.empty(0))
+    )
     rows = []
     rate_low, rate_high = predictor.card["training_rate_hz_range"]
     for index, train in enumerate(cleaned):
@@ -206,6 +215,7 @@ def infer_dics(
                 ood_reason=f"{train.size} spikes: at least 3 are needed to estimate DICs",
                 n_windows=0,
                 novelty=np.nan,
+                p_bursting=np.nan,
             )
             rows.append(row)
             continue
@@ -241,6 +251,7 @@ def infer_dics(
             ood_reason="; ".join(reasons),
             n_windows=int(selected.sum()),
             novelty=novelty,
+            p_bursting=float(p_bursting[selected].mean()),
         )
         rows.append(row)
     frame = pd.DataFrame(rows, columns=list(ESTIMATE_COLUMNS), index=pd.Index(ids, name="unit_id"))

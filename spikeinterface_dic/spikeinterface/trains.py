@@ -114,6 +114,7 @@ def combine_segment_estimates(segments: pd.DataFrame) -> dict:
             label=segments["label"].iloc[int(segments["n_spikes"].to_numpy().argmax())],
             in_distribution=False,
             novelty=np.nan,
+            p_bursting=np.nan,
             **counts,
             ood_reason=f"at most {most} spikes in each of {len(segments)} segments: at least 3 in one "
             "segment are needed to estimate DICs (ISIs across segment boundaries are not used)",
@@ -139,6 +140,8 @@ def combine_segment_estimates(segments: pd.DataFrame) -> dict:
         for segment, reason in estimated["ood_reason"].items()
         if isinstance(reason, str) and reason
     )
+    # The network's bursting probability, weighted by the spikes each segment contributes.
+    row["p_bursting"] = float(np.average(estimated["p_bursting"].to_numpy(float), weights=estimated["n_spikes"]))
     row["novelty"] = (
         float(np.nanmax(estimated["novelty"].to_numpy(float)))
         if np.isfinite(estimated["novelty"].to_numpy(float)).any()
