@@ -321,8 +321,23 @@ def _window_groups(record_ms: np.ndarray) -> list[np.ndarray]:
     return groups
 
 
-# Candidates simulated per missing twin are 1.5 / (acceptance of the first round), at most this many per twin.
-MAX_CANDIDATES_PER_TWIN = 4.0
+# Twin selection budget: candidates per round are 1.5 x missing / (acceptance so far), at most this many candidates
+# per twin over all rounds, in at most SELECTION_ROUNDS rounds.
+MAX_CANDIDATES_PER_TWIN = 16.0
+SELECTION_ROUNDS = 3
+
+
+def _candidate_count(size: int, matched: int, simulated: int, accepted: int, spent: int) -> int:
+    """Candidates for the next round of one unit (0: stop). ``simulated``/``accepted``: members simulated so far
+    (first population included) and how many of them matched; ``spent``: candidates already simulated."""
+    missing = size - matched
+    budget = int(MAX_CANDIDATES_PER_TWIN * size) - spent
+    if missing <= 0 or budget <= 0:
+        return 0
+    if accepted == 0:
+        # Nothing matched yet: one population's worth once, then give up (an unmatched unit is reported as such).
+        return min(size, budget) if spent == 0 else 0
+    return min(math.ceil(1.5 * missing * simulated / accepted), budget)
 
 
 def select_matching_twins(
@@ -339,18 +354,19 @@ def select_matching_twins(
     spikes_per_burst_tolerance: float = 1.0,
     rows_per_call: int | None = None,
 ):
-    """Replace the twins that do not fire in the unit's pattern by members of a second population that do.
+    """Replace the twins that do not fire in the unit's pattern by further members, drawn for the same DICs, that do.
 
     Why: the DICs fix the excitability at threshold, not every detail of a conductance-based model's dynamics, so
     part of a degenerate population (same g_s, g_u) fires in another pattern or at another frequency. Spike2Pop
     returns them as they come; here each unit whose first population is not fully matching gets candidate members
-    drawn for the SAME DIC target (same population generator, seed (seed, unit id, 1)), simulated at the unit's
+    drawn for the SAME DIC target (same population generator, seed (seed, unit id, round)), simulated at the unit's
     (adapted) time scale, and its non-matching twins are replaced by matching candidates, in order. Units are never
-    given twins of other DICs, and when too few candidates match, the unmatched first-round twins stay.
+    given twins of other DICs, and when too few candidates match, the unmatched first-population twins stay.
 
-    Cost: for a unit with first-round acceptance a (matching fraction) and m missing twins,
-    ceil(1.5 m / max(a, 0.25)) candidates, at most ``MAX_CANDIDATES_PER_TWIN`` x population size (units with a = 0
-    get one population's worth): the extra simulation is spent where it is needed.
+    Cost: rounds of ceil(1.5 m / a) candidates for a unit with m missing twins and acceptance a so far, at most
+    ``MAX_CANDIDATES_PER_TWIN`` x population size in ``SELECTION_ROUNDS`` rounds; a unit none of whose first
+    population matches gets one population's worth of candidates, then no more. The extra simulation is spent where
+    it is needed: fully matching units cost nothing.
 
     Returns (populations, twin trains, fidelity), updated; fidelity gains ``fraction_matching_before_selection``,
     ``n_candidates`` (extra twins simulated) and ``candidate_acceptance`` (fraction of them that matched).
@@ -364,63 +380,85 @@ def select_matching_twins(
     fidelity["n_candidates"] = 0
     fidelity["candidate_acceptance"] = np.nan
     recorded = spike_train_features({u: np.asarray(spike_trains[u], dtype=float) for u in twin_trains})
-    candidates = {}
+    state = {}  # unit -> [kept gbar rows, kept trains, size, simulated, accepted, spent, first-population leftovers]
     for unit_id, twins in twin_trains.items():
         fraction = fidelity.loc[unit_id, "fraction_matching"]
-        size = len(twins)
-        if not np.isfinite(fraction) or fraction >= 1.0 or size == 0:
+        if not np.isfinite(fraction) or fraction >= 1.0 or len(twins) == 0:
             continue
-        missing = size - int(round(fraction * size))
-        if fraction > 0:
-            count = math.ceil(1.5 * missing / max(fraction, 0.25))
-        else:
-            count = size
-        count = int(min(count, MAX_CANDIDATES_PER_TWIN * size))
-        g_s, g_u = population_targets(model, estimates.loc[unit_id])
-        child = int(np.random.SeedSequence([unit_child_seed(seed, unit_id), 1]).generate_state(1)[0])
-        try:
-            candidates[unit_id] = generate_population(model, g_s=g_s, g_u=g_u, n=count, seed=child).gbar
-        except ValueError:
-            continue  # the first population was reachable; a failure here only means no selection
-    if not candidates:
-        return populations, twin_trains, fidelity
-    unit_ids = list(candidates)
-    candidate_trains = {}
-    rows_per_call = rows_per_call or sum(len(g) for g in candidates.values())
-    start = 0
-    while start < len(unit_ids):
-        group, rows = {}, 0
-        while start < len(unit_ids) and (not group or rows + len(candidates[unit_ids[start]]) <= rows_per_call):
-            group[unit_ids[start]] = candidates[unit_ids[start]]
-            rows += len(candidates[unit_ids[start]])
-            start += 1
-        candidate_trains.update(simulate_twins(model, group, estimates, duration_s, noise_std, seed, selection_round=1))
-    for unit_id in unit_ids:
-        reference = recorded.loc[unit_id]
-        first = pattern_matches(
-            reference, spike_train_features(twin_trains[unit_id]), frequency_tolerance, spikes_per_burst_tolerance
+        matches = pattern_matches(
+            recorded.loc[unit_id], spike_train_features(twins), frequency_tolerance, spikes_per_burst_tolerance
         )
-        extra = pattern_matches(
-            reference, spike_train_features(candidate_trains[unit_id]), frequency_tolerance, spikes_per_burst_tolerance
+        kept = np.flatnonzero(matches)
+        leftovers = np.flatnonzero(~matches)
+        state[unit_id] = dict(
+            gbar=[populations[unit_id][kept]],
+            trains=[twins[i] for i in kept],
+            leftover_gbar=populations[unit_id][leftovers],
+            leftover_trains=[twins[i] for i in leftovers],
+            size=len(twins),
+            simulated=len(twins),
+            accepted=int(kept.size),
+            spent=0,
+            candidates_accepted=0,
         )
-        size = len(first)
-        keep_first = np.flatnonzero(first)
-        take_extra = np.flatnonzero(extra)[: size - keep_first.size]
-        fill_first = np.flatnonzero(~first)[: size - keep_first.size - take_extra.size]
-        gbar = np.concatenate(
-            [populations[unit_id][keep_first], candidates[unit_id][take_extra], populations[unit_id][fill_first]]
+    for selection_round in range(1, SELECTION_ROUNDS + 1):
+        candidates = {}
+        for unit_id, unit in state.items():
+            matched = len(unit["trains"])
+            count = _candidate_count(unit["size"], matched, unit["simulated"], unit["accepted"], unit["spent"])
+            if count == 0:
+                continue
+            g_s, g_u = population_targets(model, estimates.loc[unit_id])
+            child = int(np.random.SeedSequence([unit_child_seed(seed, unit_id), selection_round]).generate_state(1)[0])
+            try:
+                candidates[unit_id] = generate_population(model, g_s=g_s, g_u=g_u, n=count, seed=child).gbar
+            except ValueError:
+                continue  # the first population was reachable; a failure here only means no selection
+        if not candidates:
+            break
+        unit_ids = list(candidates)
+        candidate_trains = {}
+        limit = rows_per_call or sum(len(g) for g in candidates.values())
+        start = 0
+        while start < len(unit_ids):
+            group, rows = {}, 0
+            while start < len(unit_ids) and (not group or rows + len(candidates[unit_ids[start]]) <= limit):
+                group[unit_ids[start]] = candidates[unit_ids[start]]
+                rows += len(candidates[unit_ids[start]])
+                start += 1
+            candidate_trains.update(
+                simulate_twins(model, group, estimates, duration_s, noise_std, seed, selection_round=selection_round)
+            )
+        for unit_id in unit_ids:
+            unit = state[unit_id]
+            matches = pattern_matches(
+                recorded.loc[unit_id],
+                spike_train_features(candidate_trains[unit_id]),
+                frequency_tolerance,
+                spikes_per_burst_tolerance,
+            )
+            take = np.flatnonzero(matches)[: unit["size"] - len(unit["trains"])]
+            unit["gbar"].append(candidates[unit_id][take])
+            unit["trains"] += [candidate_trains[unit_id][i] for i in take]
+            unit["simulated"] += len(matches)
+            unit["accepted"] += int(matches.sum())
+            unit["candidates_accepted"] += int(matches.sum())
+            unit["spent"] += len(matches)
+    for unit_id, unit in state.items():
+        fill = unit["size"] - len(unit["trains"])
+        populations[unit_id] = np.concatenate(unit["gbar"] + [unit["leftover_gbar"][:fill]])
+        twin_trains[unit_id] = unit["trains"] + unit["leftover_trains"][:fill]
+        fidelity.loc[unit_id, "n_candidates"] = unit["spent"]
+        fidelity.loc[unit_id, "candidate_acceptance"] = (
+            unit["candidates_accepted"] / unit["spent"] if unit["spent"] else np.nan
         )
-        trains = [twin_trains[unit_id][i] for i in keep_first]
-        trains += [candidate_trains[unit_id][i] for i in take_extra]
-        trains += [twin_trains[unit_id][i] for i in fill_first]
-        populations[unit_id], twin_trains[unit_id] = gbar, trains
-        fidelity.loc[unit_id, "n_candidates"] = len(extra)
-        fidelity.loc[unit_id, "candidate_acceptance"] = float(np.mean(extra)) if len(extra) else np.nan
-    rescored = _fidelity(
-        spike_trains, {u: twin_trains[u] for u in unit_ids}, frequency_tolerance, spikes_per_burst_tolerance
-    )
-    for column in rescored.columns:
-        fidelity.loc[unit_ids, column] = rescored.loc[unit_ids, column].to_numpy()
+    changed = [u for u in state if state[u]["spent"]]
+    if changed:
+        rescored = _fidelity(
+            spike_trains, {u: twin_trains[u] for u in changed}, frequency_tolerance, spikes_per_burst_tolerance
+        )
+        for column in rescored.columns:
+            fidelity.loc[changed, column] = rescored.loc[changed, column].to_numpy()
     return populations, twin_trains, fidelity
 
 
