@@ -281,8 +281,9 @@ def simulate_twins(
     }
     out = {}
     # Units needing similar windows share a kernel call: every row of a call is integrated over the call's longest
-    # window, so one fast unit (small k, long model-time window) would otherwise set the cost of all rows.
-    for group in _window_groups(record_ms):
+    # window, so one fast unit (small k, long model-time window) would otherwise set the cost of all rows. Calls are
+    # also cut at ROWS_PER_KERNEL_CALL rows (whole units), which bounds the kernel's spike buffers.
+    for group in _row_chunks(_window_groups(record_ms), [len(populations[u]) for u in unit_ids]):
         ids = [unit_ids[j] for j in group]
         trains = run_simulation(
             model,
@@ -302,6 +303,28 @@ def simulate_twins(
 
 # Largest ratio of the longest to the shortest recording window (model time) of units that share a kernel call.
 WINDOW_GROUP_RATIO = 1.25
+
+
+# Rows per kernel call: the spike buffer is rows x (window x max_rate_hz) doubles (4,096 rows of a 3 s window at
+# 1 kHz: ~100 MB).
+ROWS_PER_KERNEL_CALL = 4096
+
+
+def _row_chunks(groups: list[np.ndarray], sizes: list[int]) -> list[np.ndarray]:
+    """Split each group of unit indices into consecutive chunks of at most ROWS_PER_KERNEL_CALL rows (a unit larger
+    than that gets a chunk of its own)."""
+    chunks = []
+    for group in groups:
+        current, rows = [], 0
+        for j in group:
+            if current and rows + sizes[j] > ROWS_PER_KERNEL_CALL:
+                chunks.append(np.array(current))
+                current, rows = [], 0
+            current.append(j)
+            rows += sizes[j]
+        if current:
+            chunks.append(np.array(current))
+    return chunks
 
 
 def _window_groups(record_ms: np.ndarray) -> list[np.ndarray]:
@@ -352,7 +375,6 @@ def select_matching_twins(
     seed: int = 0,
     frequency_tolerance: float = 0.10,
     spikes_per_burst_tolerance: float = 1.0,
-    rows_per_call: int | None = None,
 ):
     """Replace the twins that do not fire in the unit's pattern by further members, drawn for the same DICs, that do.
 
@@ -380,7 +402,9 @@ def select_matching_twins(
     fidelity["n_candidates"] = 0
     fidelity["candidate_acceptance"] = np.nan
     recorded = spike_train_features({u: np.asarray(spike_trains[u], dtype=float) for u in twin_trains})
-    state = {}  # unit -> [kept gbar rows, kept trains, size, simulated, accepted, spent, first-population leftovers]
+    # Per unit: matching members kept so far (gbar blocks, trains), the first population's non-matching leftovers,
+    # the population size, members simulated / accepted so far (first population included), candidates spent.
+    state = {}
     for unit_id, twins in twin_trains.items():
         fraction = fidelity.loc[unit_id, "fraction_matching"]
         if not np.isfinite(fraction) or fraction >= 1.0 or len(twins) == 0:
@@ -416,20 +440,10 @@ def select_matching_twins(
                 continue  # the first population was reachable; a failure here only means no selection
         if not candidates:
             break
-        unit_ids = list(candidates)
-        candidate_trains = {}
-        limit = rows_per_call or sum(len(g) for g in candidates.values())
-        start = 0
-        while start < len(unit_ids):
-            group, rows = {}, 0
-            while start < len(unit_ids) and (not group or rows + len(candidates[unit_ids[start]]) <= limit):
-                group[unit_ids[start]] = candidates[unit_ids[start]]
-                rows += len(candidates[unit_ids[start]])
-                start += 1
-            candidate_trains.update(
-                simulate_twins(model, group, estimates, duration_s, noise_std, seed, selection_round=selection_round)
-            )
-        for unit_id in unit_ids:
+        candidate_trains = simulate_twins(
+            model, candidates, estimates, duration_s, noise_std, seed, selection_round=selection_round
+        )
+        for unit_id in candidates:
             unit = state[unit_id]
             matches = pattern_matches(
                 recorded.loc[unit_id],

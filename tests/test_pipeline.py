@@ -119,3 +119,11 @@ def test_units_with_different_windows_match_one_long_simulation():
         )
         for twin, reference in zip(twins[unit_id], long, strict=True):
             np.testing.assert_array_equal(twin, reference[reference < 1.0 / k] * k)
+
+
+def test_kernel_calls_are_cut_at_whole_units():
+    from spikeinterface_dic.pipeline import ROWS_PER_KERNEL_CALL, _row_chunks
+
+    sizes = [ROWS_PER_KERNEL_CALL - 100, 150, 50, ROWS_PER_KERNEL_CALL + 1]
+    chunks = _row_chunks([np.array([0, 1, 2]), np.array([3])], sizes)
+    assert [c.tolist() for c in chunks] == [[0], [1, 2], [3]]

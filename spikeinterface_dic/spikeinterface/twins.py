@@ -31,7 +31,7 @@ import contextlib
 import numpy as np
 import pandas as pd
 
-from ..pipeline import score_twins, select_matching_twins, simulate_twins, unit_population
+from ..pipeline import ROWS_PER_KERNEL_CALL, score_twins, select_matching_twins, simulate_twins, unit_population
 from .ragged import concatenate_rows, pack_rows, row_positions, take_rows
 from .trains import reference_train, unit_spike_trains
 
@@ -46,7 +46,6 @@ FIDELITY_COLUMNS = (
     "n_candidates",
     "candidate_acceptance",
 )
-ROWS_PER_KERNEL_CALL = 4096  # bounds the kernel's spike buffers (rows x max spikes)
 UNIT_KEYS = ("target_g_s", "target_g_u", "twin_time_scale", "population_error", *FIDELITY_COLUMNS, "n_twins")
 
 
@@ -120,7 +119,6 @@ def _simulate(
                 seed,
                 frequency_tolerance,
                 spikes_per_burst_tolerance,
-                rows_per_call=ROWS_PER_KERNEL_CALL,
             )
     time_scales = np.clip(np.nan_to_num(estimates["time_scale"].to_numpy(float), nan=1.0), 0.05, 50.0)
     return populations, twins, fidelity, dict(zip(unit_ids, time_scales, strict=True))
