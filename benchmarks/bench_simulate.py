@@ -70,14 +70,38 @@ def kernel_throughput(model: str, n: int, duration_s: float, order=None, dt_ms: 
 def cost_model(model: str, order=2) -> dict:
     source = kernel_source(get_model(model), order)
     body = source[source.index("for step in range(n_steps)") :]
+    # The noise branch runs only with noise; count the deterministic step.
+    body = body[body.index("noise = noise * noise_decay") :]
     _, tables = get_kernel(get_model(model), order)
+    arithmetic = sum(len(re.findall(rf" \{op} ", line)) for line in body.splitlines() for op in "+-*/")
+    interpolations = len(re.findall(r"c\d+ = table\[i, \d+\]", body))
+    exps = body.count("np.exp(")
+    divisions = len(re.findall(r" / ", body))
+    # Throughput bound of one core, scalar code (SIMD width 1: each neuron's step is a scalar chain; two neurons are
+    # interleaved for latency, not vectorised): the arithmetic on two FP ports, an exp ~20 cycles (libm, polynomial)
+    # and a division ~5 cycles of port time; the table loads (2 per interpolation) on two load ports in parallel.
+    floating = (arithmetic - divisions) / 2.0 + 20.0 * exps + 5.0 * divisions
+    cycles = max(floating, 2 * interpolations / 2.0)
     return {
         "table_columns": len(tables.columns),
-        "interpolations_per_step": len(re.findall(r"c\d+ = table\[i, \d+\]", body)),
-        "exps_per_step": body.count("np.exp("),
+        "interpolations_per_step": interpolations,
+        "exps_per_step": exps,
         "divisions_per_step": len(re.findall(r"v_inf = total_ge / total_g", body)),
+        "arithmetic_per_step": arithmetic,
+        "bound_cycles": cycles,
         "states": len(get_model(model).state_names),
     }
+
+
+def clock_ghz() -> float:
+    """Nominal clock of this machine's cores (first 'cpu MHz' of /proc/cpuinfo; 2.5 GHz when unknown)."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("cpu MHz"):
+                return float(line.split(":")[1]) / 1000.0
+    except OSError:
+        pass
+    return 2.5
 
 
 def main(quick: bool = False) -> None:
@@ -192,14 +216,20 @@ def main(quick: bool = False) -> None:
             print(
                 f"  {model} {str(order):9}: {cost['states']} states, {cost['table_columns']} table columns, "
                 f"{cost['interpolations_per_step']} interpolated reads, {cost['exps_per_step']} exp, "
-                f"{cost['divisions_per_step']} division(s) for V_inf"
+                f"{cost['divisions_per_step']} division(s) for V_inf, {cost['arithmetic_per_step']} arithmetic ops "
+                f"-> bound ~{cost['bound_cycles']:.0f} cycles = {cost['bound_cycles'] / clock_ghz():.0f} ns "
+                f"at {clock_ghz():.1f} GHz"
             )
     for model in ("stg", "da"):
         largest = max(n for (m, n) in per_core if m == model)
         dt = get_model(model).default_dt_ms
         ns = 1e9 / (per_core[(model, largest)] * 1000.0 / dt)
         scheme = get_model(model).default_scheme
-        print(f"  {model}: achieved {ns:.1f} ns per neuron-step per core at N={largest} ({scheme})")
+        bound_ns = cost_model(model, scheme)["bound_cycles"] / clock_ghz()
+        print(
+            f"  {model}: achieved {ns:.1f} ns per neuron-step per core at N={largest} ({scheme}): "
+            f"{ns / bound_ns:.2f}x the throughput bound at the nominal clock (turbo clocks allow < 1)"
+        )
     print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
 
 
