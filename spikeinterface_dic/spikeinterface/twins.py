@@ -31,7 +31,8 @@ import contextlib
 import numpy as np
 import pandas as pd
 
-from ..pipeline import ROWS_PER_KERNEL_CALL, score_twins, select_matching_twins, simulate_twins, unit_population
+from ..pipeline import ROWS_PER_KERNEL_CALL, score_twins, simulate_twins, unit_population
+from ..twin_selection import select_matching_twins
 from .ragged import concatenate_rows, pack_rows, row_positions, take_rows
 from .trains import reference_train, unit_spike_trains
 
