@@ -4,8 +4,9 @@ Units are simulated STG trains: one member of a degenerate population for each o
 targets (uniform over g_s in [-10, 10], g_u in [2, 10]; silent members and unreachable targets are redrawn), 3 s
 recorded after the 3 s transient. The simulator is compiled and the network loaded before the timed run, so the
 stages below exclude one-off costs (reported separately). ``run_pipeline`` then infers every unit's DICs, generates
-``--twins`` twins per unit, simulates all units x twins rows in one kernel call (transient + ``--duration-s``) and
-scores them; ``result.provenance["timings"]`` gives the stages.
+``--twins`` twins per unit, simulates all units x twins rows (kernel calls of units with similar windows,
+transient + ``--duration-s``), scores them and selects matching twins; ``result.provenance["timings"]`` gives
+the stages.
 
     python benchmarks/bench_pipeline.py [--units 100] [--twins 100] [--duration-s 3] [--n-jobs N] [--dask]
 

@@ -118,3 +118,17 @@ def test_heldout_metrics_of_the_card_are_reproduced():
     estimates = sdic.infer_dics(trains, model="da")
     mae = np.nanmean(np.abs(estimates["g_s"].to_numpy() - data["g_s"][keep]))
     assert mae == pytest.approx(card["heldout_metrics"]["clean"]["mae_g_s_all"], rel=1e-4)
+
+
+def test_training_data_from_several_folders():
+    """train() accepts several data folders: trains are concatenated and populations stay apart (validation split by
+    target); folders of different models are refused."""
+    from spikeinterface_dic.inference.train import prepare
+
+    one = prepare(DATA / "heldout" / "test_stg")
+    two = prepare([DATA / "heldout" / "test_stg", DATA / "heldout" / "test_stg"])
+    assert len(two["trains_ms"]) == 2 * len(one["trains_ms"])
+    assert len(np.unique(two["group"])) == 2 * len(np.unique(one["group"]))
+    assert isinstance(two["recipe"], list) and len(two["recipe"]) == 2
+    with pytest.raises(ValueError, match="mix models"):
+        prepare([DATA / "heldout" / "test_stg", DATA / "heldout" / "test_da"])

@@ -181,7 +181,7 @@ class ComputeTwinPopulations(_UnitwiseExtension):
         twins fire in the recorded pattern (see :func:`spikeinterface_dic.run_pipeline`). The DIC extension keeps
         the network's time scale; the one used for the twins is ``twin_time_scale``.
     twin_selection : bool, default: True
-        Replace twins that do not fire in the unit's pattern by matching members of a second population drawn for
+        Replace twins that do not fire in the unit's pattern by matching further members drawn for
         the same DICs (see :func:`spikeinterface_dic.twin_selection.select_matching_twins`).
     **job_kwargs
         ``n_jobs`` is the number of threads of the simulation kernel (-1: all cores; SpikeInterface's global job
