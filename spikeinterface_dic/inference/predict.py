@@ -42,6 +42,12 @@ ESTIMATE_COLUMNS = (
     "novelty",
     "p_bursting",
 )
+# The estimate columns of a train without an estimate (too few spikes), shared by every place that reports one.
+NO_ESTIMATE = {
+    **{name: np.nan for name in ("g_s", "g_u", "g_s_std", "g_u_std", "time_scale", "time_scale_std")},
+    **{name: np.nan for name in ("time_scale_low", "time_scale_high", "novelty", "p_bursting")},
+    "in_distribution": False,
+}
 
 
 class Predictor:
@@ -203,19 +209,9 @@ def infer_dics(
         }
         if train.size < 3:
             row.update(
-                g_s=np.nan,
-                g_u=np.nan,
-                g_s_std=np.nan,
-                g_u_std=np.nan,
-                time_scale=np.nan,
-                time_scale_std=np.nan,
-                time_scale_low=np.nan,
-                time_scale_high=np.nan,
-                in_distribution=False,
+                NO_ESTIMATE,
                 ood_reason=f"{train.size} spikes: at least 3 are needed to estimate DICs",
                 n_windows=0,
-                novelty=np.nan,
-                p_bursting=np.nan,
             )
             rows.append(row)
             continue

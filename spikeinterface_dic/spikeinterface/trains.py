@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..inference.predict import ESTIMATE_COLUMNS
+from ..inference.predict import ESTIMATE_COLUMNS, NO_ESTIMATE
 
 
 def unit_spike_trains(sorting, unit_ids=None) -> dict:
@@ -103,18 +103,8 @@ def combine_segment_estimates(segments: pd.DataFrame) -> dict:
     if estimated.empty:
         most = int(segments["n_spikes"].max())
         return dict(
-            g_s=np.nan,
-            g_u=np.nan,
-            g_s_std=np.nan,
-            g_u_std=np.nan,
-            time_scale=np.nan,
-            time_scale_std=np.nan,
-            time_scale_low=np.nan,
-            time_scale_high=np.nan,
+            NO_ESTIMATE,
             label=segments["label"].iloc[int(segments["n_spikes"].to_numpy().argmax())],
-            in_distribution=False,
-            novelty=np.nan,
-            p_bursting=np.nan,
             **counts,
             ood_reason=f"at most {most} spikes in each of {len(segments)} segments: at least 3 in one "
             "segment are needed to estimate DICs (ISIs across segment boundaries are not used)",
