@@ -94,14 +94,15 @@ def test_poisson_train_is_out_of_distribution():
     assert not sdic.infer_dics([train], model="stg")["in_distribution"].iloc[0]
 
 
-# Measured on the held-out set (model card): for bursting units the network's k is within 10 % for 64-99 % of
-# trains depending on k. On the S4 burster it is 15 % (k = 0.5) and 28 % (k = 3) high because it also overestimates
-# |g_s| (faster intrinsic bursting); run_pipeline's time-scale adaptation corrects the pair (tests/test_pipeline.py).
+# Measured on the held-out set (model card): for bursting units k (network and time-scale library combined) is within
+# 10 % for about 91-98 % of trains depending on k. On the S4 burster it is 9 % (k = 0.5) and 11 % (k = 3) high (the
+# network alone: 15 % and 28 %, because it also overestimates |g_s|); run_pipeline's time-scale adaptation corrects
+# the pair (tests/test_pipeline.py).
 @pytest.mark.parametrize("time_scale", [0.5, 3.0])
 def test_time_scale_of_a_burster_is_estimated(time_scale):
     train = sdic.simulate("stg", [S4], duration_s=6.0, transient_s=3.0)[0] * time_scale
     estimates = sdic.infer_dics([train], model="stg")
-    assert estimates["time_scale"].iloc[0] == pytest.approx(time_scale, rel=0.3)
+    assert estimates["time_scale"].iloc[0] == pytest.approx(time_scale, rel=0.15)
     assert estimates["time_scale_low"].iloc[0] < estimates["time_scale"].iloc[0] < estimates["time_scale_high"].iloc[0]
     assert estimates["g_s"].iloc[0] < -4
 
@@ -132,3 +133,66 @@ def test_training_data_from_several_folders():
     assert isinstance(two["recipe"], list) and len(two["recipe"]) == 2
     with pytest.raises(ValueError, match="mix models"):
         prepare([DATA / "heldout" / "test_stg", DATA / "heldout" / "test_da"])
+
+
+def test_library_statistics_are_speed_invariant():
+    from spikeinterface_dic.inference.shape import library_statistics
+
+    train = sdic.simulate("stg", [S4], duration_s=6.0, transient_s=3.0)[0]
+    shape, speed = library_statistics(train)
+    for k in (0.3, 4.0):
+        scaled_shape, scaled_speed = library_statistics(train * k)
+        np.testing.assert_allclose(scaled_shape, shape, atol=1e-12)
+        assert scaled_speed == pytest.approx(speed + np.log(k), abs=1e-12)
+    assert np.isnan(library_statistics([0.1, 0.2])[1])
+
+
+@pytest.fixture(scope="module")
+def heldout_bursters():
+    from spikeinterface_dic.inference.data import load_training_data
+
+    data = load_training_data(DATA / "heldout" / "test_stg")
+    labels = sdic.spike_train_features(data["trains"])["label"].to_numpy()
+    return [t for t, label in zip(data["trains"], labels, strict=True) if label == "bursting"]
+
+
+@pytest.mark.parametrize("time_scale", [0.5, 4.0])
+def test_time_scale_of_heldout_bursters_within_ten_percent(heldout_bursters, time_scale):
+    """Issue goal: k within 10 % for >= 90 % of bursting trains (network alone: 80-84 % at k != 1)."""
+    estimates = sdic.infer_dics([t * time_scale for t in heldout_bursters], model="stg")
+    log_error = np.abs(np.log(estimates["time_scale"].to_numpy() / time_scale))
+    assert np.mean(log_error < np.log(1.1)) >= 0.9
+    # Honest 1 sd intervals of log k (goal 0.68 +- 0.05 for the DICs; the same standard here, with a margin).
+    half_width = np.log(estimates["time_scale_high"].to_numpy() / estimates["time_scale"].to_numpy())
+    assert 0.58 <= np.mean(log_error <= half_width) <= 0.8
+
+
+def test_reference_without_library_falls_back_to_the_network(tmp_path):
+    """References written before the time-scale library existed still load; k then comes from the network."""
+    import hashlib
+
+    for name in ("stg.pt", "stg.json"):
+        shutil.copy(WEIGHTS_DIR / name, tmp_path / name)
+    with np.load(WEIGHTS_DIR / "stg_reference.npz") as data:
+        np.savez_compressed(tmp_path / "stg_reference.npz", shape_reference=data["shape_reference"])
+    card = json.loads((tmp_path / "stg.json").read_text())
+    card["reference_sha256"] = hashlib.sha256((tmp_path / "stg_reference.npz").read_bytes()).hexdigest()
+    (tmp_path / "stg.json").write_text(json.dumps(card))
+    assert load_predictor("stg", str(tmp_path)).time_scale_library is None
+    train = sdic.simulate("stg", [S4], duration_s=6.0, transient_s=3.0)[0] * 3.0
+    without = sdic.infer_dics([train], model="stg", weights_dir=tmp_path)
+    with_library = sdic.infer_dics([train], model="stg")
+    assert abs(np.log(with_library["time_scale"].iloc[0] / 3.0)) < abs(np.log(without["time_scale"].iloc[0] / 3.0))
+    np.testing.assert_allclose(without[["g_s", "g_u"]].to_numpy(), with_library[["g_s", "g_u"]].to_numpy())
+
+
+def test_refresh_reference_builds_a_library_and_updates_the_card(tmp_path):
+    from spikeinterface_dic.inference.train import refresh_reference
+
+    for name in ("stg.pt", "stg.json", "stg_reference.npz"):
+        shutil.copy(WEIGHTS_DIR / name, tmp_path / name)
+    card = refresh_reference(tmp_path, "stg", [DATA / "heldout" / "test_stg"])
+    assert card["reference_data"]["n_library_trains"] > 1000
+    assert not list(tmp_path.glob("*.tmp*"))  # written atomically
+    predictor = load_predictor("stg", str(tmp_path))  # the sha256 in the card matches the new file
+    assert len(predictor.time_scale_library.log_speeds) == card["reference_data"]["n_library_trains"]

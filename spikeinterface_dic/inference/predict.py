@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..features import spike_train_features
 from ..models import get_model
-from .shape import ShapeReference, shape_statistics
+from .shape import ShapeReference, TimeScaleLibrary, library_statistics, shape_statistics
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 K_RANGE = (0.25, 8.0)
@@ -83,6 +83,12 @@ class Predictor:
         self.window = int(self.card["window_isis"])
         with np.load(reference_path) as data:
             self.shape_reference = ShapeReference(data["shape_reference"])
+            # References written before the library existed hold no library: k then comes from the network alone.
+            self.time_scale_library = (
+                TimeScaleLibrary(data["library_shapes"], data["library_log_speeds"])
+                if "library_shapes" in data
+                else None
+            )
         self.weights_sha256 = self.card["weights_sha256"]
 
     def predict_windows(
@@ -138,6 +144,24 @@ def _combine(means: np.ndarray, stds: np.ndarray) -> tuple[np.ndarray, np.ndarra
     within = 2.0 / weights.sum(0)
     between = means.var(axis=0)
     return mean, np.sqrt(within + between)
+
+
+def _with_library(library: TimeScaleLibrary, train, log_k: float, log_k_std: float) -> tuple[float, float]:
+    """Combine the network's log k with the library's: inverse-variance weighted mean, the smaller of the two sds.
+
+    Used for bursting trains only: their shape (spikes per burst, duty cycle, long ISIs) picks out neighbours whose
+    speed says something about k. A tonic train's shape is a single ISI, so its library estimate is the spread of all
+    tonic speeds - nothing beyond the network's prior - and is not used. Both estimates read the same train, so they
+    are not independent: the product-of-Gaussians sd would be over-confident (held-out 1 sd coverage 0.59); the
+    smaller of the two sds claims no gain from combining and covers 0.67 (benchmarks/evaluate_inference.py).
+    """
+    shape, speed = library_statistics(train)
+    library_log_k, library_std = library.estimate(shape, speed)
+    if not np.isfinite(library_log_k[0]):
+        return log_k, log_k_std
+    w_network, w_library = 1.0 / log_k_std**2, 1.0 / float(library_std[0]) ** 2
+    combined = (w_network * log_k + w_library * float(library_log_k[0])) / (w_network + w_library)
+    return combined, min(log_k_std, float(library_std[0]))
 
 
 def _as_trains(spike_trains) -> tuple[list, list[np.ndarray]]:
@@ -218,8 +242,11 @@ def infer_dics(
         selected = owner == index
         mean, std = _combine(means[selected], stds[selected])
         log_k, log_k_std = float(mean[2]), float(std[2])
+        shape = shape_statistics(train)
+        if predictor.time_scale_library is not None and row["label"] == "bursting":
+            log_k, log_k_std = _with_library(predictor.time_scale_library, train, log_k, log_k_std)
         k = math.exp(log_k)
-        novelty = float(predictor.shape_reference.score(shape_statistics(train))[0])
+        novelty = float(predictor.shape_reference.score(shape)[0])
         reasons = []
         if np.isfinite(novelty) and novelty > predictor.shape_reference.threshold:
             reasons.append(

@@ -1,13 +1,23 @@
-"""Speed-invariant shape statistics of a spike train, used to flag trains the model cannot produce at any time scale.
+"""Speed-invariant shape statistics of a spike train: out-of-distribution flags and a library estimate of k.
 
 Multiplying every ISI by k shifts log ISIs by log k, so statistics of log ISI minus its median do not depend on k.
 A train is out of distribution when its statistics are farther from the training trains (k-nearest-neighbour
 distance, standardised) than 99 % of the training trains are from each other.
+
+Speed-invariant statistics also give a second estimate of k for bursting trains (:class:`TimeScaleLibrary`): the
+model trains whose shape is closest to the recorded one, all simulated at k = 1, tell how fast a neuron of that shape
+runs; the recorded train's log mean ISI minus theirs is log k. The spread of that difference over the neighbours
+is the estimate's uncertainty: it is the speed spread of degenerate neurons that share a firing shape, the limit of
+what a train can tell about k. Cost: one k-d tree query per train (O(log n) for n library trains).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+LIBRARY_NEIGHBOURS = 20
+# The library's log k sd never goes below this (neighbours at identical speeds would otherwise claim certainty).
+LIBRARY_MIN_LOG_STD = 0.02
 
 SHAPE_NAMES = ("q05", "q25", "q75", "q95", "cv", "short_fraction", "long_fraction", "lag1")
 
@@ -64,3 +74,74 @@ class ShapeReference:
 
     def to_arrays(self) -> dict:
         return {"shape_reference": self.vectors * self.std + self.mean}
+
+
+LIBRARY_NAMES = ("q75", "q90", "q95", "max", "short_fraction", "long_fraction")
+
+
+def library_statistics(train_s) -> tuple[np.ndarray, float]:
+    """Shape statistics of the time-scale library and the speed coordinate, for one train.
+
+    Speed is log mean ISI (seconds), which a time scale k shifts by log k. Shape is six statistics of log(ISI / mean
+    ISI): its upper quantiles (inter-burst intervals and the longest intra-burst ones) and the fractions of ISIs
+    below half and above twice the mean (spikes per burst and duty cycle). The short intra-burst ISIs themselves are
+    left out on purpose: a few ms of spike-time jitter changes them, while the mean ISI and the long ISIs barely
+    move, so the estimate stays usable on jittery recordings.
+    """
+    isi = np.diff(np.asarray(train_s, dtype=float))
+    isi = isi[isi > 0]
+    if isi.size < 3:
+        return np.full(len(LIBRARY_NAMES), np.nan), np.nan
+    mean = isi.mean()
+    relative = np.log(isi / mean)
+    quantiles = np.quantile(relative, [0.75, 0.9, 0.95, 1.0])
+    fractions = [np.mean(relative < np.log(0.5)), np.mean(relative > np.log(2.0))]
+    return np.concatenate([quantiles, fractions]), float(np.log(mean))
+
+
+class TimeScaleLibrary:
+    """Nearest-neighbour estimate of log k from shape statistics and speed, against model trains simulated at k = 1.
+
+    Parameters
+    ----------
+    shapes : (n, 6) array
+        :func:`library_statistics` shapes of the library trains (model trains at k = 1).
+    log_speeds : (n,) array
+        Their speed coordinates (log mean ISI, seconds).
+    """
+
+    def __init__(self, shapes: np.ndarray, log_speeds: np.ndarray, n_neighbours: int = LIBRARY_NEIGHBOURS):
+        from scipy.spatial import cKDTree
+
+        keep = np.isfinite(shapes).all(axis=1) & np.isfinite(log_speeds)
+        if keep.sum() < n_neighbours:
+            raise ValueError(f"a time-scale library needs at least {n_neighbours} finite trains; got {keep.sum()}")
+        self.shapes = np.asarray(shapes[keep], dtype=float)
+        self.log_speeds = np.asarray(log_speeds[keep], dtype=float)
+        self.mean = self.shapes.mean(axis=0)
+        self.std = self.shapes.std(axis=0) + 1e-6
+        self.n_neighbours = n_neighbours
+        self._tree = cKDTree((self.shapes - self.mean) / self.std)
+
+    def estimate(self, shapes: np.ndarray, log_speeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """log k and its standard deviation per row (NaN where the row's statistics are not finite)."""
+        shapes = np.atleast_2d(shapes)
+        log_speeds = np.atleast_1d(np.asarray(log_speeds, dtype=float))
+        log_k = np.full(len(shapes), np.nan)
+        log_k_std = np.full(len(shapes), np.nan)
+        finite = np.isfinite(shapes).all(axis=1) & np.isfinite(log_speeds)
+        if finite.any():
+            _, index = self._tree.query((shapes[finite] - self.mean) / self.std, self.n_neighbours)
+            candidates = log_speeds[finite, None] - self.log_speeds[index]
+            centre = np.median(candidates, axis=1)
+            # 1.4826 x median absolute deviation: a robust sd (neighbours can include the odd chaotic member).
+            spread = 1.4826 * np.median(np.abs(candidates - centre[:, None]), axis=1)
+            log_k[finite] = centre
+            log_k_std[finite] = np.maximum(spread, LIBRARY_MIN_LOG_STD)
+        return log_k, log_k_std
+
+    def to_arrays(self) -> dict:
+        return {
+            "library_shapes": self.shapes.astype(np.float32),
+            "library_log_speeds": self.log_speeds.astype(np.float32),
+        }

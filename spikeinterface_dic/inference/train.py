@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from ..features import spike_train_features
 from .data import load_training_data
-from .shape import ShapeReference, shape_statistics
+from .shape import ShapeReference, TimeScaleLibrary, library_statistics, shape_statistics
 
 WINDOW = 128
 K_LOG2_RANGE = (-2.5, 3.5)
@@ -120,6 +121,34 @@ def _loss(outputs, y, log_k, label, aux):
     aux_frequency = (outputs["aux"][:, 0] - (aux[:, 0] / 3.0)) ** 2
     aux_spb = label.float() * (outputs["aux"][:, 1] - aux[:, 1] / 10.0) ** 2
     return nll + 0.3 * ce + 0.3 * (aux_frequency.mean() + aux_spb.mean()), nll
+
+
+LIBRARY_MAX_TRAINS = 40_000
+# Below this many bursting trains a nearest-neighbour speed estimate is noise; the reference then holds no library.
+LIBRARY_MIN_TRAINS = 200
+
+
+def write_reference(path, trains_s, is_bursting) -> Path:
+    """Write the shape reference (novelty flags) and the bursting time-scale library of ``trains_s`` to ``path``.
+
+    Trains are model trains at k = 1 (seconds). The novelty reference keeps about 3,000 trains of every pattern; the
+    library keeps up to 40,000 bursting trains (about 1 MB as float32; none below 200), evenly subsampled (no seed).
+    The file is written to a temporary name and renamed, so an interrupted run never leaves a truncated reference.
+    """
+    path = Path(path)
+    trains_s = list(trains_s)
+    shapes = np.array([shape_statistics(t) for t in trains_s[:: max(1, len(trains_s) // 3000)]])
+    arrays = ShapeReference(shapes).to_arrays()
+    bursting = np.flatnonzero(np.asarray(is_bursting, dtype=bool))
+    bursting = bursting[:: max(1, int(np.ceil(len(bursting) / LIBRARY_MAX_TRAINS)))]
+    if len(bursting) >= LIBRARY_MIN_TRAINS:
+        statistics = [library_statistics(trains_s[i]) for i in bursting]
+        library = TimeScaleLibrary(np.array([s for s, _ in statistics]), np.array([v for _, v in statistics]))
+        arrays.update(library.to_arrays())
+    temporary = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(temporary, **arrays)
+    os.replace(temporary, path)
+    return path
 
 
 def train(
@@ -255,11 +284,7 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     weights_path = out_dir / f"{model_name}.pt"
     torch.save(best_state, weights_path)
-    shapes = np.array(
-        [shape_statistics(t / 1000.0) for t in data["trains_ms"][:: max(1, len(data["trains_ms"]) // 3000)]]
-    )
-    reference = ShapeReference(shapes)
-    np.savez_compressed(out_dir / f"{model_name}_reference.npz", **reference.to_arrays())
+    write_reference(out_dir / f"{model_name}_reference.npz", [t / 1000.0 for t in data["trains_ms"]], data["label"])
     card = {
         "model": model_name,
         "fine_tuned_from": None
@@ -297,4 +322,27 @@ def train(
         "reference_sha256": hashlib.sha256((out_dir / f"{model_name}_reference.npz").read_bytes()).hexdigest(),
     }
     (out_dir / f"{model_name}.json").write_text(json.dumps(card, indent=2))
+    return card
+
+
+def refresh_reference(weights_dir, model_name: str, data_folders) -> dict:
+    """Rebuild ``<model>_reference.npz`` of existing weights from data folders and record it in the model card.
+
+    The network is untouched; only the novelty reference and the time-scale library change, with the new sha256
+    and the recipes of the data they came from written into the card (atomically, like the reference).
+    """
+    weights_dir = Path(weights_dir)
+    card_path = weights_dir / f"{model_name}.json"
+    card = json.loads(card_path.read_text())
+    data = prepare(data_folders)
+    path = write_reference(
+        weights_dir / f"{model_name}_reference.npz", [t / 1000.0 for t in data["trains_ms"]], data["label"]
+    )
+    with np.load(path) as arrays:
+        n_library = int(len(arrays["library_log_speeds"])) if "library_log_speeds" in arrays else 0
+    card["reference_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    card["reference_data"] = {"data_recipe": data["recipe"], "n_library_trains": n_library}
+    temporary = card_path.with_name(card_path.name + ".tmp")
+    temporary.write_text(json.dumps(card, indent=2))
+    os.replace(temporary, card_path)
     return card
