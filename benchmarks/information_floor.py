@@ -8,6 +8,8 @@ carries one number, its rate. This script estimates, on the held-out trains at k
   the nearest rates. It is the smallest MAE any estimator that reads only the rate can reach (up to the
   nearest-neighbour approximation), so fraction_spiking x this is a lower bound on the all-train MAE of such an
   estimator, whatever it does on bursting trains.
+- ``rate only, k from prior``: the same when k is unknown and drawn from the network's training prior (1/2 at
+  k = 1, else log2 k uniform on [-2.5, 3.5]): the floor for an estimator that, like the network, must also infer k.
 - ``shape + rate``: nearest neighbours (30) in the standardised 8 shape statistics plus the rate. On clean
   simulated trains this reads the sub-millisecond ISI structure (lag-1 correlation and skew of ISIs that differ by
   ~0.02 ms); the same estimate after 0.1 ms jitter (the timing resolution of a 30 kHz recording) shows how much of it
@@ -36,6 +38,7 @@ from spikeinterface_dic.features import spike_train_features
 from spikeinterface_dic.inference.data import load_training_data
 from spikeinterface_dic.inference.predict import infer_dics
 from spikeinterface_dic.inference.shape import shape_statistics
+from spikeinterface_dic.inference.train import K_LOG2_RANGE, K_PRIOR_POINT_MASS
 
 ROOT = Path(__file__).resolve().parents[1]
 BURST_COLUMNS = ["f_inter_bursting_hz", "f_intra_bursting_hz", "duration_bursting_ms", "nbr_spikes_bursting"]
@@ -87,6 +90,19 @@ def floors(model: str, library_folders: list[str], seed: int = 0) -> dict:
             rate = lambda f, m: np.log(f.loc[m, ["f_spiking_hz"]].to_numpy(float))  # noqa: E731
             estimates["rate only"] = _neighbour_median(
                 rate(library_features, reference), library_y[reference], rate(heldout_features, query), 100
+            )
+            # The same with k unknown, drawn from the network's training prior (20 draws per library train).
+            draws = 20
+            log_k = np.where(
+                rng.random(draws * int(reference.sum())) < K_PRIOR_POINT_MASS,
+                0.0,
+                rng.uniform(*K_LOG2_RANGE, draws * int(reference.sum())) * np.log(2.0),
+            )
+            estimates["rate only, k from prior"] = _neighbour_median(
+                np.tile(rate(library_features, reference), (draws, 1)) - log_k[:, None],
+                np.tile(library_y[reference], (draws, 1)),
+                rate(heldout_features, query),
+                100 * draws,
             )
             library_query = [library_trains[i] for i in np.flatnonzero(reference)]
             heldout_query = [heldout["trains"][i] for i in np.flatnonzero(query)]
