@@ -16,6 +16,8 @@ carries one number, its rate. This script estimates, on the held-out trains at k
   survives.
 - ``burst features``: nearest neighbours (30) in log inter-burst and intra-burst frequency, burst duration and
   spikes per burst, for bursting trains.
+- ``burst features, k unknown``: the same with the library spread over log2 k uniform on [-2.5, 3.5]: what is left
+  when k must be inferred too. The inter-burst period is set by both g_u and k, so g_u suffers most.
 - ``network``: ``infer_dics`` (the shipped weights), for comparison.
 
 Library data: model trains from ``spikeinterface-dic generate-data`` (not shipped: 3000 STG targets take ~4 min):
@@ -122,6 +124,16 @@ def floors(model: str, library_folders: list[str], seed: int = 0) -> dict:
 
             estimates["burst features"] = _neighbour_median(
                 bursts(library_features, reference), library_y[reference], bursts(heldout_features, query), 30
+            )
+            # k unknown, log2 k uniform on the prior's range: frequencies shift by -log k, durations by +log k.
+            draws = 10
+            shift = np.array([-1.0, -1.0, 1.0, 0.0])
+            log_k = rng.uniform(*K_LOG2_RANGE, draws * int(reference.sum())) * np.log(2.0)
+            estimates["burst features, k unknown"] = _neighbour_median(
+                np.tile(bursts(library_features, reference), (draws, 1)) + shift * log_k[:, None],
+                np.tile(library_y[reference], (draws, 1)),
+                bursts(heldout_features, query),
+                30,
             )
         results[pattern] = {
             "fraction": float(query.sum() / keep.sum()),
