@@ -112,6 +112,14 @@ def _pipeline_options(parser: argparse.ArgumentParser, population_size: int = 10
         help="keep the first population as drawn instead of replacing twins that miss the unit's pattern by "
         "matching members drawn for the same DICs",
     )
+    group.add_argument(
+        "--time-scale",
+        type=_positive_float,
+        default=None,
+        metavar="K",
+        help="known time scale of every unit (k > 1 is slower than the model, e.g. from the recording temperature "
+        "and a Q10); used as given instead of estimated and adapted (default: estimate k per unit)",
+    )
     group.add_argument("--seed", type=int, default=0, help="seed of every random step (default: 0)")
     group.add_argument(
         "--n-jobs",
@@ -492,6 +500,8 @@ def _pipeline_kwargs(args, model: str) -> dict:
         "noise_std": args.noise_std,
         "device": args.device,
         "twin_selection": args.twin_selection,
+        "time_scale": args.time_scale,
+        "adapt_time_scale": args.time_scale is None,
     }
 
 

@@ -60,6 +60,7 @@ def run_pipeline_dask(
     spikes_per_burst_tolerance: float = 1.0,
     adapt_time_scale: bool = True,
     twin_selection: bool = True,
+    time_scale=None,
     progress_bar: bool = False,
     units_per_task: int = 8,
 ) -> PipelineResult:
@@ -119,7 +120,7 @@ def run_pipeline_dask(
     if not spike_trains:  # nothing to spread
         return run_pipeline({}, **pipeline_kwargs)
     started = time.perf_counter()
-    estimates = infer_dics(spike_trains, model=model, device=device)
+    estimates = infer_dics(spike_trains, model=model, device=device, time_scale=time_scale)
     inference_s = time.perf_counter() - started
     unit_ids = list(spike_trains)
     futures = []

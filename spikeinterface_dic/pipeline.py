@@ -54,6 +54,7 @@ def run_pipeline(
     progress_bar: bool = False,
     client=None,
     estimates: pd.DataFrame | None = None,
+    time_scale=None,
 ) -> PipelineResult:
     """Run the whole method on a batch of units.
 
@@ -90,6 +91,8 @@ def run_pipeline(
         :func:`infer_dics` output covering these units, to skip the inference. :mod:`.distributed` infers the whole
         batch once and passes each chunk its rows, because the network's float32 outputs vary in the 7th digit with
         the batch they are computed in, and chaotic twins amplify that.
+    time_scale : None | float | sequence | dict, default: None
+        Known time scales, passed to :func:`infer_dics` (set ``adapt_time_scale=False`` to keep them as given).
     """
     if client is not None:
         from .distributed import run_pipeline_dask
@@ -107,6 +110,7 @@ def run_pipeline(
             spikes_per_burst_tolerance=spikes_per_burst_tolerance,
             adapt_time_scale=adapt_time_scale,
             twin_selection=twin_selection,
+            time_scale=time_scale,
         )
     from .inference.predict import infer_dics, load_predictor
 
@@ -118,7 +122,7 @@ def run_pipeline(
     timings = {}
     started = time.perf_counter()
     if estimates is None:
-        estimates = infer_dics(spike_trains, model=model, device=device)
+        estimates = infer_dics(spike_trains, model=model, device=device, time_scale=time_scale)
     else:
         estimates = estimates.loc[list(spike_trains)].copy()
     timings["inference_s"] = time.perf_counter() - started

@@ -100,6 +100,15 @@ def test_run_csv_output(tmp_path, capsys):
     assert "example_units.csv" in printed and "ok" in printed
 
 
+def test_run_with_a_known_time_scale(tmp_path, capsys):
+    assert main(["run", str(cli.example_path()), "--out", str(tmp_path / "k.csv"), "--time-scale", "2", *FAST]) == 0
+    units = pd.read_csv(tmp_path / "k_units.csv")
+    assert np.allclose(units["time_scale"].dropna(), 2.0) and units["time_scale"].notna().any()
+    with pytest.raises(SystemExit):
+        main(["run", str(cli.example_path()), "--time-scale", "0"])
+    assert "--time-scale" in capsys.readouterr().err
+
+
 def test_run_nwb_output_is_an_enriched_copy(tmp_path, example_trains, capsys):
     from spikeinterface_dic.nwb import read_nwb_results
 

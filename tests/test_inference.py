@@ -196,3 +196,34 @@ def test_refresh_reference_builds_a_library_and_updates_the_card(tmp_path):
     assert not list(tmp_path.glob("*.tmp*"))  # written atomically
     predictor = load_predictor("stg", str(tmp_path))  # the sha256 in the card matches the new file
     assert len(predictor.time_scale_library.log_speeds) == card["reference_data"]["n_library_trains"]
+
+
+def test_known_time_scale_is_used_and_reported():
+    train = sdic.simulate("stg", [S4], duration_s=6.0, transient_s=3.0)[0]
+    at_one = sdic.infer_dics({"a": train}, model="stg", time_scale=1.0)
+    slowed = sdic.infer_dics({"a": train * 3.0, "b": train * 3.0}, model="stg", time_scale={"a": 3.0})
+    dics = ["g_s", "g_u"]
+    np.testing.assert_allclose(slowed.loc["a", dics].to_numpy(float), at_one.loc["a", dics].to_numpy(float), atol=1e-3)
+    assert slowed.loc["a", "time_scale"] == pytest.approx(3.0)
+    assert slowed.loc["a", "time_scale_low"] == slowed.loc["a", "time_scale_high"] == pytest.approx(3.0)
+    assert slowed.loc["a", "time_scale_std"] == 0.0
+    assert slowed.loc["b", "time_scale_std"] > 0  # absent from the dict: estimated
+    with pytest.raises(ValueError, match="unit 'a'.*positive"):
+        sdic.infer_dics({"a": train}, model="stg", time_scale={"a": -1.0})
+    with pytest.raises(ValueError, match="one per train"):
+        sdic.infer_dics([train, train], model="stg", time_scale=[1.0])
+
+
+def test_known_time_scale_restores_dic_accuracy(heldout_bursters):
+    """g_u and k both set the burst period: knowing k brings bursting DICs at k = 4 back to their k = 1 accuracy."""
+    from spikeinterface_dic.inference.data import load_training_data
+
+    data = load_training_data(DATA / "heldout" / "test_stg")
+    labels = sdic.spike_train_features(data["trains"])["label"].to_numpy()
+    truth = data["g_u"][labels == "bursting"]
+    slowed = [t * 4.0 for t in heldout_bursters]
+    unknown = sdic.infer_dics(slowed, model="stg")["g_u"].to_numpy()
+    known = sdic.infer_dics(slowed, model="stg", time_scale=4.0)["g_u"].to_numpy()
+    at_one = sdic.infer_dics(heldout_bursters, model="stg")["g_u"].to_numpy()
+    assert np.mean(np.abs(known - truth)) < 0.5 * np.mean(np.abs(unknown - truth))
+    assert np.mean(np.abs(known - truth)) < 1.1 * np.mean(np.abs(at_one - truth))

@@ -179,8 +179,32 @@ def _as_trains(spike_trains) -> tuple[list, list[np.ndarray]]:
     return ids, [np.sort(t) for t in trains]
 
 
+def _known_time_scales(time_scale, ids: list) -> np.ndarray:
+    """Per-train known k (NaN where unknown) from None, one number, a sequence or a {unit_id: k} dict."""
+    if time_scale is None:
+        return np.full(len(ids), np.nan)
+    if isinstance(time_scale, dict):
+        known = np.array([float(time_scale.get(u, np.nan)) for u in ids])
+    elif np.ndim(time_scale) == 0:
+        known = np.full(len(ids), float(time_scale))
+    else:
+        known = np.asarray(time_scale, dtype=float)
+        if known.shape != (len(ids),):
+            raise ValueError(f"time_scale has {known.size} values for {len(ids)} spike trains; give one per train")
+    bad = [u for u, k in zip(ids, known, strict=True) if not (np.isnan(k) or (np.isfinite(k) and k > 0))]
+    if bad:
+        raise ValueError(f"unit {bad[0]!r}: time_scale must be a positive number (or NaN / absent when unknown)")
+    return known
+
+
 def infer_dics(
-    spike_trains, model="stg", device: str = "cpu", batch_size: int = 512, weights_dir=None, refractory_ms: float = 1.0
+    spike_trains,
+    model="stg",
+    device: str = "cpu",
+    batch_size: int = 512,
+    weights_dir=None,
+    refractory_ms: float = 1.0,
+    time_scale=None,
 ) -> pd.DataFrame:
     """Estimate (g_s, g_u) at threshold and the time scale k of every train, with standard deviations.
 
@@ -194,6 +218,11 @@ def infer_dics(
     refractory_ms : float, default: 1.0
         ISIs shorter than this are refractory violations (sorting errors); the second spike of each is dropped and
         the count is reported in ``n_refractory_violations``.
+    time_scale : None | float | sequence | dict, default: None
+        A known time scale k (one for all trains, one per train, or {unit_id: k}; NaN or absent = unknown), e.g.
+        from the recording temperature and a Q10. Spike times are divided by k before inference, so the network sees
+        the train at the model's own kinetics; the reported time scale is k with a zero-width interval. Knowing k
+        matters: for bursting trains the inter-burst period is set by both g_u and k (docs/time_scale.md).
 
     Returns
     -------
@@ -207,6 +236,7 @@ def infer_dics(
     model = get_model(model)
     predictor = load_predictor(model.name, str(weights_dir) if weights_dir else None, device)
     ids, trains = _as_trains(spike_trains)
+    known_k = _known_time_scales(time_scale, ids)
     cleaned, violations = [], []
     for train in trains:
         keep = np.concatenate([[True], np.diff(train) >= refractory_ms / 1000.0]) if train.size else np.ones(0, bool)
@@ -216,7 +246,8 @@ def infer_dics(
     windows, owner = [], []
     for index, train in enumerate(cleaned):
         if train.size >= 3:
-            for w in _windows(np.maximum(np.diff(train) * 1000.0, 0.05), predictor.window):
+            scale = 1.0 if np.isnan(known_k[index]) else known_k[index]
+            for w in _windows(np.maximum(np.diff(train) * 1000.0 / scale, 0.05), predictor.window):
                 windows.append(w)
                 owner.append(index)
     owner = np.array(owner, dtype=int)
@@ -243,7 +274,10 @@ def infer_dics(
         mean, std = _combine(means[selected], stds[selected])
         log_k, log_k_std = float(mean[2]), float(std[2])
         shape = shape_statistics(train)
-        if predictor.time_scale_library is not None and row["label"] == "bursting":
+        if not np.isnan(known_k[index]):
+            # The network saw train / k; whatever time scale it reads there is not reported: k is given.
+            log_k, log_k_std = math.log(known_k[index]), 0.0
+        elif predictor.time_scale_library is not None and row["label"] == "bursting":
             log_k, log_k_std = _with_library(predictor.time_scale_library, train, log_k, log_k_std)
         k = math.exp(log_k)
         novelty = float(predictor.shape_reference.score(shape)[0])
