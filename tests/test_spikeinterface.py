@@ -210,6 +210,12 @@ def test_multi_segment_sorting(trains):
     assert np.isnan(estimates.loc["5", "g_s"]) and "segment" in estimates.loc["5", "ood_reason"]
     summary = compute_twin_populations(analyzer, population_size=2, simulate=False)
     assert list(summary["population_size"]) == [2, 2, 2, 0]
+    # A known time scale is reported as given, also when segments are combined.
+    known = compute_dynamic_input_conductances(analyzer, model="stg", time_scale=2.5)
+    assert np.allclose(known.loc[units, "time_scale"], 2.5) and (known.loc[units, "time_scale_std"] == 0).all()
+    assert analyzer.get_extension(DIC).params["time_scale"] == 2.5
+    with pytest.raises(ValueError, match="time_scale"):
+        compute_dynamic_input_conductances(analyzer, model="stg", time_scale=0.0)
 
 
 def test_segment_combination():

@@ -44,12 +44,15 @@ def _estimates_to_data(frame: pd.DataFrame) -> dict:
     return data
 
 
-def compute_dic_data(sorting, unit_ids, model="stg", refractory_ms: float = 1.0) -> dict:
+def compute_dic_data(
+    sorting, unit_ids, model="stg", refractory_ms: float = 1.0, time_scale: float | None = None
+) -> dict:
     """Data dict of ComputeDynamicInputConductances for ``unit_ids`` of a bare sorting (all segments used)."""
     unit_ids = list(unit_ids)
     if not unit_ids:
         return _estimates_to_data(pd.DataFrame(columns=list(ESTIMATE_COLUMNS)))
-    return _estimates_to_data(infer_dics_segments(unit_spike_trains(sorting, unit_ids), model, refractory_ms))
+    trains = unit_spike_trains(sorting, unit_ids)
+    return _estimates_to_data(infer_dics_segments(trains, model, refractory_ms, time_scale=time_scale))
 
 
 def _take_units(data: dict, unit_indices) -> dict:
@@ -115,6 +118,9 @@ class ComputeDynamicInputConductances(_UnitwiseExtension):
     refractory_ms : float, default: 1.0
         ISIs shorter than this are refractory violations (sorting errors); the second spike of each is dropped and
         counted in ``n_refractory_violations``.
+    time_scale : float | None, default: None
+        Known time scale k of every unit (e.g. from the recording temperature and a Q10): used as given, with a
+        zero-width interval, instead of estimated (see :func:`spikeinterface_dic.infer_dics`).
 
     Returns
     -------
@@ -130,16 +136,26 @@ class ComputeDynamicInputConductances(_UnitwiseExtension):
     depend_on = []
     need_job_kwargs = False
 
-    def _set_params(self, model: str = "stg", refractory_ms: float = 1.0):
+    def _set_params(self, model: str = "stg", refractory_ms: float = 1.0, time_scale: float | None = None):
         from ..models import get_model
 
         refractory_ms = float(refractory_ms)
         if not (np.isfinite(refractory_ms) and refractory_ms >= 0):
             raise ValueError(f"refractory_ms must be a number >= 0 (ms); got {refractory_ms}")
-        return dict(model=get_model(model).name, refractory_ms=refractory_ms)
+        if time_scale is not None:
+            time_scale = float(time_scale)
+            if not (np.isfinite(time_scale) and time_scale > 0):
+                raise ValueError(f"time_scale must be a positive number (or None to estimate it); got {time_scale}")
+        return dict(model=get_model(model).name, refractory_ms=refractory_ms, time_scale=time_scale)
 
     def _compute_units(self, sorting_analyzer, unit_ids, job_kwargs) -> dict:
-        return compute_dic_data(sorting_analyzer.sorting, unit_ids, self.params["model"], self.params["refractory_ms"])
+        return compute_dic_data(
+            sorting_analyzer.sorting,
+            unit_ids,
+            self.params["model"],
+            self.params["refractory_ms"],
+            time_scale=self.params.get("time_scale"),  # absent from extensions saved before it existed
+        )
 
     def _run(self, verbose=False):
         self.data.update(self._compute_units(self.sorting_analyzer, self.sorting_analyzer.unit_ids, {}))

@@ -46,7 +46,9 @@ def reference_train(segments, refractory_ms: float = 1.0) -> np.ndarray:
     return cleaned[int(np.argmax([train.size for train in cleaned]))]
 
 
-def infer_dics_segments(trains: dict, model="stg", refractory_ms: float = 1.0, device: str = "cpu") -> pd.DataFrame:
+def infer_dics_segments(
+    trains: dict, model="stg", refractory_ms: float = 1.0, device: str = "cpu", time_scale: float | None = None
+) -> pd.DataFrame:
     """DIC estimates of units whose spikes come in several segments.
 
     Parameters
@@ -57,6 +59,8 @@ def infer_dics_segments(trains: dict, model="stg", refractory_ms: float = 1.0, d
     refractory_ms : float, default: 1.0
         ISIs shorter than this are refractory violations; see :func:`spikeinterface_dic.infer_dics`.
     device : str, default: "cpu"
+    time_scale : float, default: None
+        A known time scale k for every unit (see :func:`spikeinterface_dic.infer_dics`); None estimates it.
 
     Returns
     -------
@@ -75,7 +79,7 @@ def infer_dics_segments(trains: dict, model="stg", refractory_ms: float = 1.0, d
         for segment in trains[unit_id]:
             pieces[len(owners)] = np.asarray(segment, dtype=np.float64)
             owners.append(position)
-    frame = infer_dics(pieces, model=model, device=device, refractory_ms=refractory_ms)
+    frame = infer_dics(pieces, model=model, device=device, refractory_ms=refractory_ms, time_scale=time_scale)
     if len(owners) == len(unit_ids):  # one segment: infer_dics's rows as they are
         return frame.set_axis(pd.Index(unit_ids, name="unit_id"), axis=0)
     owners = np.asarray(owners, dtype=np.int64)
@@ -116,7 +120,11 @@ def combine_segment_estimates(segments: pd.DataFrame) -> dict:
         )
     time_scale = estimated["time_scale"].to_numpy(float)
     # time_scale_std is k * sd(log k): combine in log k, as the network predicts it.
-    log_k, log_k_std = _inverse_variance(np.log(time_scale), estimated["time_scale_std"].to_numpy(float) / time_scale)
+    time_scale_std = estimated["time_scale_std"].to_numpy(float)
+    if np.all(time_scale_std == 0):  # a known time scale (infer_dics(time_scale=k)): the same k in every segment
+        log_k, log_k_std = float(np.log(time_scale).mean()), 0.0
+    else:
+        log_k, log_k_std = _inverse_variance(np.log(time_scale), time_scale_std / time_scale)
     row.update(
         time_scale=math.exp(log_k),
         time_scale_std=math.exp(log_k) * log_k_std,
