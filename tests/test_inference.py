@@ -193,6 +193,7 @@ def test_refresh_reference_builds_a_library_and_updates_the_card(tmp_path):
         shutil.copy(WEIGHTS_DIR / name, tmp_path / name)
     card = refresh_reference(tmp_path, "stg", [DATA / "heldout" / "test_stg"])
     assert card["reference_data"]["n_library_trains"] > 1000
+    assert card["reference_data"]["n_targets_used"] == 200
     assert not list(tmp_path.glob("*.tmp*"))  # written atomically
     predictor = load_predictor("stg", str(tmp_path))  # the sha256 in the card matches the new file
     assert len(predictor.time_scale_library.log_speeds) == card["reference_data"]["n_library_trains"]

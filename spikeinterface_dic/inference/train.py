@@ -341,7 +341,12 @@ def refresh_reference(weights_dir, model_name: str, data_folders) -> dict:
     with np.load(path) as arrays:
         n_library = int(len(arrays["library_log_speeds"])) if "library_log_speeds" in arrays else 0
     card["reference_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
-    card["reference_data"] = {"data_recipe": data["recipe"], "n_library_trains": n_library}
+    # Chunks are resumable, so a folder may hold only part of its recipe's targets: record how many were used.
+    card["reference_data"] = {
+        "data_recipe": data["recipe"],
+        "n_targets_used": int(len(np.unique(data["group"]))),
+        "n_library_trains": n_library,
+    }
     temporary = card_path.with_name(card_path.name + ".tmp")
     temporary.write_text(json.dumps(card, indent=2))
     os.replace(temporary, card_path)
