@@ -153,7 +153,7 @@ def _with_library(library: TimeScaleLibrary, train, log_k: float, log_k_std: flo
     speed says something about k. A tonic train's shape is a single ISI, so its library estimate is the spread of all
     tonic speeds - nothing beyond the network's prior - and is not used. Both estimates read the same train, so they
     are not independent: the product-of-Gaussians sd would be over-confident (held-out 1 sd coverage 0.59); the
-    smaller of the two sds claims no gain from combining and covers 0.67 (benchmarks/evaluate_inference.py).
+    smaller of the two sds claims no gain from combining and covers 0.66-0.72 off k = 1 (model cards, STG).
     """
     shape, speed = library_statistics(train)
     library_log_k, library_std = library.estimate(shape, speed)
