@@ -121,6 +121,19 @@ def _balanced(terms: list[str], operator: str) -> str:
     return terms[0]
 
 
+def _table_row_lines(suffix: str) -> list[str]:
+    """Code locating V<suffix> in the voltage table: row ``i`` and fraction ``f``, clamped to the table's range."""
+    return [
+        f"x = (V{suffix} - v_min) * inv_step",
+        "if x < 0.0:",
+        "    x = 0.0",
+        "elif x > last_row:",
+        "    x = last_row",
+        "i = int(x)",
+        "f = x - i",
+    ]
+
+
 def _stage_lines(model: Model, tables: _TableBuilder, suffix: str, fraction: float, origin_suffix: str):
     """Code of one exponential step: rates evaluated at the states named ``<state><suffix>``, the step of ``fraction``dt
     taken from the states named ``<state><origin_suffix>``, results stored in ``<state>_new``."""
@@ -131,15 +144,7 @@ def _stage_lines(model: Model, tables: _TableBuilder, suffix: str, fraction: flo
             code = _replace_name(code, name, name + suffix)
         return code
 
-    lines = [
-        f"x = (V{suffix} - v_min) * inv_step",
-        "if x < 0.0:",
-        "    x = 0.0",
-        "elif x > last_row:",
-        "    x = last_row",
-        "i = int(x)",
-        "f = x - i",
-    ]
+    lines = _table_row_lines(suffix)
     gate_lines, update_lines = [], []
     for gate in model.gates:
         if gate.tau_ms is None:
@@ -201,16 +206,7 @@ def _check_staggered(model: Model) -> None:
 
 def _gate_half_lines(model: Model, tables: _TableBuilder, suffix: str, fraction: float) -> list[str]:
     """Gates relaxed over ``fraction`` dt towards targets frozen at V<suffix> and the concentrations<suffix>."""
-    lines = [
-        f"x = (V{suffix} - v_min) * inv_step",
-        "if x < 0.0:",
-        "    x = 0.0",
-        "elif x > last_row:",
-        "    x = last_row",
-        "i = int(x)",
-        "f = x - i",
-        "@@INTERPOLATE@@",
-    ]
+    lines = _table_row_lines(suffix) + ["@@INTERPOLATE@@"]
     scalar_names = ["V"] + [c.name for c in model.concentrations]
     for gate in model.dynamic_gates:
         target_expression = gate.dynamic_inf or gate.inf
