@@ -20,34 +20,13 @@ import pandas as pd
 
 from ..features import spike_train_features
 from ..models import get_model
+from ..schema import ESTIMATE_COLUMNS, ESTIMATE_NAMES
 from .shape import ShapeReference, TimeScaleLibrary, library_statistics, shape_statistics
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 K_RANGE = (0.25, 8.0)
-ESTIMATE_COLUMNS = (
-    "g_s",
-    "g_u",
-    "g_s_std",
-    "g_u_std",
-    "time_scale",
-    "time_scale_std",
-    "time_scale_low",
-    "time_scale_high",
-    "label",
-    "in_distribution",
-    "ood_reason",
-    "n_spikes",
-    "n_windows",
-    "n_refractory_violations",
-    "novelty",
-    "p_bursting",
-)
 # The estimate columns of a train without an estimate (too few spikes), shared by every place that reports one.
-NO_ESTIMATE = {
-    **{name: np.nan for name in ("g_s", "g_u", "g_s_std", "g_u_std", "time_scale", "time_scale_std")},
-    **{name: np.nan for name in ("time_scale_low", "time_scale_high", "novelty", "p_bursting")},
-    "in_distribution": False,
-}
+NO_ESTIMATE = {column.name: column.empty_value() for column in ESTIMATE_COLUMNS if column.dtype in ("float64", "bool")}
 
 
 class Predictor:
@@ -311,6 +290,6 @@ def infer_dics(
             p_bursting=float(p_bursting[selected].mean()),
         )
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=list(ESTIMATE_COLUMNS), index=pd.Index(ids, name="unit_id"))
+    frame = pd.DataFrame(rows, columns=list(ESTIMATE_NAMES), index=pd.Index(ids, name="unit_id"))
     frame["in_distribution"] = frame["in_distribution"].astype(bool)
     return frame

@@ -23,8 +23,9 @@ import pandas as pd
 from spikeinterface.core.job_tools import fix_job_kwargs
 from spikeinterface.core.sortinganalyzer import AnalyzerExtension, register_result_extension
 
+from ..schema import ESTIMATE_NAMES
 from .ragged import unpack_rows
-from .trains import ESTIMATE_COLUMNS, infer_dics_segments, unit_spike_trains
+from .trains import infer_dics_segments, unit_spike_trains
 from .twins import FIDELITY_COLUMNS, compute_twin_data, concatenate_twin_units, population_sizes, take_twin_units
 
 _STRING_COLUMNS = ("label", "ood_reason")
@@ -33,7 +34,7 @@ _INTEGER_COLUMNS = ("n_spikes", "n_windows", "n_refractory_violations")
 
 def _estimates_to_data(frame: pd.DataFrame) -> dict:
     data = {}
-    for column in ESTIMATE_COLUMNS:
+    for column in ESTIMATE_NAMES:
         values = frame[column].tolist()
         if column in _STRING_COLUMNS:
             data[column] = np.array(["" if value is None else str(value) for value in values], dtype=str)
@@ -50,7 +51,7 @@ def compute_dic_data(
     """Data dict of ComputeDynamicInputConductances for ``unit_ids`` of a bare sorting (all segments used)."""
     unit_ids = list(unit_ids)
     if not unit_ids:
-        return _estimates_to_data(pd.DataFrame(columns=list(ESTIMATE_COLUMNS)))
+        return _estimates_to_data(pd.DataFrame(columns=list(ESTIMATE_NAMES)))
     trains = unit_spike_trains(sorting, unit_ids)
     return _estimates_to_data(infer_dics_segments(trains, model, refractory_ms, time_scale=time_scale))
 
@@ -162,7 +163,7 @@ class ComputeDynamicInputConductances(_UnitwiseExtension):
 
     def _get_data(self) -> pd.DataFrame:
         frame = pd.DataFrame(
-            {column: np.asarray(self.data[column]) for column in ESTIMATE_COLUMNS},
+            {column: np.asarray(self.data[column]) for column in ESTIMATE_NAMES},
             index=pd.Index(self.sorting_analyzer.unit_ids, name="unit_id"),
         )
         return frame

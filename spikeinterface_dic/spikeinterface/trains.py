@@ -14,7 +14,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..inference.predict import ESTIMATE_COLUMNS, NO_ESTIMATE
+from ..inference.predict import NO_ESTIMATE
+from ..schema import ESTIMATE_NAMES
 
 
 def unit_spike_trains(sorting, unit_ids=None) -> dict:
@@ -87,7 +88,7 @@ def infer_dics_segments(
         combine_segment_estimates(frame.iloc[np.flatnonzero(owners == position)].reset_index(drop=True))
         for position in range(len(unit_ids))
     ]
-    out = pd.DataFrame(rows, columns=list(ESTIMATE_COLUMNS), index=pd.Index(unit_ids, name="unit_id"))
+    out = pd.DataFrame(rows, columns=list(ESTIMATE_NAMES), index=pd.Index(unit_ids, name="unit_id"))
     out["in_distribution"] = out["in_distribution"].astype(bool)
     return out
 
@@ -101,7 +102,7 @@ def _inverse_variance(means, stds) -> tuple[float, float]:
 def combine_segment_estimates(segments: pd.DataFrame) -> dict:
     """One unit's row from the ``infer_dics`` rows of its segments (row i = segment i)."""
     if len(segments) == 1:
-        return {column: segments.iloc[0][column] for column in ESTIMATE_COLUMNS}
+        return {column: segments.iloc[0][column] for column in ESTIMATE_NAMES}
     counts = {name: int(segments[name].sum()) for name in ("n_spikes", "n_windows", "n_refractory_violations")}
     estimated = segments[np.isfinite(segments["g_s"].to_numpy(float))]
     if estimated.empty:

@@ -1,0 +1,237 @@
+"""One schema for every per-unit column: name, dtype, unit and description.
+
+The estimates table (:func:`spikeinterface_dic.infer_dics`), the twin/fidelity table, the SpikeInterface extensions'
+stored arrays, CSV files (and their data dictionary) and NWB Units columns all read their columns from here, so a
+new column is one entry in :data:`ESTIMATE_COLUMNS` or :data:`TWIN_COLUMNS`.
+
+dtypes are storage types: "float64", "int64", "bool" or "str" (text; "" for none). Units follow UCUM-like short
+forms; "1" means dimensionless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Column:
+    """A per-unit output column."""
+
+    name: str
+    dtype: str  # "float64" | "int64" | "bool" | "str"
+    unit: str  # "1" = dimensionless; "" for text and booleans
+    description: str
+
+    def empty_value(self):
+        """The value of a unit without this quantity (NaN, 0, False or "")."""
+        return {"float64": np.nan, "int64": 0, "bool": False, "str": ""}[self.dtype]
+
+    def as_array(self, values) -> np.ndarray:
+        """``values`` as a plain ndarray of this column's dtype (None / NaN text become "")."""
+        values = list(values)
+        if self.dtype == "str":
+            return np.array(["" if _is_missing(v) else str(v) for v in values], dtype=str)
+        if self.dtype == "bool":
+            return np.array([bool(v) if not _is_missing(v) else False for v in values], dtype=bool)
+        if self.dtype == "int64":
+            return np.array([0 if _is_missing(v) else int(v) for v in values], dtype=np.int64)
+        return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+
+def _is_missing(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+_DIC = "leak-normalised (g / g_leak) dynamic input conductance"
+
+ESTIMATE_COLUMNS: tuple[Column, ...] = (
+    Column(
+        "g_s",
+        "float64",
+        "1",
+        f"Slow {_DIC} at the threshold voltage, inferred from the spike train; positive = restorative.",
+    ),
+    Column("g_u", "float64", "1", f"Ultraslow {_DIC} at the threshold voltage, inferred from the spike train."),
+    Column("g_s_std", "float64", "1", "Standard deviation of the inferred g_s."),
+    Column("g_u_std", "float64", "1", "Standard deviation of the inferred g_u."),
+    Column(
+        "time_scale",
+        "float64",
+        "1",
+        "Time scale k of the unit relative to the model (factor multiplying every "
+        "time constant and the capacitance); after adaptation to the recorded frequency when twins were "
+        "simulated with adapt_time_scale.",
+    ),
+    Column("time_scale_std", "float64", "1", "Standard deviation of k."),
+    Column("time_scale_low", "float64", "1", "Lower end of k's 1-sd interval (exp(ln k - sd of ln k))."),
+    Column("time_scale_high", "float64", "1", "Upper end of k's 1-sd interval (exp(ln k + sd of ln k))."),
+    Column(
+        "label",
+        "str",
+        "",
+        "Firing pattern of the spike train from the rule-based features: 'silent', 'spiking' or 'bursting'.",
+    ),
+    Column(
+        "in_distribution",
+        "bool",
+        "",
+        "True when the train lies inside the inference network's training "
+        "distribution (pattern, frequency, time scale).",
+    ),
+    Column(
+        "ood_reason", "str", "", "Why the unit is out of distribution or has no estimate (empty when in distribution)."
+    ),
+    Column("n_spikes", "int64", "count", "Spikes used for the estimate (after removing refractory violations)."),
+    Column("n_windows", "int64", "count", "Windows of at most 128 ISIs whose estimates were combined."),
+    Column(
+        "n_refractory_violations",
+        "int64",
+        "count",
+        "ISIs shorter than the refractory period whose second spike was dropped.",
+    ),
+    Column(
+        "novelty",
+        "float64",
+        "1",
+        "Distance of the train's ISI shape to the nearest model trains (higher = "
+        "less like any model train); above the reference threshold the unit is out of distribution.",
+    ),
+    Column(
+        "p_bursting",
+        "float64",
+        "1",
+        "The inference network's own probability that the train is bursting "
+        "(0..1); label comes from the rule-based features.",
+    ),
+)
+
+# Columns the pipeline adds to the estimates after inference.
+PIPELINE_ESTIMATE_COLUMNS: tuple[Column, ...] = (
+    Column(
+        "time_scale_network",
+        "float64",
+        "1",
+        "Time scale k as inferred from the train, before it was adapted to the twins' main frequency.",
+    ),
+    Column("population_error", "str", "", "Why the unit has no twin population (empty when it has one)."),
+    Column(
+        "target_g_s",
+        "float64",
+        "1",
+        "g_s the twin population was generated for: the estimate clipped to the "
+        "region the network was trained on (NaN without population).",
+    ),
+    Column(
+        "target_g_u",
+        "float64",
+        "1",
+        "g_u the twin population was generated for: the estimate clipped to the "
+        "region the network was trained on and that the generator reaches (NaN without population).",
+    ),
+)
+
+TWIN_COLUMNS: tuple[Column, ...] = (
+    Column(
+        "fraction_matching",
+        "float64",
+        "1",
+        "Fraction of the unit's twins whose simulated firing pattern "
+        "reproduces the unit's (same label, main frequency and spikes per burst within tolerance), after twin "
+        "selection (0..1).",
+    ),
+    Column(
+        "fraction_matching_network_time_scale",
+        "float64",
+        "1",
+        "fraction_matching at the network's time "
+        "scale, before the time scale was adapted to the recorded main frequency (0..1).",
+    ),
+    Column(
+        "twin_label_fraction",
+        "float64",
+        "1",
+        "Fraction of twins with the same firing-pattern label as the unit (0..1).",
+    ),
+    Column(
+        "median_isi_distance",
+        "float64",
+        "1",
+        "Median over twins of the Kolmogorov-Smirnov distance between "
+        "the twin's and the unit's inter-spike-interval distributions (0..1).",
+    ),
+    Column(
+        "main_frequency_hz",
+        "float64",
+        "Hz",
+        "Main firing frequency of the recorded unit: spiking frequency, or burst frequency for bursting units.",
+    ),
+    Column("twin_main_frequency_hz", "float64", "Hz", "Median over twins of their main firing frequency."),
+    Column(
+        "fraction_matching_before_selection",
+        "float64",
+        "1",
+        "fraction_matching of the first degenerate "
+        "population, before non-matching twins were replaced by matching members drawn for the same DICs "
+        "(0..1).",
+    ),
+    Column("n_candidates", "int64", "count", "Extra population members simulated as candidates for twin selection."),
+    Column(
+        "candidate_acceptance",
+        "float64",
+        "1",
+        "Fraction of the candidates that reproduced the unit's pattern (0..1; NaN when none were simulated).",
+    ),
+    Column("n_twins", "int64", "count", "Simulated twins of the unit."),
+)
+
+ALL_COLUMNS: dict[str, Column] = {c.name: c for c in (*ESTIMATE_COLUMNS, *PIPELINE_ESTIMATE_COLUMNS, *TWIN_COLUMNS)}
+
+
+def column_names(columns) -> tuple[str, ...]:
+    return tuple(c.name for c in columns)
+
+
+def coerce_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` with every known column cast to its schema dtype (unknown columns kept as they are)."""
+    frame = frame.copy()
+    for name in frame.columns:
+        column = ALL_COLUMNS.get(name)
+        if column is not None:
+            values = column.as_array(frame[name].tolist())
+            frame[name] = values.astype(object) if column.dtype == "str" else values
+    return frame
+
+
+def data_dictionary(names) -> pd.DataFrame:
+    """Name, dtype, unit and description of the given column names (for CSV data dictionaries)."""
+    rows = [
+        {
+            "column": n,
+            "dtype": ALL_COLUMNS[n].dtype,
+            "unit": ALL_COLUMNS[n].unit,
+            "description": ALL_COLUMNS[n].description,
+        }
+        for n in names
+        if n in ALL_COLUMNS
+    ]
+    return pd.DataFrame(rows, columns=["column", "dtype", "unit", "description"])
+
+
+__all__ = [
+    "Column",
+    "ESTIMATE_COLUMNS",
+    "PIPELINE_ESTIMATE_COLUMNS",
+    "TWIN_COLUMNS",
+    "ALL_COLUMNS",
+    "column_names",
+    "ESTIMATE_NAMES",
+    "TWIN_NAMES",
+    "coerce_frame",
+    "data_dictionary",
+]
+
+ESTIMATE_NAMES = column_names(ESTIMATE_COLUMNS)
+TWIN_NAMES = column_names(TWIN_COLUMNS)
