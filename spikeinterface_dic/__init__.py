@@ -5,8 +5,7 @@ Heavy dependencies (torch, spikeinterface, pynwb, brian2, dask) are imported onl
 SpikeInterface is installed.
 """
 
-__version__ = "0.1.0"
-
+from .config import RunConfig
 from .dic import compute_dics, compute_threshold, sensitivity_matrix
 from .features import isi_distance, pattern_matches, spike_train_features
 from .inference.predict import infer_dics
@@ -17,6 +16,7 @@ from .pipeline import run_pipeline
 from .population import Population, default_compensation_channels, generate_population, generate_spiking_population
 from .result import PipelineResult
 from .simulate import simulate
+from .version import __version__
 
 __all__ = [
     "__version__",
@@ -34,6 +34,7 @@ __all__ = [
     "pattern_matches",
     "infer_dics",
     "run_pipeline",
+    "RunConfig",
     "PipelineResult",
     "read_spike_trains",
     "SpikeTrains",

@@ -120,6 +120,35 @@ def _pipeline_options(parser: argparse.ArgumentParser, population_size: int = 10
         help="known time scale of every unit (k > 1 is slower than the model, e.g. from the recording temperature "
         "and a Q10); used as given instead of estimated and adapted (default: estimate k per unit)",
     )
+    group.add_argument(
+        "--adapt-time-scale",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="rescale an estimated k so that the twins' median main frequency equals the unit's; a known k "
+        "(--time-scale) is never adapted (default: --adapt-time-scale)",
+    )
+    group.add_argument(
+        "--refractory-ms",
+        type=_non_negative_float,
+        default=1.0,
+        metavar="MS",
+        help="ISIs shorter than this are refractory violations (sorting errors): the second spike is dropped "
+        "(default: 1.0)",
+    )
+    group.add_argument(
+        "--frequency-tolerance",
+        type=_non_negative_float,
+        default=0.10,
+        metavar="F",
+        help="relative tolerance on the main frequency for a twin to match its unit (default: 0.10)",
+    )
+    group.add_argument(
+        "--spikes-per-burst-tolerance",
+        type=_non_negative_float,
+        default=1.0,
+        metavar="N",
+        help="tolerance, in spikes, on the mean spikes per burst for a twin to match its unit (default: 1.0)",
+    )
     group.add_argument("--seed", type=int, default=0, help="seed of every random step (default: 0)")
     group.add_argument(
         "--n-jobs",
@@ -490,19 +519,29 @@ def _plan(args, files: list[Path]):
     return file_jobs(files, out, output_format="csv", overwrite=args.overwrite)
 
 
-def _pipeline_kwargs(args, model: str) -> dict:
-    return {
+def _run_config(args, model: str, **overrides):
+    """The run configuration of the pipeline options (see :class:`~spikeinterface_dic.config.RunConfig`)."""
+    from .config import RunConfig
+
+    settings = {
         "model": model,
         "population_size": args.population_size,
         "simulate": args.simulate,
         "seed": args.seed,
         "duration_s": args.duration_s,
-        "noise_std": args.noise_std,
+        "noise_std_uA_cm2": args.noise_std,
         "device": args.device,
+        "refractory_ms": args.refractory_ms,
+        "frequency_tolerance": args.frequency_tolerance,
+        "spikes_per_burst_tolerance": args.spikes_per_burst_tolerance,
+        "adapt_time_scale": args.adapt_time_scale,
         "twin_selection": args.twin_selection,
         "time_scale": args.time_scale,
-        "adapt_time_scale": args.time_scale is None,
     }
+    try:
+        return RunConfig.from_dict(settings, **overrides)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
 
 
 def _command_run(args) -> int:
@@ -520,7 +559,7 @@ def _command_run(args) -> int:
             + (f", Dask {client.scheduler.address}" if client is not None else ""),
         )
         summary = run_file_jobs(
-            jobs, client=client, progress_bar=_progress_enabled(args), **_pipeline_kwargs(args, args.model)
+            jobs, _run_config(args, args.model), client=client, progress_bar=_progress_enabled(args)
         )
     for row in summary.itertuples():
         if row.n_problems:
@@ -602,15 +641,7 @@ def _command_compare(args) -> int:
         epochs = split_by_intervals(dict(trains), [_interval(text) for text in args.intervals])
         _info(args, f"{len(trains)} unit(s), epochs {args.intervals[0]} s and {args.intervals[1]} s")
         results = [
-            run_pipeline(
-                epoch,
-                model=args.model,
-                population_size=args.population_size,
-                simulate=False,
-                seed=args.seed,
-                device=args.device,
-                progress_bar=_progress_enabled(args),
-            )
+            run_pipeline(epoch, _run_config(args, args.model, simulate=False), progress_bar=_progress_enabled(args))
             for epoch in epochs
         ]
     elif args.condition_b is None:
@@ -721,12 +752,7 @@ def _command_example(args) -> int:
     trains = read_spike_trains(input_copy)
     _info(args, f"example: {len(trains)} STG units from {source.name}, {args.population_size} twins each")
     started = time.perf_counter()
-    result = run_pipeline(
-        dict(trains),
-        model="stg",
-        progress_bar=_progress_enabled(args),
-        **{k: v for k, v in _pipeline_kwargs(args, "stg").items() if k != "model"},
-    )
+    result = run_pipeline(dict(trains), _run_config(args, "stg"), progress_bar=_progress_enabled(args))
     seconds = time.perf_counter() - started
     units_path, populations_path = write_csv(result, out / "example_results")
     estimates = result.estimates

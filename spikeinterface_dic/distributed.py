@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .config import RunConfig
 from .result import PipelineResult
 
 SUMMARY_COLUMNS = [
@@ -47,22 +48,7 @@ SUMMARY_COLUMNS = [
 
 # ------------------------------------------------------------------------------------------------- units -> tasks
 def run_pipeline_dask(
-    spike_trains,
-    client,
-    model="stg",
-    population_size: int = 100,
-    simulate: bool = True,
-    seed: int = 0,
-    duration_s: float | None = None,
-    noise_std: float = 0.0,
-    device: str = "cpu",
-    frequency_tolerance: float = 0.10,
-    spikes_per_burst_tolerance: float = 1.0,
-    adapt_time_scale: bool = True,
-    twin_selection: bool = True,
-    time_scale=None,
-    progress_bar: bool = False,
-    units_per_task: int = 8,
+    spike_trains, client, config: RunConfig | None = None, progress_bar: bool = False, units_per_task: int = 8
 ) -> PipelineResult:
     """Run :func:`~spikeinterface_dic.run_pipeline` on a Dask cluster, ``units_per_task`` units per task.
 
@@ -72,14 +58,14 @@ def run_pipeline_dask(
         Spike times in seconds ({unit_id: times} keeps the unit ids; a list gets ids 0..n-1).
     client : dask.distributed.Client
         The cluster to run on.
+    config : RunConfig, default: None
+        The run's settings (None: the defaults); every task runs with this same configuration, so the result is the
+        same as without Dask (per-unit seeds depend on the unit ids only).
+    progress_bar : bool, default: False
+        Show a tqdm bar of finished tasks.
     units_per_task : int, default: 8
         Units per Dask task. Smaller chunks spread better over workers; larger ones share each simulator call
         (one kernel call per task) and the per-task overhead (~10 ms) among more units.
-    progress_bar : bool, default: False
-        Show a tqdm bar of finished tasks.
-
-    The other parameters are those of :func:`~spikeinterface_dic.run_pipeline`; the result is the same as
-    without Dask (per-unit seeds depend on the unit ids only).
 
     Returns
     -------
@@ -94,41 +80,30 @@ def run_pipeline_dask(
     >>> result = run_pipeline(spike_trains, population_size=100, client=client)  # doctest: +SKIP
     """
     from .inference.predict import infer_dics
-    from .models import get_model
     from .pipeline import run_pipeline
 
     if int(units_per_task) < 1:
         raise ValueError(f"units_per_task must be >= 1; got {units_per_task}")
-    if int(population_size) < 1:
-        raise ValueError(f"population_size must be >= 1; got {population_size}")
+    config = config or RunConfig()
     if not isinstance(spike_trains, dict):
         spike_trains = dict(enumerate(spike_trains))
-    model = get_model(model)
-    pipeline_kwargs = {
-        "model": model.name,
-        "population_size": population_size,
-        "simulate": simulate,
-        "seed": seed,
-        "duration_s": duration_s,
-        "noise_std": noise_std,
-        "device": device,
-        "frequency_tolerance": frequency_tolerance,
-        "spikes_per_burst_tolerance": spikes_per_burst_tolerance,
-        "adapt_time_scale": adapt_time_scale,
-        "twin_selection": twin_selection,
-    }
     if not spike_trains:  # nothing to spread
-        return run_pipeline({}, **pipeline_kwargs)
+        return run_pipeline({}, config)
     started = time.perf_counter()
-    estimates = infer_dics(spike_trains, model=model, device=device, time_scale=time_scale)
+    estimates = infer_dics(
+        spike_trains,
+        model=config.model_declaration,
+        device=config.device,
+        refractory_ms=config.refractory_ms,
+        time_scale=config.time_scale_argument(),
+    )
     inference_s = time.perf_counter() - started
     unit_ids = list(spike_trains)
     futures = []
     for start in range(0, len(unit_ids), int(units_per_task)):
         chunk_ids = unit_ids[start : start + int(units_per_task)]
         chunk = {unit_id: np.asarray(spike_trains[unit_id], dtype=np.float64) for unit_id in chunk_ids}
-        chunk_estimates = estimates.loc[chunk_ids]
-        futures.append(client.submit(_run_chunk, chunk, chunk_estimates, pipeline_kwargs, pure=False))
+        futures.append(client.submit(_run_chunk, chunk, estimates.loc[chunk_ids], config, pure=False))
     _wait_with_progress(futures, progress_bar, "units (Dask tasks)")
     result = merge_results(client.gather(futures))
     result.provenance["timings"]["inference_s"] = inference_s
@@ -140,10 +115,10 @@ def run_pipeline_dask(
     return result
 
 
-def _run_chunk(spike_trains: dict, estimates: pd.DataFrame, pipeline_kwargs: dict) -> PipelineResult:
+def _run_chunk(spike_trains: dict, estimates: pd.DataFrame, config: RunConfig) -> PipelineResult:
     from .pipeline import run_pipeline
 
-    return run_pipeline(spike_trains, estimates=estimates, **pipeline_kwargs)
+    return run_pipeline(spike_trains, config, estimates=estimates)
 
 
 def merge_results(results: list[PipelineResult]) -> PipelineResult:
@@ -220,7 +195,7 @@ def process_files(
     in_place: bool = False,
     overwrite: bool = False,
     progress_bar: bool = False,
-    **pipeline_kwargs,
+    config: RunConfig | None = None,
 ) -> pd.DataFrame:
     """Run the pipeline on every file, one task per file; a failing file is reported and the others finish.
 
@@ -243,8 +218,8 @@ def process_files(
         failed.
     progress_bar : bool, default: False
         A tqdm bar over files.
-    **pipeline_kwargs
-        Passed to :func:`~spikeinterface_dic.run_pipeline` (model, population_size, simulate, seed, duration_s, ...).
+    config : RunConfig, default: None
+        The run's settings (None: the defaults).
 
     Returns
     -------
@@ -254,7 +229,7 @@ def process_files(
         units), n_problems and problems (rows of the file that were skipped, with their line numbers), outputs.
     """
     jobs = file_jobs(paths, out_dir, output_format=output_format, in_place=in_place, overwrite=overwrite)
-    return run_file_jobs(jobs, client=client, progress_bar=progress_bar, **pipeline_kwargs)
+    return run_file_jobs(jobs, config, client=client, progress_bar=progress_bar)
 
 
 def file_jobs(
@@ -277,7 +252,9 @@ def file_jobs(
     return jobs
 
 
-def run_file_jobs(jobs: list[FileJob], client=None, progress_bar: bool = False, **pipeline_kwargs) -> pd.DataFrame:
+def run_file_jobs(
+    jobs: list[FileJob], config: RunConfig | None = None, client=None, progress_bar: bool = False
+) -> pd.DataFrame:
     """Run :func:`process_file` for every job (Dask tasks when ``client`` is given) and return the summary.
 
     With a client and a single file, the file's units are spread over the cluster instead
@@ -287,13 +264,12 @@ def run_file_jobs(jobs: list[FileJob], client=None, progress_bar: bool = False, 
         from tqdm.auto import tqdm
 
         # One file: the pipeline's own bar (populations); several: one bar over files.
-        unit_bar = {"progress_bar": progress_bar} if len(jobs) == 1 else {}
         rows = [
-            process_file(job, client=client, **unit_bar, **pipeline_kwargs)
+            process_file(job, config, client=client, progress_bar=progress_bar and len(jobs) == 1)
             for job in tqdm(jobs, desc="files", unit="file", disable=not progress_bar or len(jobs) < 2)
         ]
     else:
-        futures = [client.submit(_process_file_task, job, pipeline_kwargs, pure=False) for job in jobs]
+        futures = [client.submit(process_file, job, config, pure=False) for job in jobs]
         _wait_with_progress(futures, progress_bar, "files (Dask tasks)")
         rows = []
         for job, future in zip(jobs, futures, strict=True):
@@ -304,11 +280,7 @@ def run_file_jobs(jobs: list[FileJob], client=None, progress_bar: bool = False, 
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
-def _process_file_task(job: FileJob, pipeline_kwargs: dict) -> dict:
-    return process_file(job, **pipeline_kwargs)
-
-
-def process_file(job: FileJob, client=None, **pipeline_kwargs) -> dict:
+def process_file(job: FileJob, config: RunConfig | None = None, client=None, progress_bar: bool = False) -> dict:
     """Read one file, run the pipeline and write its outputs; never raises: failures become a summary row."""
     from .io import read_spike_trains, write_csv
     from .nwb import write_nwb
@@ -329,10 +301,7 @@ def process_file(job: FileJob, client=None, **pipeline_kwargs) -> dict:
                 raise ValueError(f"cannot read the file ({one_line(error)})") from error
         if job.output_format == "nwb" and trains.file_format != "nwb":
             raise ValueError(f"NWB output needs an NWB input; {job.path} is {trains.file_format}: use CSV output")
-        if client is None:
-            result = run_pipeline(dict(trains), **pipeline_kwargs)
-        else:
-            result = run_pipeline_dask(dict(trains), client, **pipeline_kwargs)
+        result = run_pipeline(dict(trains), config, client=client, progress_bar=progress_bar)
         if job.output_format == "csv":
             output.parent.mkdir(parents=True, exist_ok=True)
             outputs = [str(p) for p in write_csv(result, output)]

@@ -12,8 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .features import pattern_matches, spike_train_features
-from .models import get_model
-from .pipeline import _fidelity, population_targets, simulate_twins, unit_child_seed
+from .twin_simulation import fidelity_table, simulate_twins, unit_population
 
 # Twin selection budget: candidates per round are 1.5 x missing / (acceptance so far), at most this many candidates
 # per twin over all rounds, in at most SELECTION_ROUNDS rounds.
@@ -35,17 +34,7 @@ def _candidate_count(size: int, matched: int, simulated: int, accepted: int, spe
 
 
 def select_matching_twins(
-    model,
-    spike_trains,
-    populations: dict,
-    twin_trains: dict,
-    estimates: pd.DataFrame,
-    fidelity: pd.DataFrame,
-    duration_s=None,
-    noise_std: float = 0.0,
-    seed: int = 0,
-    frequency_tolerance: float = 0.10,
-    spikes_per_burst_tolerance: float = 1.0,
+    config, spike_trains, populations: dict, twin_trains: dict, estimates: pd.DataFrame, fidelity: pd.DataFrame
 ):
     """Replace the twins that do not fire in the unit's pattern by further members, drawn for the same DICs, that do.
 
@@ -64,9 +53,6 @@ def select_matching_twins(
     Returns (populations, twin trains, fidelity), updated; fidelity gains ``fraction_matching_before_selection``,
     ``n_candidates`` (extra twins simulated) and ``candidate_acceptance`` (fraction of them that matched).
     """
-    from .population import generate_population
-
-    model = get_model(model)
     populations, twin_trains = dict(populations), dict(twin_trains)
     fidelity = fidelity.copy()
     fidelity["fraction_matching_before_selection"] = fidelity["fraction_matching"]
@@ -81,7 +67,10 @@ def select_matching_twins(
         if not np.isfinite(fraction) or fraction >= 1.0 or len(twins) == 0:
             continue
         matches = pattern_matches(
-            recorded.loc[unit_id], spike_train_features(twins), frequency_tolerance, spikes_per_burst_tolerance
+            recorded.loc[unit_id],
+            spike_train_features(twins),
+            config.frequency_tolerance,
+            config.spikes_per_burst_tolerance,
         )
         kept = np.flatnonzero(matches)
         leftovers = np.flatnonzero(~matches)
@@ -103,24 +92,19 @@ def select_matching_twins(
             count = _candidate_count(unit["size"], matched, unit["simulated"], unit["accepted"], unit["spent"])
             if count == 0:
                 continue
-            g_s, g_u = population_targets(model, estimates.loc[unit_id])
-            child = int(np.random.SeedSequence([unit_child_seed(seed, unit_id), selection_round]).generate_state(1)[0])
-            try:
-                candidates[unit_id] = generate_population(model, g_s=g_s, g_u=g_u, n=count, seed=child).gbar
-            except ValueError:
-                continue  # the first population was reachable; a failure here only means no selection
+            gbar, _, _, _ = unit_population(config, unit_id, estimates.loc[unit_id], count, selection_round)
+            if gbar is not None:  # the first population was reachable; a failure here only means no selection
+                candidates[unit_id] = gbar
         if not candidates:
             break
-        candidate_trains = simulate_twins(
-            model, candidates, estimates, duration_s, noise_std, seed, selection_round=selection_round
-        )
+        candidate_trains = simulate_twins(config, candidates, estimates, selection_round=selection_round)
         for unit_id in candidates:
             unit = state[unit_id]
             matches = pattern_matches(
                 recorded.loc[unit_id],
                 spike_train_features(candidate_trains[unit_id]),
-                frequency_tolerance,
-                spikes_per_burst_tolerance,
+                config.frequency_tolerance,
+                config.spikes_per_burst_tolerance,
             )
             take = np.flatnonzero(matches)[: unit["size"] - len(unit["trains"])]
             unit["gbar"].append(candidates[unit_id][take])
@@ -139,9 +123,7 @@ def select_matching_twins(
         )
     changed = [u for u in state if state[u]["spent"]]
     if changed:
-        rescored = _fidelity(
-            spike_trains, {u: twin_trains[u] for u in changed}, frequency_tolerance, spikes_per_burst_tolerance
-        )
+        rescored = fidelity_table(config, spike_trains, {u: twin_trains[u] for u in changed})
         for column in rescored.columns:
             fidelity.loc[changed, column] = rescored.loc[changed, column].to_numpy()
     return populations, twin_trains, fidelity

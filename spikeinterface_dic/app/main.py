@@ -472,14 +472,19 @@ class DicApp:
             raise UserError("The random seed must be a whole number ≥ 0.")
         if all(len(t) < 3 for t in self.trains.values()):
             raise UserError("All units are silent (fewer than 3 spikes each): there is nothing to analyse.")
+        from ..config import RunConfig
+
+        config = RunConfig(
+            model=self.model_select.value,
+            population_size=int(population_size),
+            simulate=bool(self.simulate_checkbox.value),
+            seed=int(seed),
+        )
         self._run_count += 1
         stem = _safe_name(Path(self.input_path.name).stem if self.input_path else "results")
         return {
             "trains": dict(self.trains),
-            "model": self.model_select.value,
-            "population_size": int(population_size),
-            "simulate": bool(self.simulate_checkbox.value),
-            "seed": int(seed),
+            "config": config,
             "out_dir": self.workdir / f"run{self._run_count}",
             "stem": stem,
             "input_path": self.input_path,
@@ -499,13 +504,7 @@ class DicApp:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                result = run_pipeline(
-                    job["trains"],
-                    model=job["model"],
-                    population_size=job["population_size"],
-                    simulate=job["simulate"],
-                    seed=job["seed"],
-                )
+                result = run_pipeline(job["trains"], job["config"])
         finally:
             _RUN_LOCK.release()
         out_dir = Path(job["out_dir"])

@@ -23,10 +23,11 @@ import pandas as pd
 from spikeinterface.core.job_tools import fix_job_kwargs
 from spikeinterface.core.sortinganalyzer import AnalyzerExtension, register_result_extension
 
-from ..schema import ESTIMATE_NAMES
+from ..config import INFERENCE_SETTINGS, TWIN_SETTINGS, RunConfig
+from ..schema import ESTIMATE_NAMES, TWIN_NAMES
 from .ragged import unpack_rows
 from .trains import infer_dics_segments, unit_spike_trains
-from .twins import FIDELITY_COLUMNS, compute_twin_data, concatenate_twin_units, population_sizes, take_twin_units
+from .twins import UNIT_KEYS, compute_twin_data, concatenate_twin_units, population_sizes, take_twin_units
 
 _STRING_COLUMNS = ("label", "ood_reason")
 _INTEGER_COLUMNS = ("n_spikes", "n_windows", "n_refractory_violations")
@@ -138,16 +139,11 @@ class ComputeDynamicInputConductances(_UnitwiseExtension):
     need_job_kwargs = False
 
     def _set_params(self, model: str = "stg", refractory_ms: float = 1.0, time_scale: float | None = None):
-        from ..models import get_model
-
-        refractory_ms = float(refractory_ms)
-        if not (np.isfinite(refractory_ms) and refractory_ms >= 0):
-            raise ValueError(f"refractory_ms must be a number >= 0 (ms); got {refractory_ms}")
-        if time_scale is not None:
-            time_scale = float(time_scale)
-            if not (np.isfinite(time_scale) and time_scale > 0):
-                raise ValueError(f"time_scale must be a positive number (or None to estimate it); got {time_scale}")
-        return dict(model=get_model(model).name, refractory_ms=refractory_ms, time_scale=time_scale)
+        config = RunConfig(model=model, refractory_ms=refractory_ms, time_scale=time_scale)
+        if config.time_scale is not None and not isinstance(config.time_scale, float):
+            raise ValueError("time_scale of the extension is one k for every unit (or None to estimate it)")
+        settings = config.to_dict()
+        return {name: settings[name] for name in INFERENCE_SETTINGS}
 
     def _compute_units(self, sorting_analyzer, unit_ids, job_kwargs) -> dict:
         return compute_dic_data(
@@ -225,30 +221,35 @@ class ComputeTwinPopulations(_UnitwiseExtension):
         population_size: int = 100,
         simulate: bool = True,
         duration_s: float | None = None,
-        noise_std: float = 0.0,
+        noise_std_uA_cm2: float = 0.0,
         seed: int = 0,
         frequency_tolerance: float = 0.1,
         spikes_per_burst_tolerance: float = 1.0,
         adapt_time_scale: bool = True,
         twin_selection: bool = True,
+        noise_std: float | None = None,
     ):
-        if int(population_size) < 1:
-            raise ValueError(f"population_size must be >= 1; got {population_size}")
-        if duration_s is not None and not float(duration_s) > 0:
-            raise ValueError(f"duration_s must be > 0 (s) or None; got {duration_s}")
-        if not (np.isfinite(noise_std) and noise_std >= 0):
-            raise ValueError(f"noise_std must be a number >= 0 (uA/cm2); got {noise_std}")
-        return dict(
-            population_size=int(population_size),
-            simulate=bool(simulate),
-            duration_s=None if duration_s is None else float(duration_s),
-            noise_std=float(noise_std),
-            seed=int(seed),
-            frequency_tolerance=float(frequency_tolerance),
-            spikes_per_burst_tolerance=float(spikes_per_burst_tolerance),
-            adapt_time_scale=bool(adapt_time_scale),
-            twin_selection=bool(twin_selection),
-        )
+        if noise_std is not None:  # the name before the run configuration existed
+            noise_std_uA_cm2 = noise_std
+        settings = RunConfig(
+            population_size=population_size,
+            simulate=simulate,
+            duration_s=duration_s,
+            noise_std_uA_cm2=noise_std_uA_cm2,
+            seed=seed,
+            frequency_tolerance=frequency_tolerance,
+            spikes_per_burst_tolerance=spikes_per_burst_tolerance,
+            adapt_time_scale=adapt_time_scale,
+            twin_selection=twin_selection,
+        ).to_dict()
+        return {name: settings[name] for name in TWIN_SETTINGS}
+
+    def run_config(self) -> RunConfig:
+        """The run configuration of these twins: the DIC extension's settings and this extension's."""
+        parent = self.sorting_analyzer.get_extension(ComputeDynamicInputConductances.extension_name)
+        if parent is None:
+            raise ValueError("twin_populations needs the 'dynamic_input_conductances' extension: compute it first")
+        return RunConfig.from_dict({**parent.params, **self.params})
 
     def _compute_units(self, sorting_analyzer, unit_ids, job_kwargs) -> dict:
         parent = sorting_analyzer.get_extension(ComputeDynamicInputConductances.extension_name)
@@ -259,9 +260,7 @@ class ComputeTwinPopulations(_UnitwiseExtension):
             sorting_analyzer.sorting,
             unit_ids,
             parent.get_data(),
-            parent.params["model"],
-            parent.params["refractory_ms"],
-            **self.params,
+            RunConfig.from_dict({**parent.params, **self.params}),
             n_jobs=job_kwargs["n_jobs"],
             progress_bar=job_kwargs["progress_bar"],
         )
@@ -274,7 +273,7 @@ class ComputeTwinPopulations(_UnitwiseExtension):
             {"population_size": population_sizes(self.data)},
             index=pd.Index(self.sorting_analyzer.unit_ids, name="unit_id"),
         )
-        for column in ("target_g_s", "target_g_u", "twin_time_scale", "population_error", "n_twins", *FIDELITY_COLUMNS):
+        for column in UNIT_KEYS:
             frame[column] = np.asarray(self.data[column])
         return frame
 
@@ -312,7 +311,7 @@ class ComputeTwinPopulations(_UnitwiseExtension):
         summary = self.get_data()
         with_population = [u for u in summary.index if summary.loc[u, "population_size"] > 0]
         simulated = [u for u in with_population if summary.loc[u, "n_twins"] > 0] if self.params["simulate"] else []
-        fidelity = summary.loc[simulated, ["n_twins", *FIDELITY_COLUMNS]]
+        fidelity = summary.loc[simulated, list(TWIN_NAMES)]
         estimates = parent.get_data()
         estimates["population_error"] = summary["population_error"]
         estimates["twin_time_scale"] = summary["twin_time_scale"]  # time_scale stays the network's
@@ -323,7 +322,7 @@ class ComputeTwinPopulations(_UnitwiseExtension):
             populations={u: self.get_population(u).to_numpy() for u in with_population},
             twin_spike_trains={u: self.get_twin_spike_trains(u) for u in simulated},
             fidelity=fidelity,
-            parameters={**parent.params, **self.params},
+            parameters=self.run_config().to_dict(),
             provenance={"package": "spikeinterface-dic", "version": __version__, "source": "SortingAnalyzer"},
         )
 

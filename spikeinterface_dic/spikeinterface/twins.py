@@ -26,176 +26,56 @@ on n_jobs, on how units are chunked, on the other units, or on merges and splits
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
-import pandas as pd
 
-from ..pipeline import ROWS_PER_KERNEL_CALL, score_twins, simulate_twins, unit_population
-from ..twin_selection import select_matching_twins
+from ..config import RunConfig
+from ..schema import TWIN_COLUMNS, TWIN_NAMES
+from ..twin_stage import recorded_train, run_twin_stage
 from .ragged import concatenate_rows, pack_rows, row_positions, take_rows
-from .trains import reference_train, unit_spike_trains
+from .trains import unit_spike_trains
 
-FIDELITY_COLUMNS = (
-    "fraction_matching",
-    "fraction_matching_network_time_scale",
-    "twin_label_fraction",
-    "median_isi_distance",
-    "main_frequency_hz",
-    "twin_main_frequency_hz",
-    "fraction_matching_before_selection",
-    "n_candidates",
-    "candidate_acceptance",
-)
-UNIT_KEYS = ("target_g_s", "target_g_u", "twin_time_scale", "population_error", *FIDELITY_COLUMNS, "n_twins")
-
-
-@contextlib.contextmanager
-def kernel_threads(n_jobs: int):
-    """Run the numba simulation kernel on ``n_jobs`` threads (results do not depend on it: rows are independent)."""
-    import numba
-
-    previous = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(int(n_jobs), numba.config.NUMBA_NUM_THREADS)))
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
-
-
-def _population(model, unit_id, estimate, population_size: int, seed: int) -> dict:
-    """One unit's population, generated exactly as in run_pipeline (same targets, same seed)."""
-    gbar, target_g_s, target_g_u, error = unit_population(model, unit_id, estimate, population_size, seed)
-    return dict(
-        target_g_s=target_g_s,
-        target_g_u=target_g_u,
-        population_error=error,
-        gbar=np.empty((0, model.n_channels)) if gbar is None else gbar,
-    )
-
-
-def _simulate(
-    model,
-    populations,
-    estimates,
-    references,
-    duration_s,
-    noise_std,
-    seed,
-    frequency_tolerance,
-    spikes_per_burst_tolerance,
-    adapt_time_scale,
-    twin_selection,
-    n_jobs,
-    progress_bar,
-):
-    """Populations (after twin selection), twins, fidelity table and time scales of the units in ``populations``
-    (the steps of run_pipeline)."""
-    from tqdm.auto import tqdm
-
-    unit_ids = list(populations)
-    estimates = estimates.loc[unit_ids].copy()  # score_twins rewrites the time scales it adapts
-    twins = {}
-    # Rows are independent and their noise seeds come from (seed, unit id): chunking does not change results.
-    chunk = max(1, ROWS_PER_KERNEL_CALL // max(len(next(iter(populations.values()))), 1))
-    with kernel_threads(n_jobs), tqdm(total=len(unit_ids), desc="twin populations", disable=not progress_bar) as bar:
-        for start in range(0, len(unit_ids), chunk):
-            group = {u: populations[u] for u in unit_ids[start : start + chunk]}
-            twins.update(simulate_twins(model, group, estimates, duration_s, noise_std, seed))
-            bar.update(len(group))
-    twins, fidelity = score_twins(
-        references, twins, estimates, frequency_tolerance, spikes_per_burst_tolerance, adapt_time_scale
-    )
-    if twin_selection:
-        with kernel_threads(n_jobs):
-            populations, twins, fidelity = select_matching_twins(
-                model,
-                references,
-                populations,
-                twins,
-                estimates,
-                fidelity,
-                duration_s,
-                noise_std,
-                seed,
-                frequency_tolerance,
-                spikes_per_burst_tolerance,
-            )
-    time_scales = np.clip(np.nan_to_num(estimates["time_scale"].to_numpy(float), nan=1.0), 0.05, 50.0)
-    return populations, twins, fidelity, dict(zip(unit_ids, time_scales, strict=True))
+# Per-unit arrays of the extension's data (the ragged population and twin arrays are handled apart).
+UNIT_KEYS = ("target_g_s", "target_g_u", "twin_time_scale", "population_error", *TWIN_NAMES)
 
 
 def compute_twin_data(
-    sorting,
-    unit_ids,
-    estimates: pd.DataFrame,
-    model,
-    refractory_ms: float,
-    population_size: int,
-    simulate: bool,
-    duration_s,
-    noise_std: float,
-    seed: int,
-    frequency_tolerance: float,
-    spikes_per_burst_tolerance: float,
-    adapt_time_scale: bool = True,
-    twin_selection: bool = True,
-    n_jobs: int = 1,
-    progress_bar: bool = False,
+    sorting, unit_ids, estimates, config: RunConfig, n_jobs: int | None = None, progress_bar: bool = False
 ) -> dict:
     """Data dict (see module docstring) of the twin populations of ``unit_ids`` of ``sorting``.
 
     ``estimates`` is the DIC table (indexed by unit id) the populations are generated from; the twins are compared
-    with each unit's reference train (:func:`.trains.reference_train`).
+    with each unit's recorded train (:func:`spikeinterface_dic.twin_stage.recorded_train`): the same twin stage as
+    :func:`spikeinterface_dic.run_pipeline`.
     """
-    from ..models import get_model
-
-    model = get_model(model)
+    model = config.model_declaration
     unit_ids = list(unit_ids)
-    records = {u: _population(model, u, estimates.loc[u], int(population_size), seed) for u in unit_ids}
-    populations = {u: r["gbar"] for u, r in records.items() if len(r["gbar"])}
-    twins, fidelity, time_scales = {}, pd.DataFrame(), {}
-    if simulate and populations:
-        trains = unit_spike_trains(sorting, list(populations))
-        references = {u: reference_train(trains[u], refractory_ms) for u in populations}
-        populations, twins, fidelity, time_scales = _simulate(
-            model,
-            populations,
-            estimates,
-            references,
-            duration_s,
-            noise_std,
-            seed,
-            frequency_tolerance,
-            spikes_per_burst_tolerance,
-            adapt_time_scale,
-            twin_selection,
-            n_jobs,
-            progress_bar,
-        )
-        for unit_id, gbar in populations.items():
-            records[unit_id]["gbar"] = gbar
-    elif populations:
-        clipped = np.clip(
-            np.nan_to_num(estimates.loc[list(populations), "time_scale"].to_numpy(float), nan=1.0), 0.05, 50.0
-        )
-        time_scales = dict(zip(populations, clipped, strict=True))
+    with_estimate = [u for u in unit_ids if np.isfinite(estimates.loc[u, "g_s"])] if config.simulate else []
+    trains = unit_spike_trains(sorting, with_estimate)
+    recorded = {u: recorded_train(trains[u], config.refractory_ms) for u in with_estimate}
+    stage = run_twin_stage(estimates.loc[unit_ids], recorded, config, progress_bar=progress_bar, n_jobs=n_jobs)
+    time_scales = stage.twin_time_scales()
+    empty = np.empty((0, model.n_channels))
     data = {
-        "target_g_s": np.array([records[u]["target_g_s"] for u in unit_ids], dtype=np.float64),
-        "target_g_u": np.array([records[u]["target_g_u"] for u in unit_ids], dtype=np.float64),
+        "target_g_s": stage.estimates["target_g_s"].to_numpy(np.float64),
+        "target_g_u": stage.estimates["target_g_u"].to_numpy(np.float64),
         "twin_time_scale": np.array([time_scales.get(u, np.nan) for u in unit_ids], dtype=np.float64),
-        "population_error": np.array([records[u]["population_error"] for u in unit_ids], dtype=str),
-        "n_twins": np.array([len(twins.get(u, ())) for u in unit_ids], dtype=np.int64),
+        "population_error": np.array(stage.estimates["population_error"].tolist(), dtype=str),
     }
-    for column in FIDELITY_COLUMNS:
-        present = column in fidelity.columns  # the selection columns exist only with twin_selection
-        data[column] = np.array(
-            [fidelity.loc[u, column] if u in twins and present else np.nan for u in unit_ids], dtype=float
-        )
+    for column in TWIN_COLUMNS:
+        simulated = column.name in stage.fidelity.columns  # the selection columns exist only with twin_selection
+        values = [
+            stage.fidelity.loc[u, column.name] if simulated and u in stage.twin_trains else column.empty_value()
+            for u in unit_ids
+        ]
+        if column.name == "n_twins":
+            values = [len(stage.twin_trains.get(u, ())) for u in unit_ids]
+        data[column.name] = column.as_array(values)
     data["population_gbar"], data["population_offsets"] = pack_rows(
-        [records[u]["gbar"] for u in unit_ids], row_shape=(model.n_channels,)
+        [stage.populations.get(u, empty) for u in unit_ids], row_shape=(model.n_channels,)
     )
-    twin_rows = [t for u in unit_ids for t in twins.get(u, [np.empty(0)] * len(records[u]["gbar"]))]
+    twin_rows = [
+        t for u in unit_ids for t in stage.twin_trains.get(u, [np.empty(0)] * len(stage.populations.get(u, ())))
+    ]
     data["twin_spike_times"], data["twin_spike_offsets"] = pack_rows(twin_rows)
     data["conductance_names"] = np.array(model.conductance_names, dtype=str)
     return data
@@ -232,4 +112,4 @@ def population_sizes(data: dict) -> np.ndarray:
     return np.diff(np.asarray(data["population_offsets"], dtype=np.int64))
 
 
-__all__ = ["compute_twin_data", "take_twin_units", "concatenate_twin_units", "kernel_threads", "population_sizes"]
+__all__ = ["compute_twin_data", "take_twin_units", "concatenate_twin_units", "population_sizes", "UNIT_KEYS"]

@@ -1,0 +1,178 @@
+"""The twin stage: DIC estimates + recorded trains + configuration -> populations, twin trains, fidelity.
+
+:func:`~spikeinterface_dic.run_pipeline` and the SpikeInterface "twin_populations" extension both call
+:func:`run_twin_stage`, so a unit gets the same twins and the same scores by either path. Every random step of a
+unit derives from (seed, unit id) and the kernel's rows are independent, so the result does not depend on the other
+units, on their order, on chunking or on threads.
+
+Cost model: see :mod:`.twin_simulation` (simulation dominates) and :mod:`.twin_selection` (extra candidates, only
+for units whose first population is not fully matching).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .config import RunConfig
+from .twin_selection import select_matching_twins
+from .twin_simulation import ROWS_PER_KERNEL_CALL, score_twins, simulate_twins, twin_time_scales, unit_population
+
+
+def remove_refractory_violations(train, refractory_ms: float) -> np.ndarray:
+    """Sorted ``train`` without the second spike of every ISI shorter than ``refractory_ms`` (the rule inference
+    applies before reading a train)."""
+    train = np.sort(np.asarray(train, dtype=np.float64))
+    if train.size == 0:
+        return train
+    return train[np.concatenate([[True], np.diff(train) >= refractory_ms / 1000.0])]
+
+
+def recorded_train(segments, refractory_ms: float) -> np.ndarray:
+    """The train a unit's twins are compared with: its segment with most spikes (a bare array is one segment),
+    refractory violations removed."""
+    if isinstance(segments, np.ndarray) and segments.dtype != object:
+        segments = [segments]
+    cleaned = [remove_refractory_violations(train, refractory_ms) for train in segments]
+    if not cleaned:
+        return np.empty(0)
+    return cleaned[int(np.argmax([train.size for train in cleaned]))]
+
+
+@contextlib.contextmanager
+def kernel_threads(n_jobs: int | None):
+    """Run the numba simulation kernel on ``n_jobs`` threads (None: leave numba's setting; results do not depend on
+    it: rows are independent)."""
+    if n_jobs is None:
+        yield
+        return
+    import numba
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(int(n_jobs), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+@dataclass
+class TwinStageResult:
+    """What the twin stage produced.
+
+    Attributes
+    ----------
+    estimates : pandas.DataFrame
+        The input estimates of the stage's units plus ``target_g_s``, ``target_g_u``, ``population_error`` and,
+        when simulated, ``time_scale_network`` (k before adaptation; ``time_scale`` is the final k).
+    populations : dict
+        {unit_id: (population_size, n_channels) mS/cm2} for the units with a population (after twin selection).
+    twin_trains : dict
+        {unit_id: list of spike-time arrays (s)}; empty when not simulated.
+    fidelity : pandas.DataFrame
+        One row per simulated unit (columns: :data:`.schema.TWIN_COLUMNS`).
+    timings : dict
+        Seconds per step.
+    """
+
+    estimates: pd.DataFrame
+    populations: dict
+    twin_trains: dict = field(default_factory=dict)
+    fidelity: pd.DataFrame = field(default_factory=pd.DataFrame)
+    timings: dict = field(default_factory=dict)
+
+    def twin_time_scales(self) -> dict:
+        """{unit_id: k of the twins' spike times} for the units with a population."""
+        units = list(self.populations)
+        return dict(zip(units, twin_time_scales(self.estimates, units), strict=True)) if units else {}
+
+
+def _progress(total: int, enabled: bool, description: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, disable=not enabled)
+
+
+def run_twin_stage(
+    estimates: pd.DataFrame,
+    recorded_trains: dict,
+    config: RunConfig,
+    progress_bar: bool = False,
+    n_jobs: int | None = None,
+) -> TwinStageResult:
+    """Populations, simulated twins, fidelity and twin selection of the units of ``estimates``.
+
+    Parameters
+    ----------
+    estimates : pandas.DataFrame
+        :func:`~spikeinterface_dic.infer_dics` rows (indexed by unit id) of the units to build twins for.
+    recorded_trains : dict
+        {unit_id: spike times (s)} the twins are compared with (see :func:`recorded_train`); needed when
+        ``config.simulate``.
+    config : RunConfig
+    progress_bar : bool, default: False
+        Bars over the population, simulation and selection steps.
+    n_jobs : int | None, default: None
+        Threads of the simulation kernel (None: numba's default).
+    """
+    import time
+
+    timings = {}
+    estimates = estimates.copy()  # the stage writes targets and adapted time scales
+    unit_ids = list(estimates.index)
+    started = time.perf_counter()
+    populations, targets, errors = {}, {}, {}
+    with _progress(len(unit_ids), progress_bar, "twin populations") as bar:
+        for unit_id in unit_ids:
+            gbar, g_s, g_u, error = unit_population(config, unit_id, estimates.loc[unit_id])
+            targets[unit_id], errors[unit_id] = (g_s, g_u), error
+            if gbar is not None:
+                populations[unit_id] = gbar
+            bar.update(1)
+    estimates["target_g_s"] = [targets[u][0] for u in unit_ids]
+    estimates["target_g_u"] = [targets[u][1] for u in unit_ids]
+    estimates["population_error"] = [errors[u] for u in unit_ids]
+    timings["populations_s"] = time.perf_counter() - started
+    result = TwinStageResult(estimates, populations, timings=timings)
+    if not (config.simulate and populations):
+        return result
+
+    started = time.perf_counter()
+    simulated = list(populations)
+    twins = {}
+    # Chunks of whole units of at most ROWS_PER_KERNEL_CALL rows, for the progress bar only: rows are independent
+    # and their noise seeds come from (seed, unit id), so chunking does not change results.
+    with kernel_threads(n_jobs), _progress(len(simulated), progress_bar, "simulating twins") as bar:
+        chunk = []
+        for index, unit_id in enumerate(simulated):
+            chunk.append(unit_id)
+            rows = sum(len(populations[u]) for u in chunk)
+            if rows >= ROWS_PER_KERNEL_CALL or index == len(simulated) - 1:
+                twins.update(simulate_twins(config, {u: populations[u] for u in chunk}, estimates))
+                bar.update(len(chunk))
+                chunk = []
+    timings["simulation_s"] = time.perf_counter() - started
+    references = {u: recorded_trains[u] for u in simulated}
+    started = time.perf_counter()
+    scored_estimates = estimates.loc[simulated].copy()
+    twins, fidelity = score_twins(config, references, twins, scored_estimates)
+    timings["fidelity_s"] = time.perf_counter() - started
+    if config.twin_selection:
+        started = time.perf_counter()
+        with kernel_threads(n_jobs), _progress(1, progress_bar, "twin selection") as bar:
+            populations, twins, fidelity = select_matching_twins(
+                config, references, populations, twins, scored_estimates, fidelity
+            )
+            bar.update(1)
+        timings["selection_s"] = time.perf_counter() - started
+    estimates["time_scale_network"] = estimates["time_scale"]
+    for column in ("time_scale", "time_scale_std", "time_scale_low", "time_scale_high", "time_scale_network"):
+        estimates.loc[simulated, column] = scored_estimates[column].to_numpy()
+    result.populations, result.twin_trains, result.fidelity = populations, twins, fidelity
+    return result
+
+
+__all__ = ["TwinStageResult", "run_twin_stage", "recorded_train", "remove_refractory_violations", "kernel_threads"]
