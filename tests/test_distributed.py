@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from spikeinterface_dic import cli
+from spikeinterface_dic.config import RunConfig
 from spikeinterface_dic.distributed import (
     FileJob,
     file_jobs,
@@ -55,9 +56,9 @@ def _assert_same_result(actual, expected) -> None:
 
 
 def test_run_pipeline_dask_equals_local(client, spike_trains):
-    kwargs = {**FAST, "noise_std": 0.5}  # noisy twins: their noise must not depend on the chunk either
+    kwargs = {**FAST, "noise_std_uA_cm2": 0.5}  # noisy twins: their noise must not depend on the chunk either
     local = run_pipeline(spike_trains, **kwargs)
-    spread = run_pipeline_dask(spike_trains, client, units_per_task=4, **kwargs)
+    spread = run_pipeline_dask(spike_trains, client, RunConfig(**kwargs), units_per_task=4)
     _assert_same_result(spread, local)
     assert spread.unit_ids == list(spike_trains)
     assert spread.provenance["dask"]["n_tasks"] == 3
@@ -72,8 +73,8 @@ def test_process_files_isolates_a_corrupt_file_and_matches_local(client, tmp_pat
     corrupt = tmp_path / "corrupt.nwb"
     corrupt.write_bytes(b"\x89HDF\r\n not really")
     paths = [DATA / "spike2pop_stg_set.csv", corrupt, cli.example_path()]
-    with_dask = process_files(paths, tmp_path / "dask", client=client, **FAST)
-    here = process_files(paths, tmp_path / "local", **FAST)
+    with_dask = process_files(paths, tmp_path / "dask", client=client, config=RunConfig(**FAST))
+    here = process_files(paths, tmp_path / "local", config=RunConfig(**FAST))
 
     for summary in (with_dask, here):
         assert summary["file"].tolist() == [str(p) for p in paths]
@@ -110,7 +111,9 @@ def test_file_jobs_names_outputs_uniquely(tmp_path):
 
 
 def test_nwb_output_needs_nwb_input(tmp_path):
-    summary = process_files([DATA / "spike2pop_stg_set.csv"], tmp_path, output_format="nwb", simulate=False, **FAST)
+    summary = process_files(
+        [DATA / "spike2pop_stg_set.csv"], tmp_path, output_format="nwb", config=RunConfig(simulate=False, **FAST)
+    )
     assert summary.loc[0, "status"] == "failed" and "NWB output needs an NWB input" in summary.loc[0, "error"]
     assert not any(tmp_path.iterdir())
     assert np.isnan(summary.loc[0, "fraction_matching"])

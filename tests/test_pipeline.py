@@ -91,7 +91,7 @@ def test_twin_selection_keeps_the_dics_and_the_matching_twins(result):
         # The first population's matching twins come first, unchanged; every twin keeps the unit's DIC target.
         np.testing.assert_array_equal(selected.populations[unit_id][: matched.sum()], first[matched])
         assert selected.populations[unit_id].shape == first.shape
-        g_s, g_u = sdic.pipeline.population_targets(model, selected.estimates.loc[unit_id])
+        g_s, g_u = selected.estimates.loc[unit_id, ["target_g_s", "target_g_u"]]
         dics = sdic.compute_dics(model, selected.populations[unit_id])
         np.testing.assert_allclose(dics[:, 1], g_s, atol=1e-5)
         np.testing.assert_allclose(dics[:, 2], g_u, atol=1e-5)
@@ -104,13 +104,13 @@ def test_units_with_different_windows_match_one_long_simulation():
     """Units are simulated in groups of similar windows; every twin equals its row of one long kernel call."""
     import pandas as pd
 
-    from spikeinterface_dic.pipeline import _window_groups, simulate_twins, unit_child_seed
+    from spikeinterface_dic.twin_simulation import _window_groups, simulate_twins, unit_child_seed
 
     model = sdic.get_model("stg")
     sets = model.extra["example_sets"]
     populations = {"slow": np.array([sets["S3"], sets["S4"]]), "fast": np.array([sets["S4"]])}
     estimates = pd.DataFrame({"time_scale": [2.0, 0.5]}, index=["slow", "fast"])
-    twins = simulate_twins(model, populations, estimates, duration_s=1.0, seed=7)
+    twins = simulate_twins(sdic.RunConfig(model=model, duration_s=1.0, seed=7), populations, estimates)
     assert [len(g) for g in _window_groups(np.array([500.0, 2000.0]))] == [1, 1]
     for unit_id, k in (("slow", 2.0), ("fast", 0.5)):
         seeds = np.random.SeedSequence(unit_child_seed(7, unit_id)).generate_state(2, dtype=np.uint64)
@@ -122,7 +122,7 @@ def test_units_with_different_windows_match_one_long_simulation():
 
 
 def test_kernel_calls_are_cut_at_whole_units():
-    from spikeinterface_dic.pipeline import ROWS_PER_KERNEL_CALL, _row_chunks
+    from spikeinterface_dic.twin_simulation import ROWS_PER_KERNEL_CALL, _row_chunks
 
     sizes = [ROWS_PER_KERNEL_CALL - 100, 150, 50, ROWS_PER_KERNEL_CALL + 1]
     chunks = _row_chunks([np.array([0, 1, 2]), np.array([3])], sizes)

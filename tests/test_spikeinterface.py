@@ -12,6 +12,7 @@ from spikeinterface_dic.spikeinterface import (
     compute_twin_populations,
 )
 from spikeinterface_dic.spikeinterface.trains import combine_segment_estimates
+from spikeinterface_dic.twin_simulation import unit_child_seed
 
 FS = 10_000.0
 CONDUCTANCE_SETS = [(-4.0, 5.0), (4.0, 5.0), (-6.0, 4.0)]  # (g_s, g_u): tonic and bursting STG neurons
@@ -100,7 +101,7 @@ def test_data_are_plain_arrays(trains, analyzer):
         summary.loc["1", "target_g_s"],
         summary.loc["1", "target_g_u"],
         4,
-        seed=sdic.pipeline.unit_child_seed(7, "1"),
+        seed=unit_child_seed(7, "1"),
     ).gbar
     np.testing.assert_array_equal(population.to_numpy(), expected)
 
