@@ -17,12 +17,27 @@ from __future__ import annotations
 import numpy as np
 
 from .models import Model, get_model
-from .models.base import _free_names
 
-_COMPLEX_STEP = 1e-30
+COMPLEX_STEP = 1e-30  # imaginary step of complex-step derivatives: exact to rounding, no cancellation
 
 
-def _validate_gbar(model: Model, gbar, name: str = "gbar") -> np.ndarray:
+def validate_gbar(model: Model, gbar, name: str = "gbar") -> np.ndarray:
+    """Check maximal conductances against a model and return them as a float array.
+
+    Parameters
+    ----------
+    model : Model
+        The model whose channels the last axis holds.
+    gbar : array_like, shape (..., n_channels)
+        Maximal conductances (mS/cm2).
+    name : str, default: "gbar"
+        Argument name used in error messages.
+
+    Raises
+    ------
+    ValueError
+        On a wrong last axis, NaN, negative conductances or a non-positive leak.
+    """
     gbar = np.asarray(gbar, dtype=float)
     if gbar.ndim == 0 or gbar.shape[-1] != model.n_channels:
         raise ValueError(
@@ -51,12 +66,12 @@ def timescale_weight(tau_ms, tau_low_ms, tau_high_ms):
 
 def _derivative(function, arguments: dict, variable: str):
     shifted = dict(arguments)
-    shifted[variable] = arguments[variable] + 1j * _COMPLEX_STEP
-    return np.imag(function(**shifted)) / _COMPLEX_STEP
+    shifted[variable] = arguments[variable] + 1j * COMPLEX_STEP
+    return np.imag(function(**shifted)) / COMPLEX_STEP
 
 
 def _gate_values(model: Model, gate, arguments: dict):
-    names = _free_names(model, gate.inf)
+    names = model.free_names(gate.inf)
     function = model.function(gate.inf, names)
 
     def call(**kwargs):
@@ -68,15 +83,16 @@ def _gate_values(model: Model, gate, arguments: dict):
     return value, derivatives
 
 
-def _static_factor(model: Model, channel, gate_values: dict):
+def gating_factor(channel, gate_values: dict):
+    """prod(x ** power) over the gates of a channel (1 for the leak), given {gate name: value}."""
     value = 1.0
     for gate_name, power in channel.gates:
         value = value * gate_values[gate_name] ** power
     return value
 
 
-def _factor_partial(channel, gate_values: dict, gate_name: str):
-    """d(prod x^p)/dx for one gate of the channel."""
+def gating_factor_partial(channel, gate_values: dict, gate_name: str):
+    """d(prod x^p)/dx for one gate x of the channel."""
     result = 1.0
     for name, power in channel.gates:
         if name == gate_name:
@@ -86,7 +102,39 @@ def _factor_partial(channel, gate_values: dict, gate_name: str):
     return result
 
 
-def _concentration_steady_state(model: Model, concentration, v, gbar):
+def channel_sensitivity(channel, gate_values: dict, driving, paths: dict):
+    """One channel's column of the unnormalised S: (fast, slow, ultraslow) rows.
+
+    Parameters
+    ----------
+    channel : Channel
+        The channel.
+    gate_values : dict
+        {gate name: steady-state value}.
+    driving : float | np.ndarray
+        V - E_rev.
+    paths : dict
+        {gate name: [(d x_inf/dV along one path, w_fs, w_su), ...]}: the direct voltage path and one path per
+        concentration the gate reads, each with the timescale weights of that path.
+
+    Returns
+    -------
+    tuple
+        (fast, slow, ultraslow): the static factor plus the fast share of every path's contribution, then the slow and
+        ultraslow shares (w_su - w_fs and 1 - w_su of each contribution).
+    """
+    fast, slow, ultraslow = gating_factor(channel, gate_values), 0.0, 0.0
+    for gate_name, _ in channel.gates:
+        partial = gating_factor_partial(channel, gate_values, gate_name) * driving
+        for slope, w_fs, w_su in paths[gate_name]:
+            contribution = partial * slope
+            fast = fast + w_fs * contribution
+            slow = slow + (w_su - w_fs) * contribution
+            ultraslow = ultraslow + (1.0 - w_su) * contribution
+    return fast, slow, ultraslow
+
+
+def concentration_steady_state(model: Model, concentration, v, gbar):
     """C_inf(V; gbar) and dC_inf/dV for a concentration driven by its source currents."""
     c_inf = concentration.beta
     dc_dv = 0.0
@@ -98,8 +146,8 @@ def _concentration_steady_state(model: Model, concentration, v, gbar):
         for gate_name, _ in channel.gates:
             values[gate_name], partials = _gate_values(model, model.gate_by_name[gate_name], {"V": v})
             derivatives[gate_name] = partials["V"]
-        factor = _static_factor(model, channel, values)
-        dfactor = sum(_factor_partial(channel, values, g) * derivatives[g] for g, _ in channel.gates)
+        factor = gating_factor(channel, values)
+        dfactor = sum(gating_factor_partial(channel, values, g) * derivatives[g] for g, _ in channel.gates)
         g = gbar[..., index]
         c_inf = c_inf - concentration.alpha * g * factor * (v - reversal)
         dc_dv = dc_dv - concentration.alpha * g * (dfactor * (v - reversal) + factor)
@@ -131,7 +179,7 @@ def sensitivity_matrix(model, gbar, v_mV=None, normalize: bool = True) -> np.nda
     arguments = {"V": v}
     concentration_slopes = {}
     for concentration in model.concentrations:
-        arguments[concentration.name], concentration_slopes[concentration.name] = _concentration_steady_state(
+        arguments[concentration.name], concentration_slopes[concentration.name] = concentration_steady_state(
             model, concentration, v, gbar
         )
 
@@ -166,14 +214,8 @@ def sensitivity_matrix(model, gbar, v_mV=None, normalize: bool = True) -> np.nda
     matrix = np.zeros(shape + (3, model.n_channels))
     for index, channel in enumerate(model.channels):
         driving = v - model.constants[channel.reversal]
-        matrix[..., 0, index] = _static_factor(model, channel, gate_values)
-        for gate_name, _ in channel.gates:
-            partial = _factor_partial(channel, gate_values, gate_name) * driving
-            for slope, w_fs, w_su in contributions[gate_name]:
-                s = partial * slope
-                matrix[..., 0, index] += w_fs * s
-                matrix[..., 1, index] += (w_su - w_fs) * s
-                matrix[..., 2, index] += (1.0 - w_su) * s
+        for row, value in enumerate(channel_sensitivity(channel, gate_values, driving, contributions)):
+            matrix[..., row, index] = value
     if normalize:
         matrix = matrix / gbar[..., model.leak_index, None, None]
     return matrix
@@ -198,7 +240,7 @@ def compute_dics(model, gbar, v_mV=None) -> np.ndarray:
     array([-6.16, 3.94, 4.97])
     """
     model = get_model(model)
-    gbar = _validate_gbar(model, gbar)
+    gbar = validate_gbar(model, gbar)
     matrix = sensitivity_matrix(model, gbar, v_mV)
     shape = matrix.shape[:-2]
     return np.einsum("...rc,...c->...r", matrix, np.broadcast_to(gbar, shape + (model.n_channels,)))
@@ -218,7 +260,7 @@ def compute_threshold(
     it to ``tolerance_mV``. Returns an array of shape ``gbar.shape[:-1]`` in mV.
     """
     model = get_model(model)
-    gbar = _validate_gbar(model, gbar)
+    gbar = validate_gbar(model, gbar)
     batch = gbar.reshape(-1, model.n_channels)
     grid = np.arange(v_min_mV, v_max_mV + 0.5 * grid_step_mV, grid_step_mV)
     g_t = total_input_conductance(model, batch[:, None, :], grid[None, :])  # (n, n_grid)

@@ -6,8 +6,10 @@ conductances at V_th equal the target to within ``tolerance``:
 A. Draw a base "spiking" population (Fyon et al. 2024): g_leak ~ Gamma with the mean and variance of U[a, b], the
    other ranged conductances uniform, every drawn or fixed conductance multiplied by g_leak / mean_leak; then solve
    for ``model.extra["spiking_solved"]`` so that every member has ``model.extra["spiking_targets"]``.
-B. Choose the channels to compensate (:func:`default_compensation_channels`, or ``channels=``).
-C. For STG, start compensated g_CaS / g_CaT at the authors' linear "calcium priors".
+B. Choose the channels to compensate: ``channels=``, or the rule the model declares (``model.compensation``, read by
+   :func:`default_compensation_channels`).
+C. Start compensated channels with a declared prior (``model.compensation.priors``; STG: the authors' linear fits of
+   g_CaS / g_CaT against g_s) there, the others at their base value.
 D. Solve S[R, U] g_U = t_R - S[R, K] g_K for every member at once. When a compensated channel feeds a concentration
    (STG CaT, CaS: S_KCa depends on them through the steady-state calcium), the solve is repeated with S rebuilt at the
    last solution until each member's L2 DIC residual is <= ``tolerance`` (converged members leave the active set).
@@ -23,7 +25,7 @@ channel choice of the app ([ERG, CaL] for g_s < 0, else [ERG, Kd]). With a g_f t
 conductance, is compensated as a third channel.
 
 Cost model (n members, C channels, k <= 3 unknowns). All members share V_th, so gate steady states, derivatives and
-timescale weights are computed once per (model, V) and cached (:class:`_SensitivityAtVoltage`, ~1 ms once). Per
+timescale weights are computed once per (model content, V) and cached (:class:`_SensitivityAtVoltage`, ~1 ms once). Per
 member, S is that matrix divided by g_leak, except the columns of concentration-gated channels (STG KCa), which depend
 on Ca_inf and dCa_inf/dV, both linear in gbar: one (n, C) @ (C,) product each plus O(1) element-wise work per member.
 A batched k x k solve is closed-form, O(n k^3). One iteration is O(n C): ~0.2 ms (linear) to ~0.5 ms (accelerated)
@@ -40,19 +42,22 @@ from functools import lru_cache
 import numpy as np
 
 from .dic import (
-    _COMPLEX_STEP,
-    _concentration_steady_state,
-    _factor_partial,
-    _static_factor,
+    COMPLEX_STEP,
+    concentration_steady_state,
+    gating_factor,
+    gating_factor_partial,
     sensitivity_matrix,
     timescale_weight,
 )
-from .models import Model, get_model
-from .models.base import _free_names
+from .models import MODELS, Model, get_model
 
-# Linear fits (authors' code, spec 4.2 step C) of the compensated g_CaS / g_CaT against g_s*: (intercept, slope).
-# They are only the starting point of the Picard iteration; the converged solution does not depend on them.
-CALCIUM_PRIORS = {"stg": {"CaS": (34.12021074772369, -2.3296612301271464), "CaT": (24.6, -5.14)}}
+# Backward-compatible view of the priors now declared on the models (Model.compensation.priors): {model name:
+# {channel: (intercept, slope)}} for the stock models only. New code reads model.compensation.prior_by_channel.
+CALCIUM_PRIORS = {
+    name: model.compensation.prior_by_channel
+    for name, model in MODELS.items()
+    if model.compensation is not None and model.compensation.priors
+}
 
 
 @dataclass
@@ -124,7 +129,7 @@ class _SensitivityAtVoltage:
         self.dependent = [
             index
             for index, channel in enumerate(model.channels)
-            if any(names & set(_free_names(model, model.gate_by_name[g].inf)) for g, _ in channel.gates)
+            if any(names & set(model.free_names(model.gate_by_name[g].inf)) for g, _ in channel.gates)
         ]
         self.raw = sensitivity_matrix(model, np.ones(n_channels), self.v, normalize=False)
         # Concentration steady state and slope as offset + gbar @ coefficients (exactly linear in gbar).
@@ -132,7 +137,7 @@ class _SensitivityAtVoltage:
         self.concentrations = {}
         self.sources = set()
         for concentration in model.concentrations:
-            value, slope = _concentration_steady_state(model, concentration, np.full(n_channels + 1, self.v), probe)
+            value, slope = concentration_steady_state(model, concentration, np.full(n_channels + 1, self.v), probe)
             value, slope = np.broadcast_to(value, (n_channels + 1,)), np.broadcast_to(slope, (n_channels + 1,))
             self.concentrations[concentration.name] = (value[0], value[1:] - value[0], slope[0], slope[1:] - slope[0])
             self.sources.update(model.channel_index(name) for name in concentration.source_channels)
@@ -146,7 +151,7 @@ class _SensitivityAtVoltage:
         for index in self.dependent:
             for gate_name, _ in model.channels[index].gates:
                 gate = model.gate_by_name[gate_name]
-                arguments = _free_names(model, gate.inf)
+                arguments = model.free_names(gate.inf)
                 if gate.dic_timescale == "fast":
                     gate_weights = (1.0, 1.0)
                 elif gate.dic_timescale == "ultraslow":
@@ -178,8 +183,8 @@ class _SensitivityAtVoltage:
                 paths[gate_name] = []
                 for position, name in enumerate(names):  # complex-step derivative along V and each concentration
                     shifted = list(point)
-                    shifted[position] = point[position] + 1j * _COMPLEX_STEP
-                    derivative = np.imag(function(*shifted)) / _COMPLEX_STEP
+                    shifted[position] = point[position] + 1j * COMPLEX_STEP
+                    derivative = np.imag(function(*shifted)) / COMPLEX_STEP
                     if name == "V":
                         paths[gate_name].append((derivative, w_fs, w_su))
                     else:
@@ -187,9 +192,11 @@ class _SensitivityAtVoltage:
             for index in self.dependent:
                 channel = model.channels[index]
                 driving = self.v - model.constants[channel.reversal]
-                column = [_static_factor(model, channel, values), 0.0, 0.0]
+                # Same accumulation as dic.channel_sensitivity, but with products associated as (w * partial) * slope:
+                # sharing that helper changes STG populations by ~1e-16 relative (last bits), so it is kept apart.
+                column = [gating_factor(channel, values), 0.0, 0.0]
                 for gate_name, _ in channel.gates:
-                    partial = _factor_partial(channel, values, gate_name) * driving
+                    partial = gating_factor_partial(channel, values, gate_name) * driving
                     for slope, w_fs, w_su in paths[gate_name]:
                         column[0] = column[0] + w_fs * partial * slope
                         column[1] = column[1] + (w_su - w_fs) * partial * slope
@@ -201,6 +208,7 @@ class _SensitivityAtVoltage:
 
 @lru_cache(maxsize=32)
 def _sensitivity_at(model: Model, v_mV: float) -> _SensitivityAtVoltage:
+    # Keyed by the model's content (Model.__hash__/__eq__ use its digest): a variant never reuses another's S.
     return _SensitivityAtVoltage(model, v_mV)
 
 
@@ -386,19 +394,27 @@ def _fill(n: int, seed, max_resample_rounds: int, make_batch, describe: str):
 
 # ---------------------------------------------------------------------------------------------- public API
 def default_compensation_channels(model, g_s: float, g_u: float, g_f: float | None = None) -> tuple[str, ...]:
-    """Channels compensated to reach (g_s, g_u) (and g_f if given), chosen for reachability (spec 4.2 step B, 4.3).
+    """Channels compensated to reach (g_s, g_u) (and g_f if given), as declared by ``model.compensation``.
 
-    STG: g_u < 0 -> (CaS, A); g_s >= 0 -> (A, H); else (CaS, H). DA: g_s < 0 -> (ERG, CaL); else (ERG, Kd).
-    With a g_f target, Na (the dominant fast conductance) is added as a third channel.
+    The stock declarations (spec 4.2 step B, 4.3) are chosen for reachability. STG: g_u < 0 -> (CaS, A);
+    g_s >= 0 -> (A, H); else (CaS, H). DA: g_s < 0 -> (ERG, CaL); else (ERG, Kd). With a g_f target, Na (the dominant
+    fast conductance) is added as a third channel.
+
+    Raises
+    ------
+    ValueError
+        When the model declares no compensation rule (or no fast channel for a g_f target): pass ``channels=``.
     """
     model = get_model(model)
-    if model.name == "stg":
-        pair = ("CaS", "A") if g_u < 0 else ("A", "H") if g_s >= 0 else ("CaS", "H")
-    elif model.name == "da":
-        pair = ("ERG", "CaL") if g_s < 0 else ("ERG", "Kd")
-    else:
-        raise ValueError(f"no default compensation channels for model {model.name!r}; pass channels=")
-    return pair + ("Na",) if g_f is not None else pair
+    if model.compensation is None:
+        raise ValueError(
+            f"model {model.name!r} declares no compensation rule (Model.compensation), so there are no default "
+            "compensation channels; pass channels=, e.g. channels=('CaS', 'H')"
+        )
+    try:
+        return model.compensation.channels_for(g_s, g_u, g_f)
+    except ValueError as error:
+        raise ValueError(f"model {model.name!r}: {error}") from None
 
 
 def _check_common(model: Model, n, tolerance, max_iterations, max_resample_rounds) -> None:
@@ -516,7 +532,7 @@ def generate_population(
     targets = np.array([np.nan if g_f is None else g_f, g_s, g_u], dtype=float)
     v = float(model.v_th_mV if v_th_mV is None else v_th_mV)
     sensitivity = _sensitivity_at(model, v)
-    fits = CALCIUM_PRIORS.get(model.name, {})
+    fits = {} if model.compensation is None else model.compensation.prior_by_channel
 
     def make_batch(m, rng):
         base = _spiking_batch(model, sensitivity, m, rng, tolerance, 1)

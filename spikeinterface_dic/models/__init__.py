@@ -1,6 +1,6 @@
 """Conductance-based models declared as data (see :mod:`.base`)."""
 
-from .base import Channel, Concentration, Gate, Model, sigmoid
+from .base import Channel, CompensationCase, CompensationRule, Concentration, Gate, Model, sigmoid
 from .da import DA
 from .stg import STG
 
@@ -17,4 +17,16 @@ def get_model(model: "str | Model") -> Model:
     return MODELS[key]
 
 
-__all__ = ["Channel", "Concentration", "Gate", "Model", "sigmoid", "get_model", "MODELS", "STG", "DA"]
+__all__ = [
+    "Channel",
+    "CompensationCase",
+    "CompensationRule",
+    "Concentration",
+    "Gate",
+    "Model",
+    "sigmoid",
+    "get_model",
+    "MODELS",
+    "STG",
+    "DA",
+]

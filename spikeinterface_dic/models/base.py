@@ -12,6 +12,9 @@ code, and in Brian2 equations.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -72,6 +75,112 @@ class Concentration:
 
 
 @dataclass(frozen=True)
+class CompensationCase:
+    """One branch of a :class:`CompensationRule`: when ``dic comparison threshold`` holds, compensate ``channels``.
+
+    Attributes
+    ----------
+    dic : str
+        "g_s" or "g_u": the target DIC the condition tests.
+    comparison : str
+        "<" or ">=".
+    threshold : float
+        Value the target is compared with.
+    channels : tuple of str
+        The pair of channels compensated when the condition holds.
+    """
+
+    dic: str
+    comparison: str
+    threshold: float
+    channels: tuple[str, ...]
+
+    def __post_init__(self):
+        if self.dic not in ("g_s", "g_u") or self.comparison not in ("<", ">="):
+            raise ValueError(
+                f"a compensation case tests 'g_s' or 'g_u' with '<' or '>='; got {self.dic!r} {self.comparison!r}"
+            )
+
+    def applies(self, g_s: float, g_u: float) -> bool:
+        value = g_s if self.dic == "g_s" else g_u
+        return value < self.threshold if self.comparison == "<" else value >= self.threshold
+
+
+@dataclass(frozen=True)
+class CompensationRule:
+    """Which channels a degenerate population compensates for a target, and where the solver starts them.
+
+    The first case whose condition holds gives the pair; ``otherwise`` is the pair when none does. With a g_f target,
+    ``fast_channel`` is compensated as a third channel.
+
+    Attributes
+    ----------
+    cases : tuple of CompensationCase
+        Tested in order.
+    otherwise : tuple of str
+        Pair used when no case applies.
+    fast_channel : str | None
+        Channel added for a g_f target (None: g_f targets need explicit channels).
+    priors : tuple of (str, float, float)
+        (channel, intercept, slope): a compensated channel starts at max(intercept + slope * g_s, 0) instead of its
+        base value. Only the start of the fixed-point iteration (channels feeding a concentration); the converged
+        solution does not depend on it.
+    """
+
+    cases: tuple[CompensationCase, ...]
+    otherwise: tuple[str, ...]
+    fast_channel: str | None = None
+    priors: tuple[tuple[str, float, float], ...] = ()
+
+    def channels_for(self, g_s: float, g_u: float, g_f: float | None = None) -> tuple[str, ...]:
+        """Channels to compensate for a (g_f,) g_s, g_u target."""
+        pair = next((case.channels for case in self.cases if case.applies(g_s, g_u)), self.otherwise)
+        if g_f is None:
+            return tuple(pair)
+        if self.fast_channel is None:
+            raise ValueError("this compensation rule declares no fast channel for a g_f target; pass channels=")
+        return tuple(pair) + (self.fast_channel,)
+
+    @property
+    def prior_by_channel(self) -> dict[str, tuple[float, float]]:
+        """{channel: (intercept, slope)} of the declared priors."""
+        return {name: (intercept, slope) for name, intercept, slope in self.priors}
+
+    def channel_names(self) -> set[str]:
+        """Every channel the rule mentions (to check it against a model)."""
+        names = set(self.otherwise) | {name for name, _, _ in self.priors}
+        names.update(name for case in self.cases for name in case.channels)
+        if self.fast_channel is not None:
+            names.add(self.fast_channel)
+        return names
+
+
+def _canonical(value) -> str:
+    """Unambiguous text of a declaration value: dataclasses by field, dicts sorted by key, floats by repr.
+
+    Every value is tagged with its type so that 1, 1.0, "1" and True give different text (they give different
+    generated code or different lookups).
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = ",".join(f"{f.name}={_canonical(getattr(value, f.name))}" for f in dataclasses.fields(value))
+        return f"{type(value).__name__}({fields})"
+    if isinstance(value, dict):
+        items = sorted((_canonical(key), _canonical(item)) for key, item in value.items())
+        return "{" + ",".join(f"{key}:{item}" for key, item in items) + "}"
+    if isinstance(value, (tuple, list)):
+        return f"{type(value).__name__}[" + ",".join(_canonical(item) for item in value) + "]"
+    if isinstance(value, np.ndarray):
+        return (
+            f"ndarray[{value.dtype.str}{value.shape}:" + ",".join(_canonical(x) for x in value.ravel().tolist()) + "]"
+        )
+    if isinstance(value, np.generic):
+        return _canonical(value.item())
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return f"{type(value).__name__}:{value!r}"
+    raise TypeError(f"cannot serialise a model declaration value of type {type(value).__name__}: {value!r}")
+
+
+@dataclass(frozen=True)
 class Model:
     """A conductance-based single-compartment model declared as data (see module docstring)."""
 
@@ -96,6 +205,28 @@ class Model:
     default_transient_ms: float = 3000.0
     references: str = ""
     extra: dict = field(default_factory=dict)
+    # Channel choice and solver start of degenerate populations (population.default_compensation_channels).
+    compensation: CompensationRule | None = None
+
+    def __post_init__(self):
+        if self.compensation is not None:
+            unknown = self.compensation.channel_names() - set(self.conductance_names)
+            if unknown:
+                raise ValueError(
+                    f"model {self.name!r}: its compensation rule names channels it lacks: {', '.join(sorted(unknown))}"
+                )
+
+    # ---------------------------------------------------------------- identity
+    @cached_property
+    def digest(self) -> str:
+        """sha256 (hex) of the whole declaration, name included: the key of every per-model cache.
+
+        Two models are equal exactly when their digests are equal, so a variant made with ``dataclasses.replace``
+        (another constant, gate or range) never shares a cached sensitivity, kernel or table with the original.
+        Computed once per object: a declaration is immutable (build variants with ``dataclasses.replace`` rather
+        than mutating ``constants`` or ``extra`` in place, which the cached digest would not see).
+        """
+        return hashlib.sha256(_canonical(self).encode()).hexdigest()
 
     # ---------------------------------------------------------------- names
     @property
@@ -142,11 +273,19 @@ class Model:
         """Compile an expression of this model into a numpy function of the given arguments."""
         return _compile(self, expression, arguments)
 
+    def free_names(self, expression: str) -> tuple[str, ...]:
+        """Arguments an expression needs among V, the concentrations and the gate states (in that order)."""
+        tokens = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expression))
+        candidates = ["V"] + [c.name for c in self.concentrations] + [g.name for g in self.gates]
+        return tuple(name for name in candidates if name in tokens)
+
     def __hash__(self) -> int:
-        return hash(self.name)
+        return hash(self.digest)
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, Model) and other.name == self.name
+        if self is other:
+            return True
+        return isinstance(other, Model) and other.digest == self.digest
 
     def __repr__(self) -> str:
         return f"Model({self.name!r}: {', '.join(self.conductance_names)}; V_th={self.v_th_mV} mV)"
@@ -158,7 +297,7 @@ class Model:
         arguments.update(concentrations or {})
         out = {}
         for gate in self.gates:
-            names = _free_names(self, gate.inf)
+            names = self.free_names(gate.inf)
             out[gate.name] = self.function(gate.inf, names)(*[arguments[n] for n in names])
         return out
 
@@ -171,20 +310,11 @@ class Model:
         return np.array(values, dtype=float)
 
 
-_COMPILED: dict = {}
-
-
-def _free_names(model: Model, expression: str) -> tuple[str, ...]:
-    """Arguments an expression needs among V, the concentrations and the gate states."""
-    import re
-
-    tokens = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expression))
-    candidates = ["V"] + [c.name for c in model.concentrations] + [g.name for g in model.gates]
-    return tuple(name for name in candidates if name in tokens)
+_COMPILED: dict = {}  # (model digest, expression, arguments) -> function: constants are baked into the function
 
 
 def _compile(model: Model, expression: str, arguments: tuple[str, ...]):
-    key = (model.name, expression, arguments)
+    key = (model.digest, expression, arguments)
     function = _COMPILED.get(key)
     if function is None:
         source = f"lambda {', '.join(arguments)}: ({expression}) + 0.0 * V" if "V" in arguments else None

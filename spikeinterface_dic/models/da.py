@@ -8,7 +8,7 @@ Deviations from the released code, both fixes of documented bugs:
 
 import numpy as np
 
-from .base import Channel, Gate, Model, sigmoid
+from .base import Channel, CompensationCase, CompensationRule, Gate, Model, sigmoid
 
 _V_POLE = -19.565 / 0.5052
 
@@ -75,6 +75,10 @@ DA = Model(
     default_duration_ms=12000.0,
     default_transient_ms=3000.0,
     references="Qian K et al. (2014) PLoS ONE 9:e104722; Brandoit et al. (2025) arXiv 2509.12783",
+    # The channel choice of the authors' app: ERG carries g_u; CaL reaches negative g_s, Kd positive g_s.
+    compensation=CompensationRule(
+        cases=(CompensationCase("g_s", "<", 0.0, ("ERG", "CaL")),), otherwise=("ERG", "Kd"), fast_channel="Na"
+    ),
     extra={
         "spiking_ranges": {"leak": (0.0087, 0.017), "Kd": (6.0, 10.0), "CaL": (0.015, 0.075)},
         "spiking_solved": ("Na", "CaN", "ERG"),

@@ -4,7 +4,7 @@ Published quirks that define the model are kept: the calcium reversal is a const
 equation), and the calcium equation is dCa/dt = (-0.94 (I_CaT + I_CaS) - Ca + 0.05) / 20.
 """
 
-from .base import Channel, Concentration, Gate, Model, sigmoid
+from .base import Channel, CompensationCase, CompensationRule, Concentration, Gate, Model, sigmoid
 
 _TAU_M_CAS = "(1.4 + 7.0/(exp((V + 27.0)/10.0) + exp((V + 70.0)/(-13.0))))"
 _TAU_H_CAS = "(60.0 + 150.0/(exp((V + 55.0)/9.0) + exp((V + 65.0)/(-16.0))))"
@@ -49,6 +49,14 @@ STG = Model(
     default_duration_ms=6000.0,
     default_transient_ms=3000.0,
     references="Liu et al. (1998) J Neurosci 18:2309; Brandoit et al. (2025) arXiv 2509.12783",
+    # Spec 4.2 step B: A and H reach positive g_s; CaS is needed for negative g_s and, with A, for negative g_u.
+    compensation=CompensationRule(
+        cases=(CompensationCase("g_u", "<", 0.0, ("CaS", "A")), CompensationCase("g_s", ">=", 0.0, ("A", "H"))),
+        otherwise=("CaS", "H"),
+        fast_channel="Na",
+        # Authors' linear fits (spec 4.2 step C) of the compensated g_CaS / g_CaT against the target g_s.
+        priors=(("CaS", 34.12021074772369, -2.3296612301271464), ("CaT", 24.6, -5.14)),
+    ),
     extra={
         # Ranges of the base 'spiking' population (Fyon et al. 2024), in mS/cm2.
         "spiking_ranges": {

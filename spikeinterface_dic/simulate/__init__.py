@@ -19,19 +19,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..dic import _validate_gbar
+from ..dic import validate_gbar
 from ..models import get_model
 
 TABLE_RANGE_MV = (-150.0, 100.0)
 TABLE_STEP_MV = 0.01
-_TABLE_CACHE: dict = {}
+_TABLE_CACHE: dict = {}  # (model digest, dt_ms, order) -> lookup table: keyed by content, not by name
 
 
 def _table(model, dt_ms: float, order=2):
     from .codegen import get_kernel, slope_table
 
     kernel, builder = get_kernel(model, order)
-    key = (model.name, dt_ms, order)
+    key = (model.digest, dt_ms, order)
     if key not in _TABLE_CACHE:
         grid = np.arange(TABLE_RANGE_MV[0], TABLE_RANGE_MV[1] + TABLE_STEP_MV / 2, TABLE_STEP_MV)
         _TABLE_CACHE[key] = np.ascontiguousarray(slope_table(builder.evaluate(grid, dt_ms)))
@@ -104,7 +104,7 @@ def simulate(
         raise ValueError(f"order must be 1, 2, 'staggered' or None; got {order!r}")
     if not dt_ms > 0:
         raise ValueError(f"dt_ms must be > 0; got {dt_ms}")
-    gbar = _validate_gbar(model, np.atleast_2d(np.asarray(gbar, dtype=float)))
+    gbar = validate_gbar(model, np.atleast_2d(np.asarray(gbar, dtype=float)))
     if gbar.ndim != 2:
         raise ValueError(f"gbar must be 2-D (n_neurons, {model.n_channels}); got shape {gbar.shape}")
     if not (np.isfinite(time_scale) and time_scale > 0):

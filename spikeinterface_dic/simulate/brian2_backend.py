@@ -631,7 +631,7 @@ def _standalone_key(model, n, dt_ms, n_steps, method, threads) -> tuple:
     import brian2
 
     return (
-        model.name,
+        model.digest,  # the whole declaration (constants, thresholds, ...), not only what the equations show
         brian2_equations(model),
         _pre_step_code(True),
         _CPP_NORMAL,
@@ -658,7 +658,7 @@ def _get_standalone(model, n, dt_ms, n_steps, method, threads) -> _StandaloneBui
 
 
 def _get_runtime(model, n, dt_ms, method, target) -> _RuntimeNetwork:
-    key = (model.name, n, repr(float(dt_ms)), method, target)
+    key = (model.digest, n, repr(float(dt_ms)), method, target)
     network = _RUNTIME_NETWORKS.pop(key, None)
     if network is None:
         network = _RuntimeNetwork(model, n, dt_ms, method, target)

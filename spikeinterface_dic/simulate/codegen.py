@@ -34,9 +34,8 @@ import threading
 import numpy as np
 
 from ..models import Model
-from ..models.base import _free_names
 
-_KERNELS: dict = {}
+_KERNELS: dict = {}  # (model digest, order, lanes) -> (kernel, tables, source): keyed by content, not by name
 _LOCK = threading.Lock()
 
 
@@ -56,7 +55,7 @@ class _TableBuilder:
     def substitute(self, expression: str) -> str:
         """Replace maximal V-only subtrees that contain a call (exp) by table reads; return kernel code."""
         model = self.model
-        state_names = set(_free_names(model, expression)) - {"V"}
+        state_names = set(model.free_names(expression)) - {"V"}
         tree = ast.parse(expression, mode="eval")
 
         builder = self
@@ -151,7 +150,7 @@ def _stage_lines(model: Model, tables: _TableBuilder, suffix: str, fraction: flo
             gate_lines.append(f"{gate.name}{suffix} = c{tables.column('value', gate.inf)}")
     for gate in model.dynamic_gates:
         target_expression = gate.dynamic_inf or gate.inf
-        if set(_free_names(model, target_expression)) <= {"V"}:
+        if set(model.free_names(target_expression)) <= {"V"}:
             target_code = f"c{tables.column('value', target_expression)}"
         else:
             target_code = at(tables.substitute(target_expression))
@@ -197,7 +196,7 @@ def _check_staggered(model: Model) -> None:
             "constant: use order=2"
         )
     for gate in model.dynamic_gates:
-        if set(_free_names(model, gate.dynamic_inf or gate.inf)) & gate_names:
+        if set(model.free_names(gate.dynamic_inf or gate.inf)) & gate_names:
             raise ValueError(
                 f"model {model.name!r}: the target of {gate.name} depends on other gates; the staggered scheme "
                 "supports targets of V and concentrations only: use order=2"
@@ -210,7 +209,7 @@ def _gate_half_lines(model: Model, tables: _TableBuilder, suffix: str, fraction:
     scalar_names = ["V"] + [c.name for c in model.concentrations]
     for gate in model.dynamic_gates:
         target_expression = gate.dynamic_inf or gate.inf
-        if set(_free_names(model, target_expression)) <= {"V"}:
+        if set(model.free_names(target_expression)) <= {"V"}:
             target_code = f"c{tables.column('value', target_expression)}"
         else:
             target_code = tables.substitute(target_expression)
@@ -515,7 +514,7 @@ def get_kernel(model: Model, order=2, lanes: int | None = None):
     """Return (compiled kernel, table builder) for a model: generated once per process, compiled once per machine
     (numba's on-disk cache in :func:`kernel_cache_dir`)."""
     lanes = LANES if lanes is None else int(lanes)
-    key = (model.name, order, lanes)
+    key = (model.digest, order, lanes)
     with _LOCK:
         if key not in _KERNELS:
             source, tables = _generate(model, order)

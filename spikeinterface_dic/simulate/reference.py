@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..models import Model, get_model
-from ..models.base import _free_names
 from .spikes import detect_spikes
 
 
@@ -24,7 +23,7 @@ def make_rhs(model: Model, gbar: np.ndarray, time_scale: float = 1.0):
     targets = []
     for gate in dynamic:
         expression = gate.dynamic_inf or gate.inf
-        names = _free_names(model, expression)
+        names = model.free_names(expression)
         targets.append((model.function(expression, names), names, model.function(gate.tau_ms)))
     instant = [(g.name, model.function(g.inf)) for g in instantaneous]
     reversals = np.array([model.constants[c.reversal] for c in model.channels])
