@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .config import RunConfig
+from .pipeline import run_pipeline, wait_with_progress
 from .result import PipelineResult
 
 SUMMARY_COLUMNS = [
@@ -50,118 +51,9 @@ SUMMARY_COLUMNS = [
 def run_pipeline_dask(
     spike_trains, client, config: RunConfig | None = None, progress_bar: bool = False, units_per_task: int = 8
 ) -> PipelineResult:
-    """Run :func:`~spikeinterface_dic.run_pipeline` on a Dask cluster, ``units_per_task`` units per task.
-
-    Parameters
-    ----------
-    spike_trains : dict | list of array_like
-        Spike times in seconds ({unit_id: times} keeps the unit ids; a list gets ids 0..n-1).
-    client : dask.distributed.Client
-        The cluster to run on.
-    config : RunConfig, default: None
-        The run's settings (None: the defaults); every task runs with this same configuration, so the result is the
-        same as without Dask (per-unit seeds depend on the unit ids only).
-    progress_bar : bool, default: False
-        Show a tqdm bar of finished tasks.
-    units_per_task : int, default: 8
-        Units per Dask task. Smaller chunks spread better over workers; larger ones share each simulator call
-        (one kernel call per task) and the per-task overhead (~10 ms) among more units.
-
-    Returns
-    -------
-    PipelineResult
-        Units in the order of ``spike_trains``. ``provenance["timings"]`` sums each stage over the tasks (busy time,
-        not wall time); ``provenance["dask"]`` records the number of tasks, ``units_per_task`` and the wall time.
-
-    Examples
-    --------
-    >>> from dask.distributed import Client  # doctest: +SKIP
-    >>> client = Client("tcp://scheduler:8786")  # doctest: +SKIP
-    >>> result = run_pipeline(spike_trains, population_size=100, client=client)  # doctest: +SKIP
-    """
-    from .inference.predict import infer_dics
-    from .pipeline import run_pipeline
-
-    if int(units_per_task) < 1:
-        raise ValueError(f"units_per_task must be >= 1; got {units_per_task}")
-    config = config or RunConfig()
-    if not isinstance(spike_trains, dict):
-        spike_trains = dict(enumerate(spike_trains))
-    if not spike_trains:  # nothing to spread
-        return run_pipeline({}, config)
-    started = time.perf_counter()
-    estimates = infer_dics(
-        spike_trains,
-        model=config.model_declaration,
-        device=config.device,
-        refractory_ms=config.refractory_ms,
-        time_scale=config.time_scale_argument(),
-    )
-    inference_s = time.perf_counter() - started
-    unit_ids = list(spike_trains)
-    futures = []
-    for start in range(0, len(unit_ids), int(units_per_task)):
-        chunk_ids = unit_ids[start : start + int(units_per_task)]
-        chunk = {unit_id: np.asarray(spike_trains[unit_id], dtype=np.float64) for unit_id in chunk_ids}
-        futures.append(client.submit(_run_chunk, chunk, estimates.loc[chunk_ids], config, pure=False))
-    _wait_with_progress(futures, progress_bar, "units (Dask tasks)")
-    result = merge_results(client.gather(futures))
-    result.provenance["timings"]["inference_s"] = inference_s
-    result.provenance["dask"] = {
-        "n_tasks": len(futures),
-        "units_per_task": int(units_per_task),
-        "wall_s": time.perf_counter() - started,
-    }
-    return result
-
-
-def _run_chunk(spike_trains: dict, estimates: pd.DataFrame, config: RunConfig) -> PipelineResult:
-    from .pipeline import run_pipeline
-
-    return run_pipeline(spike_trains, config, estimates=estimates)
-
-
-def merge_results(results: list[PipelineResult]) -> PipelineResult:
-    """Concatenate pipeline results of disjoint unit sets (same model and parameters), in the given order.
-
-    ``provenance`` is the first result's, with each stage of ``timings`` summed over the results.
-    """
-    if not results:
-        raise ValueError("merge_results needs at least one result")
-    first = results[0]
-    for other in results[1:]:
-        if other.model_name != first.model_name or tuple(other.conductance_names) != tuple(first.conductance_names):
-            raise ValueError(f"cannot merge results of models {first.model_name!r} and {other.model_name!r}")
-    estimates = pd.concat([r.estimates for r in results])
-    if estimates.index.has_duplicates:
-        repeated = estimates.index[estimates.index.duplicated()].unique().tolist()[:5]
-        raise ValueError(f"cannot merge results that share unit ids {repeated}")
-    fidelities = [r.fidelity for r in results if r.fidelity is not None and len(r.fidelity)]
-    fidelity = pd.concat(fidelities) if fidelities else pd.DataFrame()
-    timings: dict = {}
-    for r in results:
-        for stage, seconds in r.provenance.get("timings", {}).items():
-            timings[stage] = timings.get(stage, 0.0) + float(seconds)
-    provenance = {**first.provenance, "timings": timings}
-    return PipelineResult(
-        model_name=first.model_name,
-        conductance_names=tuple(first.conductance_names),
-        estimates=estimates,
-        populations={u: p for r in results for u, p in r.populations.items()},
-        twin_spike_trains={u: t for r in results for u, t in r.twin_spike_trains.items()},
-        fidelity=fidelity,
-        parameters=dict(first.parameters),
-        provenance=provenance,
-    )
-
-
-def _wait_with_progress(futures: list, enabled: bool, description: str) -> None:
-    from dask.distributed import as_completed
-    from tqdm.auto import tqdm
-
-    with tqdm(total=len(futures), desc=description, disable=not enabled) as bar:
-        for _ in as_completed(futures):
-            bar.update(1)
+    """:func:`~spikeinterface_dic.run_pipeline` on a Dask cluster, ``units_per_task`` units per task (the same as
+    ``run_pipeline(spike_trains, config, client=client, units_per_task=...)``; see there)."""
+    return run_pipeline(spike_trains, config, client=client, progress_bar=progress_bar, units_per_task=units_per_task)
 
 
 # ------------------------------------------------------------------------------------------------- files -> tasks
@@ -270,7 +162,7 @@ def run_file_jobs(
         ]
     else:
         futures = [client.submit(process_file, job, config, pure=False) for job in jobs]
-        _wait_with_progress(futures, progress_bar, "files (Dask tasks)")
+        wait_with_progress(futures, progress_bar, "files (Dask tasks)")
         rows = []
         for job, future in zip(jobs, futures, strict=True):
             try:
@@ -284,7 +176,6 @@ def process_file(job: FileJob, config: RunConfig | None = None, client=None, pro
     """Read one file, run the pipeline and write its outputs; never raises: failures become a summary row."""
     from .io import read_spike_trains, write_csv
     from .nwb import write_nwb
-    from .pipeline import run_pipeline
 
     started = time.perf_counter()
     created: list[Path] = []

@@ -46,53 +46,12 @@ import numpy as np
 import pandas as pd
 
 from .result import PipelineResult
+from .schema import describe
 
 MODULE_NAME = "dynamic_input_conductances"
 COLUMN_PREFIX = "dic_"
 LAYOUT_VERSION = "1"
 _RESERVED = {"model", "fidelity"}  # dic_model / dic_fidelity are not estimates columns
-
-_UNITS_DESCRIPTIONS = {
-    "class": "Putative cell class of the unit from spikeinterface_dic.analysis.classify_units (Gaussian mixture on "
-    "g_s, g_u and ln k with the estimates' variances deconvolved, number of classes by BIC; classes numbered by "
-    "increasing g_s; -1 = not classified) (integer).",
-    "class_probability": "Posterior probability of the unit's assigned class (0..1; NaN when not classified).",
-    "g_s": "Slow dynamic input conductance g_s at the threshold voltage, inferred from the unit's spike train; "
-    "normalised by the leak conductance (dimensionless, g/g_leak); positive = restorative.",
-    "g_u": "Ultraslow dynamic input conductance g_u at the threshold voltage, inferred from the unit's spike "
-    "train; normalised by the leak conductance (dimensionless, g/g_leak).",
-    "g_s_std": "Standard deviation of the inferred g_s (dimensionless, leak-normalised).",
-    "g_u_std": "Standard deviation of the inferred g_u (dimensionless, leak-normalised).",
-    "time_scale": "Inferred time scale k of the unit relative to the model (dimensionless factor multiplying "
-    "every time constant and the membrane capacitance).",
-    "time_scale_std": "Standard deviation of the inferred time scale k (dimensionless).",
-    "label": "Firing pattern of the unit's spike train: 'silent', 'spiking' or 'bursting' (text).",
-    "in_distribution": "True when the unit's spike-train features lie inside the training distribution of the "
-    "inference network (boolean).",
-    "ood_reason": "Why the unit is out of the training distribution (text; empty when in distribution).",
-    "n_spikes": "Number of spikes of the unit used for the estimate (count).",
-    "n_windows": "Number of spike-train windows whose estimates were combined (count).",
-    "p_bursting": "The inference network's probability that the unit's train is bursting (0..1); the label column "
-    "comes from the rule-based features.",
-}
-_FIDELITY_DESCRIPTIONS = {
-    "fraction_matching": "Fraction of the unit's twins whose simulated firing pattern reproduces the unit's "
-    "(0..1, dimensionless).",
-    "n_twins": "Number of simulated twins of the unit (count).",
-    "twin_label_fraction": "Fraction of twins with the same firing-pattern label as the unit (0..1).",
-    "median_isi_distance": "Median over twins of the Kolmogorov-Smirnov distance between the twin's and the unit's "
-    "inter-spike-interval distributions (0..1, dimensionless).",
-    "main_frequency_hz": "Main firing frequency of the recorded unit (Hz): spiking frequency, or burst frequency "
-    "for bursting units.",
-    "twin_main_frequency_hz": "Median over twins of their main firing frequency (Hz).",
-    "fraction_matching_network_time_scale": "fraction_matching at the network's time scale, before the time scale "
-    "was adapted to the recorded main frequency (0..1).",
-    "fraction_matching_before_selection": "fraction_matching of the first degenerate population, before "
-    "non-matching twins were replaced by matching members drawn for the same DICs (0..1).",
-    "n_candidates": "Number of extra population members simulated as candidates for twin selection (count).",
-    "candidate_acceptance": "Fraction of the candidates that reproduced the unit's pattern (0..1; NaN when none "
-    "were simulated).",
-}
 
 
 # ------------------------------------------------------------------------------------------------------- writing
@@ -277,8 +236,7 @@ def _add_results(nwbfile, result: PipelineResult, rows: dict) -> None:
     dtypes = {}
     for column in result.estimates.columns:
         values, dtypes[column] = _column_values(result.estimates[column], unit_rows, n_units)
-        description = _UNITS_DESCRIPTIONS.get(column, f"Column {column!r} of the spikeinterface_dic estimates.")
-        units.add_column(name=COLUMN_PREFIX + column, description=description, data=values)
+        units.add_column(name=COLUMN_PREFIX + column, description=describe(column), data=values)
     model = [""] * n_units
     for row in unit_rows:
         model[row] = result.model_name
@@ -295,7 +253,7 @@ def _add_results(nwbfile, result: PipelineResult, rows: dict) -> None:
             matching[rows[str(unit_id)]] = value
     units.add_column(
         name="dic_fidelity",
-        description=_FIDELITY_DESCRIPTIONS["fraction_matching"] + " NaN when the twins were not simulated.",
+        description=describe("fraction_matching") + " NaN when the twins were not simulated.",
         data=matching,
     )
 
@@ -379,8 +337,7 @@ def _add_results(nwbfile, result: PipelineResult, rows: dict) -> None:
             values, fidelity_dtypes[column] = _column_values(
                 fidelity[column], list(range(len(fidelity))), len(fidelity)
             )
-            description = _FIDELITY_DESCRIPTIONS.get(column, f"Column {column!r} of the spikeinterface_dic fidelity.")
-            columns.append(VectorData(name=column, data=values, description=description))
+            columns.append(VectorData(name=column, data=values, description=describe(column)))
         module.add(
             DynamicTable(
                 name="fidelity",

@@ -88,3 +88,37 @@ class PipelineResult:
             if not all(np.allclose(x, y, rtol=rtol) for x, y in zip(trains, theirs, strict=True)):
                 return False
         return True
+
+
+def merge_results(results: list[PipelineResult]) -> PipelineResult:
+    """Concatenate pipeline results of disjoint unit sets (same model and parameters), in the given order.
+
+    ``provenance`` is the first result's, with each stage of ``timings`` summed over the results.
+    """
+    if not results:
+        raise ValueError("merge_results needs at least one result")
+    first = results[0]
+    for other in results[1:]:
+        if other.model_name != first.model_name or tuple(other.conductance_names) != tuple(first.conductance_names):
+            raise ValueError(f"cannot merge results of models {first.model_name!r} and {other.model_name!r}")
+    estimates = pd.concat([r.estimates for r in results])
+    if estimates.index.has_duplicates:
+        repeated = estimates.index[estimates.index.duplicated()].unique().tolist()[:5]
+        raise ValueError(f"cannot merge results that share unit ids {repeated}")
+    fidelities = [r.fidelity for r in results if r.fidelity is not None and len(r.fidelity)]
+    fidelity = pd.concat(fidelities) if fidelities else pd.DataFrame()
+    timings: dict = {}
+    for r in results:
+        for stage, seconds in r.provenance.get("timings", {}).items():
+            timings[stage] = timings.get(stage, 0.0) + float(seconds)
+    provenance = {**first.provenance, "timings": timings}
+    return PipelineResult(
+        model_name=first.model_name,
+        conductance_names=tuple(first.conductance_names),
+        estimates=estimates,
+        populations={u: p for r in results for u, p in r.populations.items()},
+        twin_spike_trains={u: t for r in results for u, t in r.twin_spike_trains.items()},
+        fidelity=fidelity,
+        parameters=dict(first.parameters),
+        provenance=provenance,
+    )

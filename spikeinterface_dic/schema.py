@@ -187,7 +187,39 @@ TWIN_COLUMNS: tuple[Column, ...] = (
     Column("n_twins", "int64", "count", "Simulated twins of the unit."),
 )
 
-ALL_COLUMNS: dict[str, Column] = {c.name: c for c in (*ESTIMATE_COLUMNS, *PIPELINE_ESTIMATE_COLUMNS, *TWIN_COLUMNS)}
+# Columns that spikeinterface_dic.analysis adds to the estimates.
+ANALYSIS_COLUMNS: tuple[Column, ...] = (
+    Column(
+        "class",
+        "int64",
+        "",
+        "Putative cell class of the unit from spikeinterface_dic.analysis.classify_units "
+        "(Gaussian mixture on g_s, g_u and ln k with the estimates' variances deconvolved, number of classes by "
+        "BIC; classes numbered by increasing g_s; -1 = not classified).",
+    ),
+    Column(
+        "class_probability",
+        "float64",
+        "1",
+        "Posterior probability of the unit's assigned class (0..1; NaN when not classified).",
+    ),
+    Column(
+        "twin_time_scale", "float64", "1", "Time scale k of the twins' spike times (the final k, after adaptation)."
+    ),
+)
+
+ALL_COLUMNS: dict[str, Column] = {
+    c.name: c for c in (*ESTIMATE_COLUMNS, *PIPELINE_ESTIMATE_COLUMNS, *TWIN_COLUMNS, *ANALYSIS_COLUMNS)
+}
+
+
+def describe(name: str) -> str:
+    """A column's description with its unit, as NWB column descriptions and data dictionaries show it."""
+    column = ALL_COLUMNS.get(name)
+    if column is None:
+        return f"Column {name!r} of the spikeinterface_dic results (not in the schema)."
+    unit = {"1": "dimensionless", "": column.dtype if column.dtype != "str" else "text"}.get(column.unit, column.unit)
+    return f"{column.description} Unit: {unit}."
 
 
 def column_names(columns) -> tuple[str, ...]:
@@ -226,6 +258,8 @@ __all__ = [
     "PIPELINE_ESTIMATE_COLUMNS",
     "TWIN_COLUMNS",
     "ALL_COLUMNS",
+    "ANALYSIS_COLUMNS",
+    "describe",
     "column_names",
     "ESTIMATE_NAMES",
     "TWIN_NAMES",

@@ -20,12 +20,12 @@ from spikeinterface_dic.distributed import (
     FileJob,
     file_jobs,
     local_client,
-    merge_results,
     process_files,
     run_pipeline_dask,
 )
 from spikeinterface_dic.io import read_spike_trains
 from spikeinterface_dic.pipeline import run_pipeline
+from spikeinterface_dic.result import merge_results
 
 DATA = Path(__file__).parent / "data"
 FAST = {"population_size": 4, "duration_s": 1.0, "seed": 3}
