@@ -162,7 +162,7 @@ def _pipeline_options(parser: argparse.ArgumentParser, population_size: int = 10
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .version import __version__
 
     common = _common_options()
     parser = argparse.ArgumentParser(

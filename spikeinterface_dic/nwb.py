@@ -347,7 +347,7 @@ def _add_results(nwbfile, result: PipelineResult, rows: dict) -> None:
             )
         )
 
-    from . import __version__
+    from .version import __version__
 
     info = {
         "result": {

@@ -187,7 +187,7 @@ def _class_table(units: pd.DataFrame, fit: MixtureFit, center, scale) -> pd.Data
     return table
 
 
-def _class_series(classes) -> pd.Series:
+def class_series(classes) -> pd.Series:
     if isinstance(classes, UnitClasses):
         return classes.dic_class
     if isinstance(classes, pd.DataFrame):
@@ -211,7 +211,7 @@ def with_classes(result, classes, column: str = "class"):
     import dataclasses
 
     result = result_from(result)
-    series = _class_series(classes)
+    series = class_series(classes)
     probability = classes.units["class_probability"] if isinstance(classes, UnitClasses) else None
     matched = match_ids(list(result.estimates.index), series.index)
     estimates = result.estimates.copy()
@@ -260,7 +260,7 @@ def class_conductance_summary(result, classes, alpha: float = 0.05, correction: 
     from scipy import stats
 
     result = result_from(result)
-    series = _class_series(classes)
+    series = class_series(classes)
     matched = match_ids(list(series.index), result.populations)
     pooled, unit_medians = {}, {}
     for unit_id, population_id in matched.items():

@@ -29,9 +29,9 @@ def _class_colors(values) -> dict:
 
 def _colours_and_legend(table: pd.DataFrame, classes):
     if classes is not None:
-        from .classes import _class_series
+        from .classes import class_series
 
-        series = _class_series(classes)
+        series = class_series(classes)
         from ._common import match_ids
 
         matched = match_ids(list(table.index), series.index)
@@ -147,11 +147,11 @@ def plot_class_conductances(result, classes, channels=None, figure=None, figsize
     Channels whose distributions differ between classes (:func:`class_conductance_summary`) are starred.
     """
     from ._common import match_ids, result_from
-    from .classes import _class_series, class_conductance_summary
+    from .classes import class_series, class_conductance_summary
 
     result = result_from(result)
     summary = class_conductance_summary(result, classes)
-    series = _class_series(classes)
+    series = class_series(classes)
     channels = list(result.conductance_names if channels is None else channels)
     figure, axes = _figure(figure, len(channels), figsize or (1.8 * len(channels), 3.5))
     matched = match_ids(list(series.index), result.populations)

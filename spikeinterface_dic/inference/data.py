@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
 from ..models import get_model
+from ..version import __version__
 
 
 def latin_hypercube_targets(model, n_targets: int, seed: int) -> np.ndarray:

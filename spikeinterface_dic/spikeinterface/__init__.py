@@ -28,16 +28,9 @@ from .extensions import (
     ComputeTwinPopulations,
     compute_dynamic_input_conductances,
     compute_twin_populations,
+    register_extensions,
 )
 from .trains import infer_dics_segments, unit_spike_trains
-
-
-def register_extensions() -> None:
-    """Register both analyzer extensions with SpikeInterface (idempotent; done on ``import spikeinterface_dic``)."""
-    from spikeinterface.core.sortinganalyzer import register_result_extension
-
-    register_result_extension(ComputeDynamicInputConductances)
-    register_result_extension(ComputeTwinPopulations)
 
 
 def __getattr__(name):

@@ -100,7 +100,7 @@ def load_sorting_analyzer(folder, **load_kwargs):
     """
     from spikeinterface.core import load_sorting_analyzer as load
 
-    from . import register_extensions
+    from .extensions import register_extensions
 
     register_extensions()
     return load(folder, **load_kwargs)

@@ -304,8 +304,8 @@ class ComputeTwinPopulations(_UnitwiseExtension):
 
     def to_pipeline_result(self):
         """A :class:`spikeinterface_dic.PipelineResult` (e.g. for ``write_nwb``) of the analyzer's units."""
-        from .. import __version__
         from ..result import PipelineResult
+        from ..version import __version__
 
         parent = self.sorting_analyzer.get_extension(ComputeDynamicInputConductances.extension_name)
         summary = self.get_data()
@@ -327,7 +327,12 @@ class ComputeTwinPopulations(_UnitwiseExtension):
         )
 
 
-register_result_extension(ComputeDynamicInputConductances)
-register_result_extension(ComputeTwinPopulations)
+def register_extensions() -> None:
+    """Register both analyzer extensions with SpikeInterface (idempotent; done on ``import spikeinterface_dic``)."""
+    register_result_extension(ComputeDynamicInputConductances)
+    register_result_extension(ComputeTwinPopulations)
+
+
+register_extensions()
 compute_dynamic_input_conductances = ComputeDynamicInputConductances.function_factory()
 compute_twin_populations = ComputeTwinPopulations.function_factory()
