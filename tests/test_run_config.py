@@ -132,3 +132,32 @@ def test_every_output_column_is_in_the_schema(trains):
         assert ALL_COLUMNS[column].unit is not None and ALL_COLUMNS[column].description
     assert set(ESTIMATE_NAMES) <= set(result.estimates.columns)
     assert isinstance(result.estimates, pd.DataFrame)
+
+
+def test_every_nwb_column_has_a_description_and_a_unit(trains, tmp_path):
+    from datetime import datetime, timezone
+
+    import h5py
+    from pynwb import NWBHDF5IO, NWBFile
+
+    subset = {u: trains[u] for u in ("u0", "few")}
+    nwbfile = NWBFile("units", "schema-test", datetime(2024, 1, 1, tzinfo=timezone.utc))
+    for row, times in enumerate(subset.values()):
+        nwbfile.add_unit(spike_times=times, id=row)
+    path = tmp_path / "units.nwb"
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwbfile)
+    result = sdic.run_pipeline(dict(enumerate(subset.values())), population_size=2, duration_s=0.5)
+    sdic.write_nwb(result, path)
+    with h5py.File(path, "r") as file:
+        described = {}
+        for group in (file["units"], file["processing/dynamic_input_conductances"]):
+            for name, item in group.items():
+                if isinstance(item, h5py.Dataset) and "description" in item.attrs:
+                    described[name] = str(item.attrs["description"])
+    ours = {name: text for name, text in described.items() if name.startswith("dic_")}
+    assert len(ours) >= len(result.estimates.columns)
+    for name, text in ours.items():
+        if name.removeprefix("dic_") in ALL_COLUMNS:
+            assert "Unit:" in text, (name, text)
+        assert "not in the schema" not in text, (name, text)
