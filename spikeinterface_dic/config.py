@@ -20,6 +20,8 @@ from .models import Model, get_model
 # Names accepted for a field besides its own: earlier keyword names, and the parameters stored by extensions and NWB
 # files written before the configuration existed.
 _LEGACY_NAMES = {"noise_std": "noise_std_uA_cm2"}
+# Keys that to_dict and results' parameters carry but that are derived, not settings.
+_DERIVED_KEYS = {"model_digest", "dt_ms"}
 
 
 def _positive_time_scale(value, where: str) -> float:
@@ -116,6 +118,8 @@ class RunConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {}
         for key, value in merged.items():
+            if key in _DERIVED_KEYS:
+                continue
             name = _LEGACY_NAMES.get(key, key)
             if name not in known:
                 raise TypeError(f"unknown run setting {key!r}; the settings are {', '.join(sorted(known))}")

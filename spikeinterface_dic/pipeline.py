@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .config import RunConfig
+from .models import MODELS
 from .result import PipelineResult, merge_results
 from .twin_stage import recorded_train, run_twin_stage
 from .version import __version__
@@ -100,7 +101,8 @@ def run_pipeline(
     provenance = {
         "package": "spikeinterface-dic",
         "version": __version__,
-        "weights_sha256": load_predictor(model.name).weights_sha256,
+        # Shipped networks read the stock models only; a user-declared model comes with its own estimates.
+        "weights_sha256": load_predictor(model.name).weights_sha256 if MODELS.get(model.name) == model else None,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "timings": {"inference_s": inference_s, **stage.timings},
     }

@@ -186,3 +186,36 @@ def test_third_model_fast_target():
     population = generate_population(model, -4.0, 5.0, n=10, seed=1, g_f=-8.0)
     assert population.report.channels == ("Ca", "H", "Na")
     np.testing.assert_allclose(compute_dics(model, population.gbar), np.tile([-8.0, -4.0, 5.0], (10, 1)), atol=1e-6)
+
+
+def test_third_model_through_the_pipeline():
+    """A user-declared model with its own estimates: populations, twins and fidelity with no name lookup."""
+    import pandas as pd
+
+    import spikeinterface_dic as sdic
+
+    model = _third_model()
+    recorded = simulate(model, generate_population(model, -4.0, 5.0, n=3, seed=2).gbar, duration_s=4.0, transient_s=2.0)
+    trains = {f"cell{i}": t for i, t in enumerate(recorded) if len(t) >= 5}
+    assert trains, "the third model's members should fire"
+    estimates = pd.DataFrame(
+        {
+            "g_s": -4.0,
+            "g_u": 5.0,
+            "time_scale": 1.0,
+            "time_scale_std": 0.0,
+            "time_scale_low": 1.0,
+            "time_scale_high": 1.0,
+            "label": "",
+            "in_distribution": True,
+            "ood_reason": "",
+        },
+        index=pd.Index(list(trains), name="unit_id"),
+    )
+    result = sdic.run_pipeline(trains, model=model, estimates=estimates, population_size=4, duration_s=1.0, seed=1)
+    assert result.model_name == "five_channel" and result.parameters["model_digest"] == model.digest
+    assert result.provenance["weights_sha256"] is None
+    for unit_id in trains:
+        assert _true_dic_error(model, result.populations[unit_id], -4.0, 5.0) < 1e-6
+        assert len(result.twin_spike_trains[unit_id]) == 4
+    assert set(result.fidelity.index) == set(trains)
