@@ -147,7 +147,7 @@ def plot_class_conductances(result, classes, channels=None, figure=None, figsize
     Channels whose distributions differ between classes (:func:`class_conductance_summary`) are starred.
     """
     from ._common import match_ids, result_from
-    from .classes import class_series, class_conductance_summary
+    from .classes import class_conductance_summary, class_series
 
     result = result_from(result)
     summary = class_conductance_summary(result, classes)
