@@ -14,6 +14,11 @@ could not read. The unit of time is fixed by each format:
 - CSV, long format: one row per spike, columns ``unit_id`` and ``spike_time_s`` (or ``spike_time_ms`` /
   ``spike_time_us``: the unit is in the column name).
 
+Every reader applies one bad-data policy to every train (:func:`~spikeinterface_dic.train_checks.clean_spike_train`:
+NaN/inf dropped, unsorted times sorted, duplicated times removed, negative times kept), each change listed in
+``problems``, and refuses a file whose times are almost surely in another unit than the one read
+(:func:`~spikeinterface_dic.train_checks.check_time_unit`: seconds where milliseconds are expected, or the reverse).
+
 Pickle-based neo files (``.pkl``) execute code when loaded: read only files you trust.
 """
 
@@ -28,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .train_checks import check_time_unit, clean_spike_train
 
 TIME_UNIT_TO_S = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 _UNIT_COLUMNS = ("ID", "id", "unit_id", "unit")
@@ -59,7 +66,9 @@ class SpikeTrains(dict):
         {unit_id: where the train is in the file} for NWB ("units", "processing/ecephys/units") and neo
         ("block 0, segment 1, train 3").
     problems : list of str
-        Rows or trains that were skipped, each with its line number or location ("line 7: ...").
+        Rows or trains that were skipped, each with its line number or location ("line 7: ..."), and what the
+        bad-data policy changed in a train ("line 3: unit 'a': 79 duplicated spike times removed"; see
+        :mod:`spikeinterface_dic.train_checks`).
     """
 
     def __init__(
@@ -187,13 +196,30 @@ def read_nwb_spike_trains(path, unit_column: str | None = None) -> SpikeTrains:
     for location, rows in read:
         for row in rows:
             key = f"{location}/{row['id']}" if prefixed else row["id"]
-            result[key] = row["times"]
+            result[key], issues = clean_spike_train(row["times"], key, str(path))
+            result.problems.extend(f"{location}: {issue}" for issue in issues)
             result.origins[key] = location
             if "t_start" in row:
                 result.t_start_s[key], result.durations_s[key] = row["t_start"], row["duration"]
             if "name" in row:
                 result.unit_names[key] = row["name"]
+    result.problems.extend(
+        check_time_unit(
+            result, str(path), "s", "convert its spike_times from {unit} to seconds, as the NWB schema requires"
+        )
+    )
+    _warn_problems(result, stacklevel=3)
     return result
+
+
+def _warn_problems(trains: SpikeTrains, stacklevel: int) -> None:
+    """One warning listing (the first five of) a file's problems, so that none goes unseen."""
+    problems = trains.problems
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; ... ({len(problems) - 5} more)" if len(problems) > 5 else "")
+        warnings.warn(
+            f"{trains.source}: {len(problems)} problem(s) (see .problems): {shown}", UserWarning, stacklevel=stacklevel
+        )
 
 
 def _nwb_location(reader, container) -> str:
@@ -268,9 +294,15 @@ def _merge_intervals(intervals: np.ndarray) -> np.ndarray:
 def read_csv_spike_trains(path, unit_column: str | None = None, time_unit: str | None = None) -> SpikeTrains:
     """Read a CSV in the Spike2Pop format (one row per unit) or the long format (one row per spike).
 
-    Malformed rows (wrong number of fields, unreadable or non-finite times, decreasing times, empty or repeated
-    unit id) are skipped; each is listed with its line number in ``problems`` and a warning is issued. See
-    :func:`read_spike_trains` for the parameters.
+    Malformed rows (wrong number of fields, unreadable times, empty or repeated unit id) are skipped; rows whose
+    train needed the bad-data policy (non-finite, unsorted or duplicated times) are kept, cleaned. Each is listed
+    with its line number in ``problems`` and a warning is issued. See :func:`read_spike_trains` for the parameters.
+
+    Raises
+    ------
+    ValueError
+        When no row can be read, or when the times are almost surely in another unit than the one read (for
+        example seconds in a Spike2Pop file, which is read in milliseconds): the message names the unit to pass.
     """
     path = Path(path)
     if not path.is_file():
@@ -293,20 +325,26 @@ def read_csv_spike_trains(path, unit_column: str | None = None, time_unit: str |
                 file_format = "csv-long"
     finally:
         csv.field_size_limit(limit)
-    if problems:
-        shown = "; ".join(problems[:5]) + (f"; ... ({len(problems) - 5} more)" if len(problems) > 5 else "")
-        warnings.warn(f"{path}: skipped {len(problems)} malformed row(s): {shown}", UserWarning, stacklevel=3)
-    if not trains:
-        raise ValueError(
-            f"{path} holds no readable spike train" + (f" ({len(problems)} malformed rows)" if problems else "")
-        )
-    return SpikeTrains(
+    result = SpikeTrains(
         _integer_ids_if_possible(trains),
         source=str(path),
         file_format=file_format,
         file_time_unit=file_unit,
         problems=problems,
     )
+    if not trains:
+        _warn_problems(result, stacklevel=3)
+        raise ValueError(
+            f"{path} holds no readable spike train" + (f" ({len(problems)} malformed rows)" if problems else "")
+        )
+    how_to_say = (
+        "pass time_unit='{unit}'"
+        if file_format == "csv-spike2pop"
+        else "name the time column spike_time_{unit} (the unit is in its name)"
+    )
+    result.problems.extend(check_time_unit(result, str(path), file_unit, how_to_say))
+    _warn_problems(result, stacklevel=3)
+    return result
 
 
 def _pick_unit_column(header: list, unit_column: str | None, path: Path) -> str:
@@ -328,12 +366,7 @@ def _parse_times(text: str) -> np.ndarray:
     if not (text.startswith("[") and text.endswith("]")):
         raise ValueError(f"spiking_times must look like '[t1, t2, ...]'; got {text[:40]!r}")
     inner = text[1:-1].strip()
-    values = np.array([float(v) for v in _NUMBER_SEPARATOR.split(inner)] if inner else [], dtype=np.float64)
-    if not np.isfinite(values).all():
-        raise ValueError("spiking_times contains NaN or infinite values")
-    if np.any(np.diff(values) < 0):
-        raise ValueError("spike times are not in increasing order")
-    return values
+    return np.array([float(v) for v in _NUMBER_SEPARATOR.split(inner)] if inner else [], dtype=np.float64)
 
 
 def _rows_with_unit_ids(reader, header, id_index, problems):
@@ -363,9 +396,12 @@ def _read_spike2pop_rows(reader, header, id_column, time_unit):
             problems.append(f"line {line}: unit id {unit_id!r} repeated (first row kept)")
             continue
         try:
-            trains[unit_id] = _parse_times(row[times_index]) * factor
+            times = _parse_times(row[times_index])
         except ValueError as error:
             problems.append(f"line {line}: unit {unit_id!r}: {error}")
+            continue
+        trains[unit_id], issues = clean_spike_train(times * factor, unit_id)
+        problems.extend(f"line {line}: {issue}" for issue in issues)
     return trains, problems, unit
 
 
@@ -391,14 +427,13 @@ def _read_long_rows(reader, header, id_column, time_unit, path):
         except ValueError:
             problems.append(f"line {line}: spike time {row[time_index]!r} is not a number")
             continue
-        if not np.isfinite(value):
-            problems.append(f"line {line}: spike time {row[time_index]!r} is not finite")
-            continue
-        collected.setdefault(unit_id, []).append(value)
+        collected.setdefault(unit_id, []).append(value)  # NaN / inf: counted per unit by clean_spike_train
     factor = TIME_UNIT_TO_S[unit]
-    trains = {
-        key: np.sort(np.asarray(values, dtype=np.float64), kind="stable") * factor for key, values in collected.items()
-    }
+    trains = {}
+    for key, values in collected.items():
+        # One row per spike: the rows of a unit have no order by format, so sorting them is no issue.
+        trains[key], issues = clean_spike_train(np.sort(np.asarray(values, dtype=np.float64)) * factor, key)
+        problems.extend(issues)
     return trains, problems, unit
 
 
@@ -455,14 +490,17 @@ def read_neo_spike_trains(path, unit_column: str | None = None) -> SpikeTrains:
         if key in result:
             result.problems.append(f"block {b}, segment {s}, train {k}: unit id {key!r} repeated (first kept)")
             continue
-        result[key] = np.asarray(train.times.rescale(pq.s).magnitude, dtype=np.float64).ravel()
+        result[key], issues = clean_spike_train(
+            np.asarray(train.times.rescale(pq.s).magnitude, dtype=np.float64).ravel(), key, str(path)
+        )
+        result.problems.extend(f"block {b}, segment {s}, train {k}: {issue}" for issue in issues)
         t_start = float(train.t_start.rescale(pq.s).magnitude)
         result.t_start_s[key] = t_start
         result.durations_s[key] = float(train.t_stop.rescale(pq.s).magnitude) - t_start
         if train.name:
             result.unit_names[key] = str(train.name)
-    if result.problems:
-        warnings.warn(f"{path}: {'; '.join(result.problems)}", UserWarning, stacklevel=3)
+    result.problems.extend(check_time_unit(result, str(path), "s", "set the units of its SpikeTrains to {unit}"))
+    _warn_problems(result, stacklevel=3)
     return result
 
 

@@ -69,13 +69,17 @@ def test_malformed_rows_are_reported_with_line_numbers(tmp_path):
         '6,"[4.0, nan]"\n'  # line 8: NaN
         '7,"[10, 20]"\n'  # line 9: good
     )
-    with pytest.warns(UserWarning, match="5 malformed"):
+    with pytest.warns(UserWarning, match="5 problem"):
         trains = read_spike_trains(path)
-    assert list(trains) == [1, 4, 7]
+    # Unsorted (line 6) and NaN (line 8) rows are kept, cleaned, with the reason (the one bad-data policy).
+    assert list(trains) == [1, 4, 5, 6, 7]
     np.testing.assert_array_equal(trains[1], [0.001, 0.002, 0.003])
+    np.testing.assert_array_equal(trains[5], [0.001, 0.003])
+    np.testing.assert_array_equal(trains[6], [0.004])
     assert trains[4].size == 0 and trains[4].dtype == np.float64
     assert [problem.split(":")[0] for problem in trains.problems] == [f"line {n}" for n in (3, 4, 6, 7, 8)]
-    assert "not in increasing order" in trains.problems[2] and "repeated" in trains.problems[3]
+    assert "not in increasing order" in trains.problems[2] and "sorted" in trains.problems[2]
+    assert "repeated" in trains.problems[3] and "1 non-finite" in trains.problems[4]
 
 
 def test_long_format_in_seconds_and_milliseconds(tmp_path):

@@ -10,27 +10,50 @@ windows of one long train). No ISI ever crosses a segment boundary.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
 
 from ..inference.predict import NO_ESTIMATE
 from ..schema import ESTIMATE_NAMES
+from ..train_checks import clean_spike_train
 
 
-def unit_spike_trains(sorting, unit_ids=None) -> dict:
-    """{unit_id: [times in s of segment 0, segment 1, ...]} (float64, one array per segment, possibly empty)."""
+def unit_spike_trains(sorting, unit_ids=None, issues: list | None = None) -> dict:
+    """{unit_id: [times in s of segment 0, segment 1, ...]} (float64, one array per segment, possibly empty).
+
+    Each segment's train goes through the readers' bad-data policy
+    (:func:`~spikeinterface_dic.train_checks.clean_spike_train`: NaN/inf dropped, sorted, duplicated times removed;
+    negative times, which a segment with a negative t_start has, kept). What it changed is appended to ``issues``
+    (when given) as ``"segment 0: unit 3: 2 duplicated spike times removed"`` and issued as one warning. Times come
+    from the sorting's sampling frequency, so no time-unit check is made here.
+
+    Parameters
+    ----------
+    sorting : spikeinterface BaseSorting
+    unit_ids : list, default: None
+        Units to read (all when None).
+    issues : list, default: None
+        A list to extend with the issues (e.g. to store them with an extension's data).
+    """
     unit_ids = sorting.unit_ids if unit_ids is None else unit_ids
     segments = range(sorting.get_num_segments())
-    return {
-        unit_id: [
-            np.asarray(
-                sorting.get_unit_spike_train(unit_id, segment_index=segment, return_times=True), dtype=np.float64
+    found, trains = [], {}
+    for unit_id in unit_ids:
+        trains[unit_id] = []
+        for segment in segments:
+            times, changes = clean_spike_train(
+                sorting.get_unit_spike_train(unit_id, segment_index=segment, return_times=True), unit_id
             )
-            for segment in segments
-        ]
-        for unit_id in unit_ids
-    }
+            trains[unit_id].append(times)
+            found.extend(f"segment {segment}: {change}" for change in changes)
+    if found:
+        shown = "; ".join(found[:5]) + (f"; ... ({len(found) - 5} more)" if len(found) > 5 else "")
+        warnings.warn(f"sorting spike trains: {len(found)} problem(s): {shown}", UserWarning, stacklevel=2)
+        if issues is not None:
+            issues.extend(found)
+    return trains
 
 
 def remove_refractory_violations(train, refractory_ms: float = 1.0) -> np.ndarray:
