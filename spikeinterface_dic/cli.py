@@ -519,6 +519,22 @@ def _plan(args, files: list[Path]):
     return file_jobs(files, out, output_format="csv", overwrite=args.overwrite)
 
 
+def _check_outputs(jobs) -> None:
+    """Every output can be written, before anything is computed (one line per problem, then a CommandError)."""
+    from .distributed import check_job_outputs
+
+    problems = []
+    for job in jobs:
+        try:
+            check_job_outputs(job)
+        except (OSError, ValueError) as error:
+            problems.append(str(error))
+    if problems:
+        for problem in problems[:-1]:
+            print(f"{PROGRAM}: error: {problem}", file=sys.stderr)
+        raise CommandError(problems[-1])
+
+
 def _run_config(args, model: str, **overrides):
     """The run configuration of the pipeline options (see :class:`~spikeinterface_dic.config.RunConfig`)."""
     from .config import RunConfig
@@ -550,6 +566,8 @@ def _command_run(args) -> int:
     out = Path(args.out if args.out is not None else DEFAULT_RUN_OUT)
     files = collect_inputs(args.inputs, exclude=None if out.suffix.lower() in (".nwb", ".csv") else out)
     jobs = _plan(args, files)
+    config = _run_config(args, args.model)
+    _check_outputs(jobs)
     _use_cores(args.n_jobs)
     started = time.perf_counter()
     with _dask_client(args.dask, args.n_jobs) as client:
@@ -558,9 +576,7 @@ def _command_run(args) -> int:
             f"{len(jobs)} file(s), model {args.model}, {args.population_size} twins per unit"
             + (f", Dask {client.scheduler.address}" if client is not None else ""),
         )
-        summary = run_file_jobs(
-            jobs, _run_config(args, args.model), client=client, progress_bar=_progress_enabled(args)
-        )
+        summary = run_file_jobs(jobs, config, client=client, progress_bar=_progress_enabled(args))
     for row in summary.itertuples():
         if row.n_problems:
             for problem in re.split(r"; (?=line \d|block \d)", row.problems):  # io's locations of skipped rows

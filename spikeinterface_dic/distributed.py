@@ -181,7 +181,7 @@ def process_file(job: FileJob, config: RunConfig | None = None, client=None, pro
     created: list[Path] = []
     try:
         output = Path(job.output)
-        _check_output_free(job)
+        check_job_outputs(job)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # malformed rows come back in trains.problems, with line numbers
             try:
@@ -220,20 +220,37 @@ def process_file(job: FileJob, config: RunConfig | None = None, client=None, pro
     }
 
 
-def _check_output_free(job: FileJob) -> None:
-    output = Path(job.output)
-    if job.overwrite:
-        return
+def check_job_outputs(job: FileJob) -> None:
+    """Raise, before anything is computed, when a job's outputs cannot be written: a folder that is not writable,
+    outputs that exist, or an NWB file that already holds DIC results, without ``overwrite``. Messages name the
+    user's files and the CLI's option."""
+    from .nwb import results_present
+
+    output, source = Path(job.output), Path(job.path)
+    in_place = job.output_format == "nwb" and output.resolve() == source.resolve()
+    folder = output.parent if not in_place else output.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # created later; its nearest existing parent must be writable
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {output}: the folder {folder} is not writable")
     if job.output_format == "csv":
-        existing = [
-            p
-            for p in (output.with_name(output.name + "_units.csv"), output.with_name(output.name + "_populations.csv"))
-            if p.exists()
-        ]
-    else:
-        existing = [output] if output.exists() and output.resolve() != Path(job.path).resolve() else []
-    if existing:
-        raise FileExistsError(f"{existing[0]} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+        existing = [output.with_name(output.name + suffix) for suffix in ("_units.csv", "_populations.csv")]
+        existing = [path for path in existing if path.exists()]
+        if existing and not job.overwrite:
+            raise FileExistsError(f"{existing[0]} exists; pass --overwrite (overwrite=True) to replace it")
+        return
+    if in_place and not os.access(output, os.W_OK):
+        raise PermissionError(f"cannot add results to {output}: the file is not writable")
+    if not in_place and output.exists() and not job.overwrite:
+        raise FileExistsError(f"{output} exists; pass --overwrite (overwrite=True) to replace it")
+    if source.suffix.lower() == ".nwb" and source.is_file() and not job.overwrite:
+        try:
+            present = results_present(source)
+        except (OSError, ValueError):
+            return  # unreadable or without units: the run reports it with the reading error
+        if present:
+            where = f"{source} already holds" if in_place else f"the input {source} already holds"
+            raise FileExistsError(f"{where} DIC results; pass --overwrite (overwrite=True) to replace them")
 
 
 def _result_summary(result: PipelineResult) -> dict:

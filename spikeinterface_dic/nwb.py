@@ -76,11 +76,43 @@ def write_nwb(result: PipelineResult, path, overwrite: bool = False) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"NWB file not found: {path}; write_nwb adds results to an existing NWB file")
     _check_result(result)
+    # One writer at a time: a second process enriching the same file waits for the first, then sees its results
+    # (and refuses them unless overwrite), so no update is lost.
+    with writer_lock(path):
+        _write_locked(result, path, overwrite)
+    return path
+
+
+def writer_lock(path: Path, timeout_s: float = 600.0):
+    """The inter-process lock held while ``path`` is rewritten.
+
+    The lock file lives in the user's cache folder (named by the file's resolved path), not beside the data, so no
+    file is left next to the user's recording; processes of this machine exclude each other (on a shared network
+    file system, processes of different machines do not).
+    """
+    import hashlib
+
+    from filelock import FileLock
+    from platformdirs import user_cache_dir
+
+    folder = Path(user_cache_dir("spikeinterface-dic")) / "nwb-locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
+    return FileLock(str(folder / f"{name}.lock"), timeout=timeout_s)
+
+
+def results_present(path) -> bool:
+    """True when the NWB file already holds DIC results (dic_* columns or the processing module)."""
+    return _preflight(Path(path))[1]
+
+
+def _write_locked(result: PipelineResult, path: Path, overwrite: bool) -> None:
     file_ids, has_results = _preflight(path)
     rows = _unit_rows(result, file_ids, path)
     if has_results and not overwrite:
         raise ValueError(
-            f"{path} already holds DIC results ({MODULE_NAME} / dic_* columns); pass overwrite=True to replace them"
+            f"{path} already holds DIC results ({MODULE_NAME} / dic_* columns); pass overwrite=True (CLI: --overwrite) "
+            "to replace them"
         )
     from pynwb import NWBHDF5IO
 
@@ -105,7 +137,6 @@ def write_nwb(result: PipelineResult, path, overwrite: bool = False) -> Path:
         with open(candidate, "rb") as file:
             os.fsync(file.fileno())
         os.replace(candidate, path)
-    return path
 
 
 @contextmanager

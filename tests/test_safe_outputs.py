@@ -1,0 +1,102 @@
+"""Outputs that do not mislead and are never lost: one writer per NWB file, and every output problem found before
+anything is computed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+
+from spikeinterface_dic import cli
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    import spikeinterface_dic as sdic
+
+    path, seed = sys.argv[1], int(sys.argv[2])
+    trains = sdic.read_spike_trains(path)
+    result = sdic.run_pipeline(dict(trains), simulate=False, population_size=2, seed=seed)
+    try:
+        sdic.write_nwb(result, path)
+    except ValueError as error:
+        print("refused:", error)
+    else:
+        print("ok")
+    """
+)
+
+
+def _units_nwb(path):
+    from pynwb import NWBHDF5IO, NWBFile
+
+    nwbfile = NWBFile("two units", "lock-test", datetime(2024, 1, 1, tzinfo=timezone.utc))
+    rng = np.random.default_rng(0)
+    for unit in range(2):
+        nwbfile.add_unit(spike_times=np.sort(rng.uniform(0, 20, 80)), id=unit)
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwbfile)
+    return path
+
+
+def test_two_processes_enriching_one_nwb_never_both_succeed(tmp_path):
+    path = _units_nwb(tmp_path / "session.nwb")
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(seed)], stdout=subprocess.PIPE, text=True)
+        for seed in (1, 2)
+    ]
+    outputs = [writer.communicate(timeout=300)[0].strip().splitlines()[-1] for writer in writers]
+    assert sorted(line.split(":")[0] for line in outputs) == ["ok", "refused"], outputs
+    assert "already holds DIC results" in next(line for line in outputs if line.startswith("refused"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["session.nwb"]  # no lock or temporary file left
+
+
+def _run(argv, capsys):
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_existing_csv_outputs_stop_the_run_before_computing(tmp_path, capsys, monkeypatch):
+    import spikeinterface_dic.distributed as distributed
+
+    (tmp_path / "res_units.csv").write_text("kept\n")
+    monkeypatch.setattr(distributed, "run_pipeline", lambda *a, **k: pytest.fail("computed before checking outputs"))
+    code, _, err = _run(["run", str(cli.example_path()), "--out", str(tmp_path / "res.csv")], capsys)
+    assert code == 1 and "--overwrite" in err and "res_units.csv" in err
+    assert (tmp_path / "res_units.csv").read_text() == "kept\n"
+
+
+def test_enriched_nwb_input_needs_overwrite_before_computing(tmp_path, capsys, monkeypatch):
+    import spikeinterface_dic as sdic
+    import spikeinterface_dic.distributed as distributed
+
+    path = _units_nwb(tmp_path / "session.nwb")
+    result = sdic.run_pipeline(dict(sdic.read_spike_trains(path)), simulate=False, population_size=2)
+    sdic.write_nwb(result, path)
+    monkeypatch.setattr(distributed, "run_pipeline", lambda *a, **k: pytest.fail("computed before checking outputs"))
+    code, _, err = _run(["run", str(path), "--out", str(tmp_path / "copy.nwb")], capsys)
+    assert code == 1 and "already holds DIC results" in err and "--overwrite" in err and str(path) in err
+    assert not (tmp_path / "copy.nwb").exists()
+
+
+def test_unwritable_output_folder_is_named_before_computing(tmp_path, capsys, monkeypatch):
+    import os
+
+    import spikeinterface_dic.distributed as distributed
+
+    if os.geteuid() == 0:
+        pytest.skip("root can write into a read-only folder")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    monkeypatch.setattr(distributed, "run_pipeline", lambda *a, **k: pytest.fail("computed before checking outputs"))
+    try:
+        code, _, err = _run(["run", str(cli.example_path()), "--out", str(locked / "out")], capsys)
+    finally:
+        locked.chmod(0o700)
+    assert code == 1 and "not writable" in err
