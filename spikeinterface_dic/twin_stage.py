@@ -90,6 +90,25 @@ class TwinStageResult:
         return dict(zip(units, twin_time_scales(self.estimates, units), strict=True)) if units else {}
 
 
+# The time-scale columns the twin stage may rewrite (adaptation), with the network's k kept beside them.
+FINAL_TIME_SCALE_COLUMNS = ("time_scale", "time_scale_std", "time_scale_low", "time_scale_high", "time_scale_network")
+
+
+def _flag_adapted_time_scales(estimates: pd.DataFrame) -> None:
+    """``in_distribution`` judges the final k: a unit whose adapted k left the modelled range is flagged."""
+    from .inference.predict import K_RANGE
+
+    low, high = K_RANGE[0] / 1.5, K_RANGE[1] * 1.5  # the tolerance infer_dics applies to the network's k
+    for unit_id in estimates.index:
+        k, network_k = estimates.loc[unit_id, "time_scale"], estimates.loc[unit_id, "time_scale_network"]
+        if not np.isfinite(k) or k == network_k or low <= k <= high:
+            continue
+        reason = f"adapted time scale k = {k:.3g} is outside the modelled range [{K_RANGE[0]}, {K_RANGE[1]}]"
+        previous = str(estimates.loc[unit_id, "ood_reason"] or "")
+        estimates.loc[unit_id, "ood_reason"] = f"{previous}; {reason}" if previous else reason
+        estimates.loc[unit_id, "in_distribution"] = False
+
+
 def _progress(total: int, enabled: bool, description: str):
     from tqdm.auto import tqdm
 
@@ -169,10 +188,18 @@ def run_twin_stage(
             bar.update(1)
         timings["selection_s"] = time.perf_counter() - started
     estimates["time_scale_network"] = estimates["time_scale"]
-    for column in ("time_scale", "time_scale_std", "time_scale_low", "time_scale_high", "time_scale_network"):
+    for column in FINAL_TIME_SCALE_COLUMNS:
         estimates.loc[simulated, column] = scored_estimates[column].to_numpy()
+    _flag_adapted_time_scales(estimates)
     result.populations, result.twin_trains, result.fidelity = populations, twins, fidelity
     return result
 
 
-__all__ = ["TwinStageResult", "run_twin_stage", "recorded_train", "remove_refractory_violations", "kernel_threads"]
+__all__ = [
+    "FINAL_TIME_SCALE_COLUMNS",
+    "TwinStageResult",
+    "run_twin_stage",
+    "recorded_train",
+    "remove_refractory_violations",
+    "kernel_threads",
+]

@@ -24,26 +24,16 @@ from spikeinterface.core.job_tools import fix_job_kwargs
 from spikeinterface.core.sortinganalyzer import AnalyzerExtension, register_result_extension
 
 from ..config import INFERENCE_SETTINGS, TWIN_SETTINGS, RunConfig
-from ..schema import ESTIMATE_NAMES, TWIN_NAMES
+from ..schema import ESTIMATE_COLUMNS, ESTIMATE_NAMES, TWIN_NAMES
+from ..twin_stage import FINAL_TIME_SCALE_COLUMNS
 from .ragged import unpack_rows
 from .trains import infer_dics_segments, unit_spike_trains
 from .twins import UNIT_KEYS, compute_twin_data, concatenate_twin_units, population_sizes, take_twin_units
 
-_STRING_COLUMNS = ("label", "ood_reason")
-_INTEGER_COLUMNS = ("n_spikes", "n_windows", "n_refractory_violations")
-
 
 def _estimates_to_data(frame: pd.DataFrame) -> dict:
-    data = {}
-    for column in ESTIMATE_NAMES:
-        values = frame[column].tolist()
-        if column in _STRING_COLUMNS:
-            data[column] = np.array(["" if value is None else str(value) for value in values], dtype=str)
-        elif column == "in_distribution":
-            data[column] = np.array(values, dtype=bool)
-        else:
-            data[column] = np.array(values, dtype=np.int64 if column in _INTEGER_COLUMNS else np.float64)
-    return data
+    """The estimates as plain ndarrays of their schema dtypes (stored without pickle by every backend)."""
+    return {column.name: column.as_array(frame[column.name].tolist()) for column in ESTIMATE_COLUMNS}
 
 
 def compute_dic_data(
@@ -203,10 +193,10 @@ class ComputeTwinPopulations(_UnitwiseExtension):
     Returns
     -------
     twin_summary : pandas.DataFrame
-        Indexed by unit_id: population_size, target_g_s, target_g_u, twin_time_scale, population_error, n_twins,
-        fraction_matching, fraction_matching_network_time_scale, twin_label_fraction, median_isi_distance,
-        main_frequency_hz, twin_main_frequency_hz, fraction_matching_before_selection, n_candidates,
-        candidate_acceptance (fidelity columns NaN where not simulated).
+        Indexed by unit_id: population_size, target_g_s, target_g_u, twin_time_scale, population_error; the final
+        time scale (time_scale, time_scale_std, time_scale_low, time_scale_high: after adaptation, when the twins
+        were simulated with adapt_time_scale) and the network's (time_scale_network); n_twins and the fidelity
+        columns of :data:`spikeinterface_dic.schema.TWIN_COLUMNS` (NaN where not simulated).
         ``get_population(unit_id)`` and ``get_twin_spike_trains(unit_id)`` return a unit's members and twins.
     """
 
@@ -314,7 +304,9 @@ class ComputeTwinPopulations(_UnitwiseExtension):
         fidelity = summary.loc[simulated, list(TWIN_NAMES)]
         estimates = parent.get_data()
         estimates["population_error"] = summary["population_error"]
-        estimates["twin_time_scale"] = summary["twin_time_scale"]  # time_scale stays the network's
+        estimates["twin_time_scale"] = summary["twin_time_scale"]
+        for column in FINAL_TIME_SCALE_COLUMNS:  # one k per unit: the final one, the network's beside it
+            estimates[column] = summary[column]
         return PipelineResult(
             model_name=parent.params["model"],
             conductance_names=self.conductance_names,

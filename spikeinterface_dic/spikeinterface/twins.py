@@ -30,12 +30,13 @@ import numpy as np
 
 from ..config import RunConfig
 from ..schema import TWIN_COLUMNS, TWIN_NAMES
-from ..twin_stage import recorded_train, run_twin_stage
+from ..twin_stage import FINAL_TIME_SCALE_COLUMNS, recorded_train, run_twin_stage
 from .ragged import concatenate_rows, pack_rows, row_positions, take_rows
 from .trains import unit_spike_trains
 
 # Per-unit arrays of the extension's data (the ragged population and twin arrays are handled apart).
-UNIT_KEYS = ("target_g_s", "target_g_u", "twin_time_scale", "population_error", *TWIN_NAMES)
+# The final time scale (after adaptation) and the network's are stored too, so every front end reports one k.
+UNIT_KEYS = ("target_g_s", "target_g_u", "twin_time_scale", "population_error", *FINAL_TIME_SCALE_COLUMNS, *TWIN_NAMES)
 
 
 def compute_twin_data(
@@ -61,6 +62,9 @@ def compute_twin_data(
         "twin_time_scale": np.array([time_scales.get(u, np.nan) for u in unit_ids], dtype=np.float64),
         "population_error": np.array(stage.estimates["population_error"].tolist(), dtype=str),
     }
+    for column in FINAL_TIME_SCALE_COLUMNS:
+        values = stage.estimates[column] if column in stage.estimates else stage.estimates["time_scale"]
+        data[column] = values.to_numpy(np.float64)
     for column in TWIN_COLUMNS:
         simulated = column.name in stage.fidelity.columns  # the selection columns exist only with twin_selection
         values = [
