@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..features import spike_train_features
+from ..features import label_reason, spike_train_features
 from ..models import get_model
 from ..schema import ESTIMATE_COLUMNS, ESTIMATE_NAMES
 from .shape import ShapeReference, TimeScaleLibrary, library_statistics, shape_statistics
@@ -27,6 +27,15 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 K_RANGE = (0.25, 8.0)
 # The estimate columns of a train without an estimate (too few spikes), shared by every place that reports one.
 NO_ESTIMATE = {column.name: column.empty_value() for column in ESTIMATE_COLUMNS if column.dtype in ("float64", "bool")}
+# Below these a train's estimate is no better than the prior of its firing pattern (mean over g_s and g_u of MAE /
+# MAE of the label's held-out median >= 0.9), measured by benchmarks/information_check.py on held-out trains at
+# unknown k (docs/information_check.md). Tonic (and other non-bursting) trains are judged by spikes, bursters by
+# bursts of >= 2 spikes: a burster's information comes in bursts.
+MIN_INFORMATIVE_SPIKES = {"stg": 8, "da": 12}
+MIN_INFORMATIVE_BURSTS = {"stg": 2, "da": 2}
+# More refractory violations than this fraction of a train is not a few sorting errors: the times are probably in
+# the wrong unit (seconds read as milliseconds) or the unit is a merge; removing them would leave a different train.
+MAX_REFRACTORY_FRACTION = 0.2
 
 
 class Predictor:
@@ -176,6 +185,30 @@ def _known_time_scales(time_scale, ids: list) -> np.ndarray:
     return known
 
 
+def _information_reasons(features_row, model_name: str) -> list[str]:
+    """Why a train cannot support a confident estimate: too few spikes or bursts, or irregular firing."""
+    reasons = []
+    label, n_spikes = features_row["label"], int(features_row["n_spikes"])
+    if label == "irregular":
+        reasons.append(
+            f"irregular firing ({label_reason(features_row)}): a deterministic model twin cannot reproduce a "
+            "noise-driven train"
+        )
+    if label == "bursting":
+        n_bursts = int(features_row["n_burst_runs"])
+        if n_bursts < MIN_INFORMATIVE_BURSTS[model_name]:
+            reasons.append(
+                f"{n_bursts} burst{'s' if n_bursts != 1 else ''}: too few to estimate (at least "
+                f"{MIN_INFORMATIVE_BURSTS[model_name]} are needed to beat the prior, docs/information_check.md)"
+            )
+    elif n_spikes < MIN_INFORMATIVE_SPIKES[model_name]:
+        reasons.append(
+            f"{n_spikes} spikes: too few to estimate (at least {MIN_INFORMATIVE_SPIKES[model_name]} are needed to "
+            "beat the prior, docs/information_check.md)"
+        )
+    return reasons
+
+
 def infer_dics(
     spike_trains,
     model="stg",
@@ -196,7 +229,9 @@ def infer_dics(
         torch device ("cuda" to use a GPU).
     refractory_ms : float, default: 1.0
         ISIs shorter than this are refractory violations (sorting errors); the second spike of each is dropped and
-        the count is reported in ``n_refractory_violations``.
+        the count is reported in ``n_refractory_violations``. When more than 20 % of a train's spikes would be
+        dropped (:data:`MAX_REFRACTORY_FRACTION`), the unit gets no estimate and a reason naming the likely unit
+        mistake instead of an estimate built from what is left.
     time_scale : None | float | sequence | dict, default: None
         A known time scale k (one for all trains, one per train, or {unit_id: k}; NaN or absent = unknown), e.g.
         from the recording temperature and a Q10. Spike times are divided by k before inference, so the network sees
@@ -207,10 +242,12 @@ def infer_dics(
     -------
     pandas.DataFrame
         One row per train: g_s, g_u, g_s_std, g_u_std, time_scale, time_scale_std, time_scale_low, time_scale_high
-        (1 sd interval of log k), label ("silent" | "spiking" | "bursting", from the rule-based features),
-        in_distribution (bool), ood_reason, n_spikes, n_windows, n_refractory_violations, novelty, p_bursting (the
-        network's own probability of a bursting pattern, averaged over windows).
-        Trains with fewer than 3 spikes are "silent" with NaN estimates and a reason, never an error.
+        (1 sd interval of log k), label ("silent" | "spiking" | "bursting" | "irregular", from the rule-based
+        features), in_distribution (bool), ood_reason, n_spikes, n_windows, n_refractory_violations, novelty,
+        p_bursting (the network's own probability of a bursting pattern, averaged over windows).
+        Trains with fewer than 3 spikes are "silent" with NaN estimates and a reason, never an error. Trains too
+        short to beat the prior (:data:`MIN_INFORMATIVE_SPIKES`, :data:`MIN_INFORMATIVE_BURSTS`) and irregular
+        trains keep their estimate (so it can be seen) but are never in distribution, with the reason in words.
     """
     model = get_model(model)
     predictor = load_predictor(model.name, str(weights_dir) if weights_dir else None, device)
@@ -221,10 +258,15 @@ def infer_dics(
         keep = np.concatenate([[True], np.diff(train) >= refractory_ms / 1000.0]) if train.size else np.ones(0, bool)
         cleaned.append(train[keep])
         violations.append(int((~keep).sum()))
+    # Units whose trains would lose most of their spikes get no estimate (a reason instead of an error: one bad
+    # unit must not abort the others, e.g. in the SpikeInterface extension).
+    too_many_violations = [
+        count > MAX_REFRACTORY_FRACTION * train.size for count, train in zip(violations, trains, strict=True)
+    ]
     features = spike_train_features(cleaned)
     windows, owner = [], []
     for index, train in enumerate(cleaned):
-        if train.size >= 3:
+        if train.size >= 3 and not too_many_violations[index]:
             scale = 1.0 if np.isnan(known_k[index]) else known_k[index]
             for w in _windows(np.maximum(np.diff(train) * 1000.0 / scale, 0.05), predictor.window):
                 windows.append(w)
@@ -241,6 +283,19 @@ def infer_dics(
             "n_refractory_violations": violations[index],
             "label": features["label"].iloc[index],
         }
+        if too_many_violations[index]:
+            total = trains[index].size
+            row.update(
+                NO_ESTIMATE,
+                ood_reason=(
+                    f"{violations[index]} of {total} spikes ({100 * violations[index] / total:.0f} %) come less than "
+                    f"{refractory_ms:g} ms after the previous one: times probably in seconds read as milliseconds "
+                    "(or a merged unit); no estimate"
+                ),
+                n_windows=0,
+            )
+            rows.append(row)
+            continue
         if train.size < 3:
             row.update(
                 NO_ESTIMATE,
@@ -260,7 +315,7 @@ def infer_dics(
             log_k, log_k_std = _with_library(predictor.time_scale_library, train, log_k, log_k_std)
         k = math.exp(log_k)
         novelty = float(predictor.shape_reference.score(shape)[0])
-        reasons = []
+        reasons = _information_reasons(features.iloc[index], model.name)
         if np.isfinite(novelty) and novelty > predictor.shape_reference.threshold:
             reasons.append(
                 f"ISI pattern unlike any {model.name} model train at any time scale (novelty "
