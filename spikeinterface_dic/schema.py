@@ -72,7 +72,8 @@ ESTIMATE_COLUMNS: tuple[Column, ...] = (
         "label",
         "str",
         "",
-        "Firing pattern of the spike train from the rule-based features: 'silent', 'spiking' or 'bursting'.",
+        "Firing pattern of the spike train from the rule-based features: 'silent' (< 3 spikes), 'spiking' (tonic), "
+        "'bursting' (repeated bursts in a bimodal ISI distribution) or 'irregular' (neither; never in distribution).",
     ),
     Column(
         "in_distribution",
@@ -162,6 +163,7 @@ TWIN_COLUMNS: tuple[Column, ...] = (
         "Median over twins of the Kolmogorov-Smirnov distance between "
         "the twin's and the unit's inter-spike-interval distributions (0..1).",
     ),
+    Column("fidelity_note", "str", "", "Why fraction_matching is NaN for a simulated unit (empty otherwise)."),
     Column(
         "main_frequency_hz",
         "float64",
