@@ -612,14 +612,39 @@ def format_summary(summary) -> str:
                 f"{i}/{n}" if good else ""
                 for i, n, good in zip(summary["n_in_distribution"], summary["n_units"], ok, strict=True)
             ],
-            "fraction matching": [
-                f"{value:.2f}" if good and np.isfinite(value) else ("n/a" if good else "")
-                for value, good in zip(summary["fraction_matching"], ok, strict=True)
+            "matching twins": [
+                _matching_cell(after, before) if good else ""
+                for after, before, good in zip(
+                    summary["fraction_matching"], summary["fraction_matching_before_selection"], ok, strict=True
+                )
+            ],
+            "no twins": [
+                str(int(n)) if good else "" for n, good in zip(summary["n_without_population"], ok, strict=True)
+            ],
+            "targets clipped": [
+                str(int(n)) if good else "" for n, good in zip(summary["n_targets_clipped"], ok, strict=True)
             ],
             "time (s)": [f"{value:.1f}" if np.isfinite(value) else "" for value in summary["seconds"]],
         }
     )
-    return format_table(table, left=("file", "status", "labels"))
+    legend = (
+        "\nmatching twins: median over the simulated units of the fraction of a unit's twins that fire in its pattern "
+        "(label, main frequency within the tolerance, spikes per burst), after twin selection (before it, in "
+        "parentheses); n/a: not simulated, or no unit has a main frequency to match. no twins: units with an "
+        "estimate but no population (reason in the population_error column). targets clipped: units whose twins "
+        "were generated for DICs clipped to the trained region (target_g_s, target_g_u columns)."
+    )
+    import textwrap
+
+    return format_table(table, left=("file", "status", "labels")) + "\n" + textwrap.fill(legend.strip(), 110)
+
+
+def _matching_cell(after: float, before: float) -> str:
+    import numpy as np
+
+    if not np.isfinite(after):
+        return "n/a"
+    return f"{after:.2f}" + (f" ({before:.2f})" if np.isfinite(before) else "")
 
 
 def format_table(table, left=()) -> str:

@@ -41,6 +41,9 @@ SUMMARY_COLUMNS = [
     "labels",
     "n_in_distribution",
     "fraction_matching",
+    "fraction_matching_before_selection",
+    "n_without_population",
+    "n_targets_clipped",
     "n_problems",
     "problems",
     "outputs",
@@ -253,19 +256,34 @@ def check_job_outputs(job: FileJob) -> None:
             raise FileExistsError(f"{where} DIC results; pass --overwrite (overwrite=True) to replace them")
 
 
+def _median(frame: pd.DataFrame, column: str) -> float:
+    if column not in frame.columns or not len(frame):
+        return np.nan
+    values = frame[column].to_numpy(float)
+    return float(np.nanmedian(values)) if np.isfinite(values).any() else np.nan
+
+
 def _result_summary(result: PipelineResult) -> dict:
-    labels = Counter(result.estimates["label"].astype(str)) if len(result.estimates) else Counter()
-    matching = np.nan
-    if len(result.fidelity) and "fraction_matching" in result.fidelity:
-        values = result.fidelity["fraction_matching"].to_numpy(float)
-        matching = float(np.nanmedian(values)) if np.isfinite(values).any() else np.nan
+    """Counts and medians over a file's units (fractions matching: medians over the simulated units)."""
+    estimates = result.estimates
+    labels = Counter(estimates["label"].astype(str)) if len(estimates) else Counter()
+    with_estimate = estimates["g_s"].notna() if len(estimates) else pd.Series(dtype=bool)
+    clipped = 0
+    if "target_g_s" in estimates.columns and len(estimates):
+        targets = estimates[["target_g_s", "target_g_u"]].to_numpy(float)
+        values = estimates[["g_s", "g_u"]].to_numpy(float)
+        reached = np.isfinite(targets).all(axis=1)
+        clipped = int((reached & ~np.isclose(targets, values).all(axis=1)).sum())
     return {
-        "n_units": len(result.estimates),
+        "n_units": len(estimates),
         "labels": ", ".join(f"{count} {label}" for label, count in labels.most_common()),
-        "n_in_distribution": int(result.estimates["in_distribution"].astype(bool).sum())
-        if len(result.estimates)
+        "n_in_distribution": int(estimates["in_distribution"].astype(bool).sum()) if len(estimates) else 0,
+        "fraction_matching": _median(result.fidelity, "fraction_matching"),
+        "fraction_matching_before_selection": _median(result.fidelity, "fraction_matching_before_selection"),
+        "n_without_population": int((with_estimate & ~estimates.index.isin(list(result.populations))).sum())
+        if len(estimates)
         else 0,
-        "fraction_matching": matching,
+        "n_targets_clipped": clipped,
     }
 
 
@@ -279,6 +297,9 @@ def _failed_row(job: FileJob, error: BaseException, seconds: float) -> dict:
         "labels": "",
         "n_in_distribution": 0,
         "fraction_matching": np.nan,
+        "fraction_matching_before_selection": np.nan,
+        "n_without_population": 0,
+        "n_targets_clipped": 0,
         "n_problems": 0,
         "problems": "",
         "outputs": "",

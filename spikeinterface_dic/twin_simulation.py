@@ -55,7 +55,8 @@ def unit_population(config, unit_id, estimate, size: int | None = None, selectio
     try:
         population = generate_population(model, g_s=g_s, g_u=g_u, n=int(size or config.population_size), seed=seed)
     except ValueError as error:
-        return None, g_s, g_u, str(error)
+        # The CLI and the app use the model's declared compensation channels; other channels need the Python API.
+        return None, g_s, g_u, f"{error} (other compensation channels: generate_population(..., channels=...))"
     return population.gbar, g_s, g_u, ""
 
 
@@ -213,19 +214,25 @@ def fidelity_table(config, spike_trains, twin_trains) -> pd.DataFrame:
     for unit_id, twins in twin_trains.items():
         reference = recorded.loc[unit_id]
         twin_features = spike_train_features(twins)
+        note = ""
         try:
             matches = pattern_matches(
                 reference, twin_features, config.frequency_tolerance, config.spikes_per_burst_tolerance
             )
             fraction = float(np.mean(matches))
         except ValueError:
-            fraction = float("nan")  # the recorded train has no main frequency (e.g. a single burst)
+            fraction = float("nan")
+            note = (
+                f"the recorded train ({reference['label']}, {int(reference['n_spikes'])} spikes) has no main "
+                "frequency to match (e.g. a single burst)"
+            )
         distances = [isi_distance(spike_trains[unit_id], twin) for twin in twins]
         rows[unit_id] = {
             "fraction_matching": fraction,
             "n_twins": len(twins),
             "twin_label_fraction": float(np.mean(twin_features["label"].to_numpy() == reference["label"])),
             "median_isi_distance": float(np.nanmedian(distances)) if np.isfinite(distances).any() else np.nan,
+            "fidelity_note": note,
             "main_frequency_hz": float(reference["main_frequency_hz"]),
             "twin_main_frequency_hz": float(np.nanmedian(twin_features["main_frequency_hz"]))
             if np.isfinite(twin_features["main_frequency_hz"]).any()

@@ -95,7 +95,7 @@ def test_run_csv_output(tmp_path, capsys):
     units = pd.read_csv(tmp_path / "res_units.csv")
     assert units["unit_id"].tolist() == list(read_spike_trains(cli.example_path()))
     assert (tmp_path / "res_populations.csv").is_file()
-    for column in ("units", "labels", "in-distribution", "fraction matching", "time (s)"):
+    for column in ("units", "labels", "in-distribution", "matching twins", "no twins", "targets clipped", "time (s)"):
         assert column in printed
     assert "example_units.csv" in printed and "ok" in printed
 

@@ -12,7 +12,7 @@ from spikeinterface.core import NumpySorting
 
 import spikeinterface_dic as sdic
 from spikeinterface_dic.config import RunConfig
-from spikeinterface_dic.schema import ALL_COLUMNS, ESTIMATE_NAMES, TWIN_NAMES
+from spikeinterface_dic.schema import ALL_COLUMNS, ESTIMATE_NAMES, TWIN_COLUMNS
 
 FS = 10_000.0
 
@@ -107,8 +107,12 @@ def test_run_pipeline_and_twin_extension_give_identical_units(trains):
             extension.get_twin_spike_trains(unit_id), result.twin_spike_trains[unit_id], strict=True
         ):
             np.testing.assert_array_equal(ours, theirs)
-        for column in TWIN_NAMES:
-            np.testing.assert_equal(float(summary.loc[unit_id, column]), float(result.fidelity.loc[unit_id, column]))
+        for column in TWIN_COLUMNS:
+            ours, theirs = summary.loc[unit_id, column.name], result.fidelity.loc[unit_id, column.name]
+            if column.dtype == "str":
+                assert ours == theirs, column.name
+            else:
+                np.testing.assert_equal(float(ours), float(theirs), err_msg=column.name)
         assert summary.loc[unit_id, "twin_time_scale"] == pytest.approx(result.estimates.loc[unit_id, "time_scale"])
         for column in ("target_g_s", "target_g_u"):
             assert summary.loc[unit_id, column] == result.estimates.loc[unit_id, column]
