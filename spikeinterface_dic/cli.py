@@ -159,6 +159,14 @@ def _pipeline_options(parser: argparse.ArgumentParser, population_size: int = 10
         "(default: -1, all cores)",
     )
     group.add_argument("--device", default="cpu", help="torch device of the inference network (default: cpu)")
+    group.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        metavar="FOLDER",
+        help="network weights made by `spikeinterface-dic train` (the folder holding <model>.pt, <model>.json and "
+        "<model>_reference.npz; default: the shipped weights)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -547,6 +555,7 @@ def _run_config(args, model: str, **overrides):
         "duration_s": args.duration_s,
         "noise_std_uA_cm2": args.noise_std,
         "device": args.device,
+        "weights_dir": None if args.weights is None else str(args.weights),
         "refractory_ms": args.refractory_ms,
         "frequency_tolerance": args.frequency_tolerance,
         "spikes_per_burst_tolerance": args.spikes_per_burst_tolerance,

@@ -44,6 +44,8 @@ class RunConfig:
         Model family ("stg" | "da") or a user-declared :class:`~spikeinterface_dic.models.Model`.
     device : str, default: "cpu"
         torch device of the inference network.
+    weights_dir : str | None, default: None
+        Folder of network weights made by ``spikeinterface-dic train`` (None: the shipped weights).
     refractory_ms : float, default: 1.0
         ISIs shorter than this are refractory violations: the second spike is dropped before inference and from the
         recorded train the twins are compared with.
@@ -72,6 +74,7 @@ class RunConfig:
 
     model: str | Model = "stg"
     device: str = "cpu"
+    weights_dir: str | None = None
     refractory_ms: float = 1.0
     time_scale: float | Mapping | None = None
     population_size: int = 100
@@ -107,6 +110,8 @@ class RunConfig:
                 raise ValueError(f"duration_s must be > 0 (s of real time) or None; got {self.duration_s!r}")
             set_(self, "duration_s", duration)
         set_(self, "device", str(self.device))
+        if self.weights_dir is not None:
+            set_(self, "weights_dir", str(self.weights_dir))
         set_(self, "time_scale", _normalise_time_scale(self.time_scale))
 
     # ---------------------------------------------------------------- construction
@@ -188,7 +193,7 @@ def _normalise_time_scale(value):
 # Which settings each SpikeInterface extension holds: the DIC extension reads the trains, the twin extension builds
 # twins from its estimates. Together they are one RunConfig (device is an execution choice of the analyzer's session
 # and stays "cpu" there).
-INFERENCE_SETTINGS = ("model", "refractory_ms", "time_scale")
+INFERENCE_SETTINGS = ("model", "weights_dir", "refractory_ms", "time_scale")
 TWIN_SETTINGS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in (*INFERENCE_SETTINGS, "device"))
 
 __all__ = ["RunConfig", "INFERENCE_SETTINGS", "TWIN_SETTINGS"]

@@ -86,6 +86,7 @@ def run_pipeline(
             spike_trains,
             model=model,
             device=config.device,
+            weights_dir=config.weights_dir,
             refractory_ms=config.refractory_ms,
             time_scale=config.time_scale_argument(),
         )
@@ -102,7 +103,9 @@ def run_pipeline(
         "package": "spikeinterface-dic",
         "version": __version__,
         # Shipped networks read the stock models only; a user-declared model comes with its own estimates.
-        "weights_sha256": load_predictor(model.name).weights_sha256 if MODELS.get(model.name) == model else None,
+        "weights_sha256": load_predictor(model.name, config.weights_dir).weights_sha256
+        if MODELS.get(model.name) == model
+        else None,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "timings": {"inference_s": inference_s, **stage.timings},
     }

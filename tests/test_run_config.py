@@ -165,3 +165,25 @@ def test_every_nwb_column_has_a_description_and_a_unit(trains, tmp_path):
         if name.removeprefix("dic_") in ALL_COLUMNS:
             assert "Unit:" in text, (name, text)
         assert "not in the schema" not in text, (name, text)
+
+
+def test_run_takes_weights_made_by_train(tmp_path, capsys):
+    import shutil
+
+    from spikeinterface_dic import cli
+    from spikeinterface_dic.inference.predict import WEIGHTS_DIR
+
+    mine = tmp_path / "my_weights"
+    mine.mkdir()
+    for name in ("stg.pt", "stg.json", "stg_reference.npz"):
+        shutil.copy(WEIGHTS_DIR / name, mine / name)
+    argv = ["run", str(cli.example_path()), "--no-simulate", "--population-size", "2", "--weights", str(mine)]
+    assert cli.main([*argv, "--out", str(tmp_path / "a.csv")]) == 0
+    units = pd.read_csv(tmp_path / "a_units.csv")
+    assert len(units) and units["g_s"].notna().any()
+    corrupt = tmp_path / "corrupt_weights"
+    shutil.copytree(mine, corrupt)
+    (corrupt / "stg.pt").write_bytes(b"not weights")  # a corrupt file is refused with its name, not used
+    argv[-1] = str(corrupt)
+    assert cli.main([*argv, "--out", str(tmp_path / "b.csv")]) == 1
+    assert "stg.pt" in capsys.readouterr().err
