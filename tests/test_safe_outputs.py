@@ -100,3 +100,27 @@ def test_unwritable_output_folder_is_named_before_computing(tmp_path, capsys, mo
     finally:
         locked.chmod(0o700)
     assert code == 1 and "not writable" in err
+
+
+def test_dic_plot_stays_legible_with_many_units():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from spikeinterface.core import NumpySorting
+
+    import spikeinterface_dic as sdic
+
+    rng = np.random.default_rng(1)
+    trains = {f"u{i}": np.sort(rng.uniform(0, 30, 150)) for i in range(60)}
+    trains.update({f"few{i}": np.array([1.0, 2.0]) for i in range(20)})
+    times = np.concatenate(list(trains.values()))
+    labels = np.concatenate([[u] * len(t) for u, t in trains.items()])
+    order = np.argsort(times, kind="stable")
+    sorting = NumpySorting.from_times_and_labels([times[order]], [labels[order]], 30_000.0, unit_ids=list(trains))
+    analyzer = sdic.create_sorting_analyzer_from_sorting(sorting)
+    analyzer.compute("dynamic_input_conductances")
+    widget = sdic.plot_dynamic_input_conductances(analyzer)
+    texts = [t.get_text() for t in widget.ax.texts]
+    assert not any(text.startswith("u") for text in texts)  # 60 points: no id labels on top of each other
+    note = next(text for text in texts if text.startswith("no estimate"))
+    assert "(20)" in note and "and 8 more" in note and len(note) < 200

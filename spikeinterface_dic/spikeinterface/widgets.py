@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 from spikeinterface.widgets.base import BaseWidget, to_attr
 
-LABEL_COLORS = {"spiking": "tab:blue", "bursting": "tab:orange", "silent": "tab:gray"}
+LABEL_COLORS = {"spiking": "tab:blue", "bursting": "tab:orange", "irregular": "tab:green", "silent": "tab:gray"}
+# Beyond this many units, ids are not written next to every point and points shrink: the plot stays readable.
+ANNOTATE_UP_TO = 30
+# Units named in the "no estimate" note before it says "and N more".
+NAMED_MISSING = 12
 
 
 class DynamicInputConductancesWidget(BaseWidget):
@@ -21,17 +25,15 @@ class DynamicInputConductancesWidget(BaseWidget):
         An analyzer with the "dynamic_input_conductances" extension computed.
     unit_ids : list | None, default: None
         Units to plot; None plots all.
-    annotate : bool, default: True
-        Write each unit's id next to its point.
+    annotate : bool | "auto", default: "auto"
+        Write each unit's id next to its point ("auto": when at most 30 units have a point).
     backend : "matplotlib" | None, default: None
         None uses SpikeInterface's default plotter backend.
     **backend_kwargs
         Matplotlib backend keywords (``ax``, ``figure``, ``figsize``, ``figtitle``).
     """
 
-    def __init__(
-        self, sorting_analyzer, unit_ids=None, annotate: bool = True, backend: str | None = None, **backend_kwargs
-    ):
+    def __init__(self, sorting_analyzer, unit_ids=None, annotate="auto", backend: str | None = None, **backend_kwargs):
         sorting_analyzer = self.ensure_sorting_analyzer(sorting_analyzer)
         self.check_extensions(sorting_analyzer, "dynamic_input_conductances")
         extension = sorting_analyzer.get_extension("dynamic_input_conductances")
@@ -60,6 +62,9 @@ class DynamicInputConductancesWidget(BaseWidget):
         ax = self.ax
         estimates = dp.estimates
         finite = np.isfinite(estimates["g_s"].to_numpy(float)) & np.isfinite(estimates["g_u"].to_numpy(float))
+        crowded = int(finite.sum()) > ANNOTATE_UP_TO
+        annotate = (not crowded) if dp.annotate == "auto" else bool(dp.annotate)
+        marker_size, bar_alpha = (4.5, 0.35) if crowded else (7, 0.8)
         if dp.training_g_s is not None and dp.training_g_u is not None:
             (s0, s1), (u0, u1) = dp.training_g_s, dp.training_g_u
             ax.add_patch(
@@ -76,19 +81,19 @@ class DynamicInputConductancesWidget(BaseWidget):
                 fmt="none",
                 ecolor=color,
                 elinewidth=1,
-                capsize=2,
-                alpha=0.8,
+                capsize=0 if crowded else 2,
+                alpha=bar_alpha,
             )
             ax.plot(
                 row["g_s"],
                 row["g_u"],
                 "o",
-                markersize=7,
+                markersize=marker_size,
                 markerfacecolor=color if in_distribution else "none",
                 markeredgecolor=color if in_distribution else "red",
                 markeredgewidth=1.5,
             )
-            if dp.annotate:
+            if annotate:
                 ax.annotate(
                     str(unit_id), (row["g_s"], row["g_u"]), textcoords="offset points", xytext=(4, 4), fontsize=8
                 )
@@ -113,10 +118,12 @@ class DynamicInputConductancesWidget(BaseWidget):
             ax.legend(handles=handles, loc="best", fontsize=8)
         missing = [str(unit_id) for unit_id in estimates.index[~finite]]
         if missing:
+            named = ", ".join(missing[:NAMED_MISSING])
+            more = f" and {len(missing) - NAMED_MISSING} more" if len(missing) > NAMED_MISSING else ""
             ax.text(
                 0.01,
                 0.01,
-                "no estimate: " + ", ".join(missing),
+                f"no estimate ({len(missing)}): {named}{more}",
                 transform=ax.transAxes,
                 fontsize=8,
                 va="bottom",
@@ -126,7 +133,7 @@ class DynamicInputConductancesWidget(BaseWidget):
         ax.set_xlabel("g_s (slow DIC, leak-normalised)")
         ax.set_ylabel("g_u (ultraslow DIC, leak-normalised)")
         ax.axvline(0.0, color="0.85", linewidth=0.8, zorder=0)
-        ax.set_title(f"Dynamic input conductances ({dp.model_name})")
+        ax.set_title(f"Dynamic input conductances ({dp.model_name}, {int(finite.sum())} units)")
 
 
 plot_dynamic_input_conductances = DynamicInputConductancesWidget
