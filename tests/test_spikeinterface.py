@@ -272,6 +272,6 @@ def test_widget(analyzer):
 
     widget = plot_dynamic_input_conductances(analyzer, backend="matplotlib")
     assert widget.figure is not None and widget.ax.get_xlabel().startswith("g_s")
-    assert "no estimate: 3" in [text.get_text() for text in widget.ax.texts]
+    assert "no estimate (1): 3" in [text.get_text() for text in widget.ax.texts]
     widget = plot_dynamic_input_conductances(analyzer, unit_ids=["0", "2"], annotate=False)
     plt.close("all")
