@@ -342,7 +342,7 @@ def read_csv_spike_trains(path, unit_column: str | None = None, time_unit: str |
         if file_format == "csv-spike2pop"
         else "name the time column spike_time_{unit} (the unit is in its name)"
     )
-    result.problems.extend(check_time_unit(result, str(path), file_unit, how_to_say))
+    result.problems.extend(check_time_unit(result, str(path), file_unit, how_to_say, stated=time_unit is not None))
     _warn_problems(result, stacklevel=3)
     return result
 

@@ -27,6 +27,9 @@ REFRACTORY_S = 1e-3
 # A median ISI above this (no spike for minutes, half of the time) is not a train to infer conductances from; with
 # times that big, milliseconds read as seconds is the likely story.
 LONGEST_PLAUSIBLE_MEDIAN_ISI_S = 100.0
+# Milliseconds read as seconds make every ISI at least 1 s (no neuron fires twice within 1 ms); a real train of this
+# many ISIs that never has two spikes within a second is a very sparse unit, possible but rare in a whole file.
+MIN_ISIS_FOR_NEVER_CLOSE = 20
 # Unit names and their factor to seconds, largest first (the order the suggestion looks through).
 _UNITS = (("s", 1.0), ("ms", 1e-3), ("us", 1e-6))
 _PLAUSIBLE_MEDIAN_ISI_S = (2e-3, 10.0)  # 500 Hz .. 0.1 Hz: where a suggested unit should bring the median ISI
@@ -50,6 +53,7 @@ def clean_spike_train(times, unit_name, source: str = "") -> tuple[np.ndarray, l
         float64 times and one sentence per change, e.g. ``"unit 'a': 79 duplicated spike times removed"``.
     """
     values = np.asarray(times, dtype=np.float64)
+    unit_name = unit_name.item() if isinstance(unit_name, np.generic) else unit_name  # 3, not np.int64(3)
     if values.ndim != 1:
         where = f"{source}: " if source else ""
         raise ValueError(f"{where}unit {unit_name!r}: spike times must be a 1-D array; got shape {values.shape}")
@@ -90,23 +94,27 @@ def _unit_problem(train: np.ndarray) -> tuple[str, int, int] | None:
     short = int(np.count_nonzero(isi < REFRACTORY_S))
     if short > isi.size / 2:
         return "short", short, isi.size
-    if np.median(isi) > LONGEST_PLAUSIBLE_MEDIAN_ISI_S:
-        return "long", int(np.count_nonzero(isi > LONGEST_PLAUSIBLE_MEDIAN_ISI_S)), isi.size
+    never_close = isi.size >= MIN_ISIS_FOR_NEVER_CLOSE and isi.min() >= 1.0
+    if np.median(isi) > LONGEST_PLAUSIBLE_MEDIAN_ISI_S or never_close:
+        return "long", int(np.count_nonzero(isi >= 1.0)), isi.size
     return None
 
 
-def check_time_unit(trains: dict, source: str, read_as: str, how_to_say: str = "pass time_unit='{unit}'") -> list[str]:
+def check_time_unit(
+    trains: dict, source: str, read_as: str, how_to_say: str = "pass time_unit='{unit}'", stated: bool = False
+) -> list[str]:
     """Stop when a file's times are almost surely in another unit than ``read_as``; flag single odd units.
 
     Rules (on the trains converted to seconds):
 
     - most ISIs (more than half) below 1 ms, shorter than any refractory period: the times are in a larger unit
       than ``read_as`` (seconds written where milliseconds are expected);
-    - a median ISI above 100 s: the times are in a smaller unit (milliseconds written where seconds are expected).
+    - a median ISI above 100 s, or at least 20 ISIs none shorter than 1 s: the times are in a smaller unit
+      (milliseconds written where seconds are expected make every ISI at least 1 s).
 
-    When the trains with at least 3 spikes mostly (more than half of them) break the same rule, the file is refused;
-    when only some do, each gets an issue (a very sparse or merged unit is possible; the file as a whole is not
-    wrong).
+    When the trains with at least 3 spikes mostly (more than half of them) break the same rule, the file is refused,
+    unless the caller ``stated`` the unit explicitly; when only some do (or the unit was stated), each gets an
+    issue (a very sparse or merged unit is possible; the file as a whole is not wrong).
 
     Parameters
     ----------
@@ -118,6 +126,9 @@ def check_time_unit(trains: dict, source: str, read_as: str, how_to_say: str = "
         The unit the times were read in.
     how_to_say : str, default: "pass time_unit='{unit}'"
         How the caller tells the reader another unit; ``{unit}`` is replaced by the suggested unit.
+    stated : bool, default: False
+        True when the user gave the unit explicitly (``time_unit=``): a file-wide mismatch is then an issue per
+        unit, not an error (the user's word beats the heuristic).
 
     Returns
     -------
@@ -144,8 +155,11 @@ def check_time_unit(trains: dict, source: str, read_as: str, how_to_say: str = "
         if kind == "short":
             evidence = f"most ISIs ({wrong} of {total}) are below 1 ms, shorter than any refractory period"
         else:
-            evidence = f"the median ISI is {median_isi:.3g} s ({wrong} of {total} ISIs above 100 s)"
-        if len(odd) > len(judged) / 2:
+            evidence = (
+                f"the median ISI is {median_isi:.3g} s and {wrong} of {total} ISIs are 1 s or longer (no two spikes "
+                "within a second)"
+            )
+        if len(odd) > len(judged) / 2 and not stated:
             fix = how_to_say.format(unit=suggested) if suggested else f"give the times in {_name(read_as)}"
             raise ValueError(
                 f"{source}: spike times read as {_name(read_as)} look like {_name(suggested) or guess}, "
@@ -153,7 +167,7 @@ def check_time_unit(trains: dict, source: str, read_as: str, how_to_say: str = "
             )
         for unit_id in odd:
             issues.append(
-                f"unit {unit_id!r}: {'most ISIs below 1 ms' if kind == 'short' else 'median ISI above 100 s'} "
+                f"unit {unit_id!r}: {'most ISIs below 1 ms' if kind == 'short' else 'no two spikes within 1 s'} "
                 f"when read as {_name(read_as)}: a {'merged or noisy' if kind == 'short' else 'very sparse'} unit, "
                 f"or times in {guess}"
             )
