@@ -230,7 +230,7 @@ def label_reason(row, cv_threshold: float = 0.15) -> str:
     )
     if label == "bursting":
         return f"CV {cv:.2f}" + (f", {structure}" if structure else "")
-    return f"CV {cv:.2f}, no repeated bursts" + (f" ({structure})" if structure else "")
+    return f"CV {cv:.2f}, no repeated bursts in a bimodal ISI distribution" + (f" ({structure})" if structure else "")
 
 
 def _burst_features(times_ms: np.ndarray, offsets: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
