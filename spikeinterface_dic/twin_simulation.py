@@ -195,12 +195,15 @@ def adapt_time_scales(spike_trains, twin_trains, estimates) -> dict:
             continue
         ratio = float(np.median(twin_frequency) / reference["main_frequency_hz"])
         k = float(estimates.loc[unit_id, "time_scale"]) * ratio
-        spread = float(np.std(np.log(twin_frequency))) if twin_frequency.size > 1 else np.nan
+        # The calibrated uncertainty of ln k (the network's, or the library's) is kept: the twins' spread of
+        # frequencies is far narrower (about 0.04 in ln k) and says how alike the twins are, not how well the train
+        # fixes k (it made condition comparisons report p = 1e-160).
+        log_k_std = float(estimates.loc[unit_id, "time_scale_std"]) / float(estimates.loc[unit_id, "time_scale"])
         estimates.loc[unit_id, ["time_scale", "time_scale_std", "time_scale_low", "time_scale_high"]] = [
             k,
-            k * spread,
-            k * np.exp(-spread),
-            k * np.exp(spread),
+            k * log_k_std,
+            k * np.exp(-log_k_std),
+            k * np.exp(log_k_std),
         ]
         window = max((t[-1] if t.size else 0.0) for t in twins) if twins else 0.0
         adapted[unit_id] = [t * ratio for t in twins] if ratio <= 1 else [t[t * ratio <= window] * ratio for t in twins]

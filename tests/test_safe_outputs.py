@@ -124,3 +124,22 @@ def test_dic_plot_stays_legible_with_many_units():
     assert not any(text.startswith("u") for text in texts)  # 60 points: no id labels on top of each other
     note = next(text for text in texts if text.startswith("no estimate"))
     assert "(20)" in note and "and 8 more" in note and len(note) < 200
+
+
+def test_compare_intervals_outside_the_recording_are_refused(capsys):
+    # The bundled example spans 6-18 s; milliseconds typed for seconds must not give a table of n/a.
+    code, _, err = _run(["compare", str(cli.example_path()), "--intervals", "0:1500", "1500:3000"], capsys)
+    assert code == 1 and "holds no spike" in err and "milliseconds" in err
+
+
+def test_adapted_time_scale_keeps_a_calibrated_spread():
+    import spikeinterface_dic as sdic
+
+    trains = sdic.read_spike_trains(cli.example_path())
+    inferred = sdic.infer_dics(dict(trains))
+    result = sdic.run_pipeline(dict(trains), population_size=8, duration_s=2.0, seed=0)
+    adapted = result.estimates["time_scale"] != result.estimates["time_scale_network"]
+    assert adapted.any()
+    relative = result.estimates["time_scale_std"] / result.estimates["time_scale"]
+    expected = inferred["time_scale_std"] / inferred["time_scale"]
+    np.testing.assert_allclose(relative[adapted], expected[adapted], rtol=1e-9)

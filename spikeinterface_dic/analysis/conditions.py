@@ -232,11 +232,21 @@ def split_by_intervals(spike_trains: dict, intervals, relative: bool = False):
     """
     named = isinstance(intervals, dict)
     items = list(intervals.items()) if named else list(enumerate(intervals))
+    spikes = [np.asarray(t, dtype=float).reshape(-1) for t in spike_trains.values()]
+    spikes = np.concatenate(spikes) if spikes else np.empty(0)
+    spikes = spikes[np.isfinite(spikes)]
+    first, last = (float(spikes.min()), float(spikes.max())) if spikes.size else (np.nan, np.nan)
     epochs = {}
     for name, interval in items:
         start, stop = (float(v) for v in np.asarray(interval, dtype=float).reshape(-1)[:2])
         if not (np.isfinite(start) and np.isfinite(stop) and stop > start):
             raise ValueError(f"interval {name!r} must be (start_s, stop_s) with stop > start; got {interval}")
+        if spikes.size and (start > last or stop <= first):
+            hint = " (intervals are in seconds: were milliseconds typed?)" if stop > 20 * last else ""
+            raise ValueError(
+                f"interval {name!r} [{start:g}, {stop:g}) s holds no spike: the spikes span [{first:g}, {last:g}] s"
+                + hint
+            )
         epoch = {}
         for unit_id, train in spike_trains.items():
             train = np.sort(np.asarray(train, dtype=float).reshape(-1))
