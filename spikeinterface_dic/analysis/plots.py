@@ -195,10 +195,25 @@ def plot_condition_comparison(comparison, figure=None, figsize=(11, 4.5)):
         )
         ax.plot(row["g_s_a"], row["g_u_a"], "o", color=colour, markersize=4)
         ax.plot(row["g_s_b"], row["g_u_b"], "o", color=colour, markerfacecolor="none", markersize=4)
+        # The calibrated 1-sd of the shift, drawn at b: an arrow shorter than its bars is within the noise.
+        ax.errorbar(
+            row["g_s_b"],
+            row["g_u_b"],
+            xerr=row["delta_g_s_std"],
+            yerr=row["delta_g_u_std"],
+            fmt="none",
+            ecolor=colour,
+            alpha=0.4,
+            elinewidth=0.8,
+        )
         ax.annotate(str(unit_id), (row["g_s_b"], row["g_u_b"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("g_s (leak-normalised)")
     ax.set_ylabel("g_u (leak-normalised)")
-    ax.set_title(f"DIC shifts a -> b (red: significant, {comparison.correction}, alpha={comparison.alpha})", fontsize=9)
+    ax.set_title(
+        f"DIC shifts a -> b, bars: 1 sd of the shift (red: significant, {comparison.correction}, "
+        f"alpha={comparison.alpha})",
+        fontsize=9,
+    )
     channels = comparison.channels
     if len(channels):
         grid = channels.pivot(index="unit_id", columns="channel", values="relative_shift")
