@@ -589,7 +589,7 @@ def _command_run(args) -> int:
     for row in summary.itertuples():
         if row.n_problems:
             for problem in re.split(r"; (?=line \d|block \d)", row.problems):  # io's locations of skipped rows
-                print(f"{PROGRAM}: warning: {row.file}: skipped {problem}", file=sys.stderr)
+                print(f"{PROGRAM}: warning: {row.file}: {problem}", file=sys.stderr)
     failed = summary[summary["status"] != "ok"]
     if len(failed) < len(summary):
         print(format_summary(summary))

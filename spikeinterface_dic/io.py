@@ -163,7 +163,8 @@ def _is_nwb(path: Path) -> bool:
 def read_nwb_spike_trains(path, unit_column: str | None = None) -> SpikeTrains:
     """Read the spike trains of every Units table of an NWB file, in seconds.
 
-    Keys are the Units ``id`` values (or the values of ``unit_column``). When several Units tables share an id,
+    Keys are the units' names (the ``unit_name`` column, when every unit has a distinct one), else the Units ``id``
+    values, or the values of ``unit_column``. When several Units tables share an id,
     every key becomes ``"<table path>/<id>"`` (for example ``"units/3"`` and ``"processing/ecephys/units/3"``)
     so that no train replaces another. A unit with ``obs_intervals`` keeps only its spikes inside them
     (boundaries included); its ``t_start_s`` is the first interval start and its ``durations_s`` the total
@@ -232,6 +233,19 @@ def _as_text(value) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
+def units_table_ids(table) -> list:
+    """The unit ids of an NWB Units table: the curator's unit names when every unit has a distinct one, else ``id``.
+
+    Names are the units' identity (SpikeInterface's NWB sorting uses them as unit ids too), so every output and
+    every per-unit seed follows the names, whatever path a unit takes.
+    """
+    if "unit_name" in table.colnames:
+        names = [_as_text(v) for v in table["unit_name"].data[:]]
+        if all(names) and len(set(names)) == len(names):
+            return names
+    return [value.item() for value in np.asarray(table.id.data[:])]
+
+
 def _read_units_table(table, unit_column, path, location) -> list:
     """One dict per unit: id, times (s, inside obs_intervals), t_start and duration when known, name."""
     n_units = len(table.id)
@@ -239,7 +253,10 @@ def _read_units_table(table, unit_column, path, location) -> list:
         return []
     if "spike_times" not in table.colnames:
         raise ValueError(f"{path}: Units table {location!r} has no spike_times column")
+    names = [_as_text(v) for v in table["unit_name"].data[:]] if "unit_name" in table.colnames else None
     if unit_column is None:
+        ids = units_table_ids(table)
+    elif unit_column == "id":
         ids = [value.item() for value in np.asarray(table.id.data[:])]
     elif unit_column in table.colnames:
         ids = [
@@ -261,7 +278,6 @@ def _read_units_table(table, unit_column, path, location) -> list:
     if "obs_intervals" in table.colnames:
         flat = np.asarray(table.obs_intervals.data[:], dtype=np.float64).reshape(-1, 2)
         intervals = np.split(flat, np.asarray(table.obs_intervals_index.data[:], dtype=np.int64)[:-1])
-    names = [_as_text(v) for v in table["unit_name"].data[:]] if "unit_name" in table.colnames else None
     rows = []
     for i in range(n_units):
         row = {"id": ids[i], "times": times[i]}
@@ -377,11 +393,11 @@ def _rows_with_unit_ids(reader, header, id_index, problems):
             continue
         line = reader.line_num
         if len(row) != len(header):
-            problems.append(f"line {line}: {len(row)} fields, expected {len(header)}")
+            problems.append(f"line {line}: row skipped: {len(row)} fields, expected {len(header)}")
             continue
         unit_id = row[id_index].strip()
         if not unit_id:
-            problems.append(f"line {line}: empty unit id")
+            problems.append(f"line {line}: row skipped: empty unit id")
             continue
         yield line, unit_id, row
 
@@ -398,7 +414,7 @@ def _read_spike2pop_rows(reader, header, id_column, time_unit):
         try:
             times = _parse_times(row[times_index])
         except ValueError as error:
-            problems.append(f"line {line}: unit {unit_id!r}: {error}")
+            problems.append(f"line {line}: row skipped: unit {unit_id!r}: {error}")
             continue
         trains[unit_id], issues = clean_spike_train(times * factor, unit_id)
         problems.extend(f"line {line}: {issue}" for issue in issues)
@@ -425,7 +441,7 @@ def _read_long_rows(reader, header, id_column, time_unit, path):
         try:
             value = float(row[time_index])
         except ValueError:
-            problems.append(f"line {line}: spike time {row[time_index]!r} is not a number")
+            problems.append(f"line {line}: row skipped: spike time {row[time_index]!r} is not a number")
             continue
         collected.setdefault(unit_id, []).append(value)  # NaN / inf: counted per unit by clean_spike_train
     factor = TIME_UNIT_TO_S[unit]

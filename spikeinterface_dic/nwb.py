@@ -107,8 +107,8 @@ def results_present(path) -> bool:
 
 
 def _write_locked(result: PipelineResult, path: Path, overwrite: bool) -> None:
-    file_ids, has_results = _preflight(path)
-    rows = _unit_rows(result, file_ids, path)
+    file_units, has_results = _preflight(path)
+    rows = _unit_rows(result, file_units, path)
     if has_results and not overwrite:
         raise ValueError(
             f"{path} already holds DIC results ({MODULE_NAME} / dic_* columns); pass overwrite=True (CLI: --overwrite) "
@@ -178,8 +178,8 @@ def _check_result(result: PipelineResult) -> None:
         raise ValueError(f"result.fidelity has units {extra} that are not in result.estimates")
 
 
-def _preflight(path: Path) -> tuple[list, bool]:
-    """Units ids of the file and whether it already holds results (read with h5py: fast, read-only)."""
+def _preflight(path: Path) -> tuple[tuple[list, list], bool]:
+    """(Units ids, unit names or []) of the file and whether it already holds results (h5py: fast, read-only)."""
     import h5py
 
     with h5py.File(path, "r") as file:
@@ -187,15 +187,22 @@ def _preflight(path: Path) -> tuple[list, bool]:
             raise ValueError(f"{path} has no Units table (/units); write the sorted units first")
         ids = [value.item() for value in file["units/id"][:]]
         colnames = [_text(name) for name in file["units"].attrs.get("colnames", [])]
+        # Results keyed by unit names (the readers' ids when the file names its units) are placed by name.
+        names = [_text(name) for name in file["units/unit_name"][:]] if "unit_name" in colnames else []
         has_results = f"processing/{MODULE_NAME}" in file or any(n.startswith(COLUMN_PREFIX) for n in colnames)
     if not ids:
         raise ValueError(f"{path} has an empty Units table; there are no units to attach results to")
-    return ids, has_results
+    return (ids, names), has_results
 
 
-def _unit_rows(result: PipelineResult, file_ids: list, path: Path) -> dict:
-    """{str(unit_id): row of /units} for the result's units; ValueError naming the ids the file lacks."""
+def _unit_rows(result: PipelineResult, file_units: tuple, path: Path) -> dict:
+    """{str(unit_id): row of /units} for the result's units (matched by unit name, else by id); ValueError naming
+    the ids the file lacks."""
+    file_ids, names = file_units
     row_of = {str(unit_id): row for row, unit_id in enumerate(file_ids)}
+    by_name = {name: row for row, name in enumerate(names)} if names and len(set(names)) == len(names) else {}
+    if by_name and all(str(u) in by_name for u in result.estimates.index):
+        row_of = by_name
     missing = [u for u in result.estimates.index if str(u) not in row_of]
     if missing:
         shown = ", ".join(map(str, file_ids[:10])) + (", ..." if len(file_ids) > 10 else "")
@@ -387,6 +394,8 @@ def _add_results(nwbfile, result: PipelineResult, rows: dict) -> None:
             "layout_version": LAYOUT_VERSION,
             "estimates_index_name": result.estimates.index.name,
             "units_rows": unit_rows,
+            # The result's own unit ids (file ids or unit names), so reading back gives the ids that were written.
+            "unit_ids": [_json_default(u) if not isinstance(u, (str, int)) else u for u in result.estimates.index],
         },
         "writer": {"package_version": __version__, "date": datetime.now(timezone.utc).isoformat()},
         "parameters": result.parameters,
@@ -501,7 +510,8 @@ def _is_ours(name: str) -> bool:
 def read_nwb_results(path) -> PipelineResult:
     """Read the DIC results that :func:`write_nwb` stored in an NWB file.
 
-    Unit ids are those of the file's ``/units`` table; only the units the result covered are returned.
+    Unit ids are those of the result that was written (unit names or ``/units`` ids; files written before this was
+    recorded give the ``id`` values); only the units the result covered are returned.
 
     Raises
     ------
@@ -526,6 +536,8 @@ def read_nwb_results(path) -> PipelineResult:
         order = info["result"].get("units_rows", analysed)  # the result's unit order
         if sorted(order) != analysed:
             raise ValueError(f"{path}: the dic_model column and run_info disagree on which units were analysed")
+        for row, unit_id in zip(order, info["result"].get("unit_ids", []), strict=False):
+            ids[row] = unit_id
         estimates = _read_columns(
             {name: units[COLUMN_PREFIX + name].data[:] for name in info["estimates_dtypes"]},
             info["estimates_dtypes"],

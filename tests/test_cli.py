@@ -185,9 +185,10 @@ def test_malformed_rows_are_reported_and_good_rows_processed(tmp_path, capsys):
     captured = capsys.readouterr()
     warnings = _error_lines(captured.err)
     assert len(warnings) == 3 and all("warning: " in line and "partly_bad.csv" in line for line in warnings)
-    assert [line.split("skipped ")[1].split(":")[0] for line in warnings] == ["line 3", "line 5", "line 6"]
+    assert [line.split("partly_bad.csv: ")[1].split(":")[0] for line in warnings] == ["line 3", "line 5", "line 6"]
+    assert "sorted" in warnings[1]  # unsorted times are sorted and said so (the same policy as every reader)
     units = pd.read_csv(tmp_path / "out" / "partly_bad_units.csv")
-    assert units["unit_id"].tolist() == [1, 2]
+    assert units["unit_id"].tolist() == [1, 2, 8]
 
 
 def test_one_corrupt_file_among_good_ones(tmp_path, capsys):

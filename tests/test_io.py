@@ -90,7 +90,7 @@ def test_long_format_in_seconds_and_milliseconds(tmp_path):
     assert trains.file_format == "csv-long" and trains.file_time_unit == "s"
     np.testing.assert_array_equal(trains["a"], [0.1, 0.2, 0.3])  # one row per spike: order does not matter
     np.testing.assert_array_equal(trains["b"], [1.0])
-    assert trains.problems == ["line 5: spike time 'x' is not a number"]
+    assert trains.problems == ["line 5: row skipped: spike time 'x' is not a number"]
 
     milliseconds = tmp_path / "long_ms.csv"
     milliseconds.write_text("unit_id,spike_time_ms\n3,250\n3,125\n")

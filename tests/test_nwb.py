@@ -142,28 +142,29 @@ def _leftovers(folder) -> list:
 
 # ------------------------------------------------------------------------------------------------------- reading
 def test_read_spike_trains_nwb_respects_obs_intervals(nwb_path):
+    # The curator's unit names are the ids (as in SpikeInterface's NWB sorting); unit_column="id" gives the ids.
     trains = read_spike_trains(nwb_path)
-    assert list(trains) == [0, 1, 2] and trains.file_format == "nwb"
-    np.testing.assert_array_equal(trains[0], [0.5, 1.0, 1.5, 3.5, 4.0])  # 2.5 and 6.0 are outside
-    np.testing.assert_array_equal(trains[1], SPIKES[1])
-    assert trains[0].dtype == np.float64
-    assert trains.durations_s[0] == pytest.approx(4.0) and trains.t_start_s[0] == 0.0
-    assert trains.durations_s[1] == pytest.approx(10.0)
-    assert trains.unit_names == {0: "cell-0", 1: "cell-1", 2: "cell-2"}
-    by_name = read_spike_trains(nwb_path, unit_column="unit_name")
-    assert list(by_name) == ["cell-0", "cell-1", "cell-2"]
+    assert list(trains) == ["cell-0", "cell-1", "cell-2"] and trains.file_format == "nwb"
+    np.testing.assert_array_equal(trains["cell-0"], [0.5, 1.0, 1.5, 3.5, 4.0])  # 2.5 and 6.0 are outside
+    np.testing.assert_array_equal(trains["cell-1"], SPIKES[1])
+    assert trains["cell-0"].dtype == np.float64
+    assert trains.durations_s["cell-0"] == pytest.approx(4.0) and trains.t_start_s["cell-0"] == 0.0
+    assert trains.durations_s["cell-1"] == pytest.approx(10.0)
+    assert trains.unit_names == {"cell-0": "cell-0", "cell-1": "cell-1", "cell-2": "cell-2"}
+    by_id = read_spike_trains(nwb_path, unit_column="id")
+    assert list(by_id) == [0, 1, 2]
     with pytest.raises(ValueError, match="seconds"):
         read_spike_trains(nwb_path, time_unit="ms")
 
 
 def test_read_spike_trains_nwb_without_obs_intervals_keeps_all_spikes(tmp_path):
     trains = read_spike_trains(_make_nwb(tmp_path / "plain.nwb", obs_intervals=False))
-    np.testing.assert_array_equal(trains[0], SPIKES[0])
+    np.testing.assert_array_equal(trains["cell-0"], SPIKES[0])
     assert trains.durations_s == {}
 
 
 def test_read_spike_trains_nwb_every_units_table(tmp_path):
-    trains = read_spike_trains(_make_nwb(tmp_path / "two.nwb", extra_units_table=True))
+    trains = read_spike_trains(_make_nwb(tmp_path / "two.nwb", extra_units_table=True), unit_column="id")
     # id 0 exists in both tables, so every key names its table
     assert set(trains) == {
         "units/0",
@@ -174,6 +175,8 @@ def test_read_spike_trains_nwb_every_units_table(tmp_path):
     }
     np.testing.assert_array_equal(trains["processing/ecephys/other_units/0"], [0.25, 0.75])
     assert trains.origins["units/1"] == "units"
+    named = read_spike_trains(tmp_path / "two.nwb")  # names in /units, ids in the other table: no clash
+    assert set(named) == {"cell-0", "cell-1", "cell-2", 0, 7}
 
 
 def test_read_spike_trains_nwb_empty_units_raises(tmp_path):
@@ -227,7 +230,7 @@ def test_write_nwb_validates_inspects_and_round_trips(nwb_path):
     pd.testing.assert_frame_equal(back.estimates, result.estimates)
     pd.testing.assert_frame_equal(back.fidelity, result.fidelity)
     assert back.parameters == result.parameters and back.provenance == result.provenance
-    assert read_spike_trains(nwb_path)[1].tolist() == SPIKES[1].tolist()
+    assert read_spike_trains(nwb_path)["cell-1"].tolist() == SPIKES[1].tolist()
 
 
 def test_write_nwb_layout_and_descriptions(nwb_path):
