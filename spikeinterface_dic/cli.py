@@ -75,6 +75,16 @@ def _common_options() -> argparse.ArgumentParser:
     return common
 
 
+def _time_unit_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--time-unit",
+        choices=("s", "ms", "us"),
+        default=None,
+        help="unit of the spike times in CSV inputs (default: ms for the Spike2Pop format ID,spiking_times, the unit "
+        "in the column name for the long format; NWB and neo files carry their own)",
+    )
+
+
 def _pipeline_options(parser: argparse.ArgumentParser, population_size: int = 100) -> None:
     group = parser.add_argument_group("pipeline")
     group.add_argument(
@@ -193,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         "<input name>_units.csv and <input name>_populations.csv per input. A summary table ends the run.",
     )
     run.add_argument("inputs", nargs="+", metavar="INPUT", help="spike-train files or folders")
+    _time_unit_option(run)
     run.add_argument("--model", choices=("stg", "da"), default="stg", help="model family (default: stg)")
     run.add_argument(
         "--out", default=None, metavar="OUT", help=f"X.nwb, X.csv or a folder (default: ./{DEFAULT_RUN_OUT}/)"
@@ -361,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
         "condition_a", metavar="A", help="results of condition a (a spike-train file with --intervals)"
     )
     compare.add_argument("condition_b", metavar="B", nargs="?", default=None, help="results of condition b")
+    _time_unit_option(compare)
     compare.add_argument(
         "--intervals",
         nargs=2,
@@ -511,7 +523,9 @@ def _plan(args, files: list[Path]):
     if args.in_place:
         if args.out is not None:
             raise CommandError("--in-place writes into the input NWB files; do not combine it with --out")
-        return file_jobs(files, ".", output_format="nwb", in_place=True, overwrite=args.overwrite)
+        return file_jobs(
+            files, ".", output_format="nwb", in_place=True, overwrite=args.overwrite, time_unit=args.time_unit
+        )
     out = Path(args.out if args.out is not None else DEFAULT_RUN_OUT)
     suffix = out.suffix.lower()
     if suffix in (".nwb", ".csv"):
@@ -520,11 +534,11 @@ def _plan(args, files: list[Path]):
         if suffix == ".nwb":
             if out.resolve() == files[0].resolve():
                 raise CommandError(f"--out {out} is the input file; pass --in-place to add the results to it")
-            return [FileJob(str(files[0]), str(out), "nwb", args.overwrite)]
-        return [FileJob(str(files[0]), str(out.with_suffix("")), "csv", args.overwrite)]
+            return [FileJob(str(files[0]), str(out), "nwb", args.overwrite, args.time_unit)]
+        return [FileJob(str(files[0]), str(out.with_suffix("")), "csv", args.overwrite, args.time_unit)]
     if out.exists() and not out.is_dir():
         raise CommandError(f"--out {out} is a file; give a folder, X.csv or X.nwb")
-    return file_jobs(files, out, output_format="csv", overwrite=args.overwrite)
+    return file_jobs(files, out, output_format="csv", overwrite=args.overwrite, time_unit=args.time_unit)
 
 
 def _check_outputs(jobs) -> None:
@@ -544,25 +558,30 @@ def _check_outputs(jobs) -> None:
 
 
 def _run_config(args, model: str, **overrides):
-    """The run configuration of the pipeline options (see :class:`~spikeinterface_dic.config.RunConfig`)."""
+    """The run configuration of the command's options (see :class:`~spikeinterface_dic.config.RunConfig`); settings
+    a command has no option for keep their defaults."""
     from .config import RunConfig
 
-    settings = {
-        "model": model,
-        "population_size": args.population_size,
-        "simulate": args.simulate,
-        "seed": args.seed,
-        "duration_s": args.duration_s,
-        "noise_std_uA_cm2": args.noise_std,
-        "device": args.device,
-        "weights_dir": None if args.weights is None else str(args.weights),
-        "refractory_ms": args.refractory_ms,
-        "frequency_tolerance": args.frequency_tolerance,
-        "spikes_per_burst_tolerance": args.spikes_per_burst_tolerance,
-        "adapt_time_scale": args.adapt_time_scale,
-        "twin_selection": args.twin_selection,
-        "time_scale": args.time_scale,
+    options = {  # RunConfig field: the argparse destination of its option
+        "population_size": "population_size",
+        "simulate": "simulate",
+        "seed": "seed",
+        "duration_s": "duration_s",
+        "noise_std_uA_cm2": "noise_std",
+        "device": "device",
+        "weights_dir": "weights",
+        "refractory_ms": "refractory_ms",
+        "frequency_tolerance": "frequency_tolerance",
+        "spikes_per_burst_tolerance": "spikes_per_burst_tolerance",
+        "adapt_time_scale": "adapt_time_scale",
+        "twin_selection": "twin_selection",
+        "time_scale": "time_scale",
     }
+    settings = {"model": model}
+    for field, destination in options.items():
+        if hasattr(args, destination):
+            value = getattr(args, destination)
+            settings[field] = str(value) if isinstance(value, Path) else value
     try:
         return RunConfig.from_dict(settings, **overrides)
     except ValueError as error:
@@ -601,7 +620,7 @@ def _command_run(args) -> int:
             for output in outputs.split("; "):
                 print(f"  {output}")
     for row in failed.itertuples():
-        print(f"{PROGRAM}: error: {row.file}: {row.error}", file=sys.stderr)
+        print(f"{PROGRAM}: error: {row.file}: {row.error.removeprefix(f'{row.file}: ')}", file=sys.stderr)
     return 1 if len(failed) else 0
 
 
@@ -687,7 +706,7 @@ def _command_compare(args) -> int:
         from .io import read_spike_trains
         from .pipeline import run_pipeline
 
-        trains = read_spike_trains(args.condition_a)
+        trains = read_spike_trains(args.condition_a, time_unit=args.time_unit)
         epochs = split_by_intervals(dict(trains), [_interval(text) for text in args.intervals])
         _info(args, f"{len(trains)} unit(s), epochs {args.intervals[0]} s and {args.intervals[1]} s")
         results = [

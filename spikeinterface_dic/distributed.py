@@ -74,12 +74,15 @@ class FileJob:
     output_format : "csv" | "nwb"
     overwrite : bool
         Replace existing outputs (and DIC results already in an NWB file).
+    time_unit : "s" | "ms" | "us" | None
+        Unit of the times in a CSV input (see :func:`~spikeinterface_dic.read_spike_trains`); None: the format's.
     """
 
     path: str
     output: str
     output_format: str = "csv"
     overwrite: bool = False
+    time_unit: str | None = None
 
 
 def process_files(
@@ -128,7 +131,12 @@ def process_files(
 
 
 def file_jobs(
-    paths, out_dir, output_format: str = "csv", in_place: bool = False, overwrite: bool = False
+    paths,
+    out_dir,
+    output_format: str = "csv",
+    in_place: bool = False,
+    overwrite: bool = False,
+    time_unit: str | None = None,
 ) -> list[FileJob]:
     """One :class:`FileJob` per path; outputs named after the inputs, made unique when two inputs share a name."""
     if output_format not in ("csv", "nwb"):
@@ -143,7 +151,7 @@ def file_jobs(
         if used[name] > 1:  # same name in two folders: keep both
             name = f"{path.stem}_{used[name]}" + ("" if output_format == "csv" else path.suffix)
         output = path if in_place else out_dir / name
-        jobs.append(FileJob(path=str(path), output=str(output), output_format=output_format, overwrite=overwrite))
+        jobs.append(FileJob(str(path), str(output), output_format, overwrite, time_unit))
     return jobs
 
 
@@ -188,7 +196,7 @@ def process_file(job: FileJob, config: RunConfig | None = None, client=None, pro
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # malformed rows come back in trains.problems, with line numbers
             try:
-                trains = read_spike_trains(job.path)
+                trains = read_spike_trains(job.path, time_unit=job.time_unit)
             except OSError as error:  # FileNotFoundError's message is clear; h5py's (OSError) are not
                 if isinstance(error, FileNotFoundError):
                     raise

@@ -354,7 +354,7 @@ def read_csv_spike_trains(path, unit_column: str | None = None, time_unit: str |
             f"{path} holds no readable spike train" + (f" ({len(problems)} malformed rows)" if problems else "")
         )
     how_to_say = (
-        "pass time_unit='{unit}'"
+        "pass time_unit='{unit}' (CLI: --time-unit {unit})"
         if file_format == "csv-spike2pop"
         else "name the time column spike_time_{unit} (the unit is in its name)"
     )

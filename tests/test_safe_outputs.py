@@ -7,8 +7,10 @@ import subprocess
 import sys
 import textwrap
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from spikeinterface_dic import cli
@@ -143,3 +145,18 @@ def test_adapted_time_scale_keeps_a_calibrated_spread():
     relative = result.estimates["time_scale_std"] / result.estimates["time_scale"]
     expected = inferred["time_scale_std"] / inferred["time_scale"]
     np.testing.assert_allclose(relative[adapted], expected[adapted], rtol=1e-9)
+
+
+def test_seconds_in_a_spike2pop_csv_stop_with_the_cli_option_to_say_so(tmp_path, capsys):
+    import spikeinterface_dic as sdic
+
+    trains = sdic.read_spike_trains(Path(__file__).parent / "data" / "spike2pop_stg_set.csv")
+    source = tmp_path / "seconds.csv"
+    rows = [f'{unit},"[{", ".join(repr(float(t)) for t in times)}]"' for unit, times in trains.items()]
+    source.write_text("id,spiking_times\n" + "\n".join(rows) + "\n")  # seconds where ms are expected
+    code, _, err = _run(["run", str(source), "--out", str(tmp_path / "a"), "--no-simulate"], capsys)
+    assert code == 1 and "--time-unit s" in err and err.count("seconds.csv") == 1
+    code, _, _ = _run(["run", str(source), "--out", str(tmp_path / "b"), "--no-simulate", "--time-unit", "s"], capsys)
+    assert code == 0
+    units = pd.read_csv(tmp_path / "b" / "seconds_units.csv")
+    assert units["n_spikes"].tolist() == [len(t) for t in trains.values()]
