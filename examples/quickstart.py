@@ -18,5 +18,5 @@ columns = ["label", "g_s", "g_s_std", "g_u", "g_u_std", "time_scale", "in_distri
 print(result.estimates[columns].round(2).to_string())
 print(result.fidelity[["fraction_matching", "main_frequency_hz", "twin_main_frequency_hz"]].round(2).to_string())
 
-units_csv, populations_csv = sdic.write_csv(result, "quickstart")
+units_csv, populations_csv, columns_csv = sdic.write_csv(result, "quickstart")
 print(f"wrote {units_csv} and {populations_csv}")

@@ -823,7 +823,7 @@ def _command_example(args) -> int:
     started = time.perf_counter()
     result = run_pipeline(dict(trains), _run_config(args, "stg"), progress_bar=_progress_enabled(args))
     seconds = time.perf_counter() - started
-    units_path, populations_path = write_csv(result, out / "example_results")
+    units_path, populations_path, _ = write_csv(result, out / "example_results")
     estimates = result.estimates
     matching = result.fidelity["fraction_matching"] if len(result.fidelity) else pd.Series(dtype=float)
     table = pd.DataFrame(

@@ -521,22 +521,27 @@ def read_neo_spike_trains(path, unit_column: str | None = None) -> SpikeTrains:
 
 
 # --------------------------------------------------------------------------------------------------- CSV writer
-def write_csv(result, path_prefix) -> tuple[Path, Path]:
-    """Write a :class:`~spikeinterface_dic.result.PipelineResult` as two CSV files.
+def write_csv(result, path_prefix) -> tuple[Path, Path, Path]:
+    """Write a :class:`~spikeinterface_dic.result.PipelineResult` as CSV files with their data dictionary.
 
     ``<prefix>_units.csv``: one row per unit (``unit_id``, the estimates columns, then the fidelity columns, empty
     where a unit was not simulated). ``<prefix>_populations.csv``: one row per twin (``unit_id``, ``twin_index``,
-    ``g_<channel>`` in mS/cm2). Each file is written to a temporary file in the same folder and moved into place,
-    so an interrupted write never leaves a truncated CSV.
+    ``g_<channel>`` in mS/cm2). ``<prefix>_columns.csv``: the data dictionary of both (file, column, dtype, unit,
+    description, from :mod:`spikeinterface_dic.schema`). Each file is written to a temporary file in the same folder
+    and moved into place, so an interrupted write never leaves a truncated CSV; files get the permissions the umask
+    gives new files.
 
     Returns
     -------
-    (Path, Path)
-        The units and populations file paths.
+    (Path, Path, Path)
+        The units, populations and data-dictionary file paths.
     """
+    from .schema import data_dictionary
+
     prefix = Path(path_prefix)
     units_path = prefix.with_name(prefix.name + "_units.csv")
     populations_path = prefix.with_name(prefix.name + "_populations.csv")
+    columns_path = prefix.with_name(prefix.name + "_columns.csv")
     units = result.estimates.copy()
     if result.fidelity is not None and len(result.fidelity.columns):
         clashing = sorted(set(units.columns) & set(result.fidelity.columns))
@@ -544,19 +549,38 @@ def write_csv(result, path_prefix) -> tuple[Path, Path]:
             raise ValueError(f"estimates and fidelity share the columns {clashing}; cannot merge them into one table")
         units = units.join(result.fidelity, how="left")
     units.index.name = "unit_id"
-    _write_frame_atomically(units.reset_index(), units_path)
-    _write_frame_atomically(result.populations_dataframe(), populations_path)
-    return units_path, populations_path
+    populations = result.populations_dataframe()
+    dictionary = pd.concat(
+        [
+            data_dictionary(["unit_id", *units.columns]).assign(file=units_path.name),
+            data_dictionary(list(populations.columns)).assign(file=populations_path.name),
+        ],
+        ignore_index=True,
+    )[["file", "column", "dtype", "unit", "description"]]
+    write_frame_atomically(units.reset_index(), units_path)
+    write_frame_atomically(populations, populations_path)
+    write_frame_atomically(dictionary, columns_path)
+    return units_path, populations_path, columns_path
 
 
-def _write_frame_atomically(frame: pd.DataFrame, path: Path) -> None:
+def write_frame_atomically(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` as CSV to ``path`` through a temporary file in the same folder and an atomic rename; the file
+    gets the permissions of a newly created file under the process umask (mkstemp alone would give 0600)."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", newline="", encoding="utf-8") as file:
             frame.to_csv(file, index=False)
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(temporary, 0o666 & ~_current_umask())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _current_umask() -> int:
+    """The process umask (read by setting it and restoring it at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -215,6 +215,13 @@ ALL_COLUMNS: dict[str, Column] = {
 }
 
 
+# Keys of the per-unit and per-twin tables.
+KEY_COLUMNS: dict[str, Column] = {
+    "unit_id": Column("unit_id", "str", "", "Identity of the unit (sorting unit id, NWB unit name or id, CSV id)."),
+    "twin_index": Column("twin_index", "int64", "", "Index of the twin within its unit's population (from 0)."),
+}
+
+
 def describe(name: str) -> str:
     """A column's description with its unit, as NWB column descriptions and data dictionaries show it."""
     column = ALL_COLUMNS.get(name)
@@ -239,19 +246,32 @@ def coerce_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def column_of(name: str) -> Column | None:
+    """The schema column of ``name``: a schema column, a table key, or a conductance column ``g_<channel>``."""
+    if name in ALL_COLUMNS:
+        return ALL_COLUMNS[name]
+    if name in KEY_COLUMNS:
+        return KEY_COLUMNS[name]
+    if name.startswith("g_"):
+        return Column(name, "float64", "mS/cm2", f"Maximal conductance of the {name[2:]} channel of the twin.")
+    return None
+
+
 def data_dictionary(names) -> pd.DataFrame:
-    """Name, dtype, unit and description of the given column names (for CSV data dictionaries)."""
-    rows = [
-        {
-            "column": n,
-            "dtype": ALL_COLUMNS[n].dtype,
-            "unit": ALL_COLUMNS[n].unit,
-            "description": ALL_COLUMNS[n].description,
-        }
-        for n in names
-        if n in ALL_COLUMNS
-    ]
+    """Column, dtype, unit and description of the given column names (CSV data dictionaries); a name outside the
+    schema is listed with an empty description rather than left out."""
+    rows = []
+    for name in names:
+        column = column_of(name) or Column(name, "", "", "")
+        rows.append({"column": name, "dtype": column.dtype, "unit": column.unit, "description": column.description})
     return pd.DataFrame(rows, columns=["column", "dtype", "unit", "description"])
+
+
+# Keys of the per-unit and per-twin tables.
+KEY_COLUMNS: dict[str, Column] = {
+    "unit_id": Column("unit_id", "str", "", "Identity of the unit (sorting unit id, NWB unit name or id, CSV id)."),
+    "twin_index": Column("twin_index", "int64", "", "Index of the twin within its unit's population (from 0)."),
+}
 
 
 __all__ = [
@@ -266,6 +286,10 @@ __all__ = [
     "ESTIMATE_NAMES",
     "TWIN_NAMES",
     "coerce_frame",
+    "column_of",
+    "KEY_COLUMNS",
+    "column_of",
+    "KEY_COLUMNS",
     "data_dictionary",
 ]
 

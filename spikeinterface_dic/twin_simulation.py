@@ -48,6 +48,10 @@ def unit_population(config, unit_id, estimate, size: int | None = None, selectio
     model = config.model_declaration
     if not np.isfinite(estimate["g_s"]):
         return None, np.nan, np.nan, f"no DIC estimate: {estimate.get('ood_reason', '')}"
+    if estimate.get("label") == "irregular":
+        # A deterministic model neuron fires periodically; it cannot stand for a noise-driven train, and scoring
+        # such twins would report a fidelity that means nothing.
+        return None, np.nan, np.nan, "irregular firing: a deterministic twin cannot reproduce a noise-driven train"
     g_s, g_u = population_targets(model, estimate)
     seed = unit_child_seed(config.seed, unit_id)
     if selection_round:

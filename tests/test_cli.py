@@ -151,7 +151,7 @@ def test_run_recurses_into_folders(tmp_path, capsys):
     (folder / "notes.txt").write_text("not spike trains")
     (tmp_path / "in" / ".hidden.csv").write_text("ID,spiking_times\n")
     assert main(["run", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--no-simulate", *FAST]) == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_populations.csv", "a_units.csv"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_columns.csv", "a_populations.csv", "a_units.csv"]
 
 
 # ------------------------------------------------------------------------------------------------ bad inputs

@@ -180,7 +180,7 @@ def _result() -> PipelineResult:
 
 
 def test_write_csv(tmp_path):
-    units_path, populations_path = write_csv(_result(), tmp_path / "run")
+    units_path, populations_path, columns_path = write_csv(_result(), tmp_path / "run")
     assert units_path == tmp_path / "run_units.csv" and populations_path == tmp_path / "run_populations.csv"
     units = pd.read_csv(units_path)
     assert list(units["unit_id"]) == [10, 11, 12]
@@ -199,7 +199,41 @@ def test_write_csv(tmp_path):
     populations = pd.read_csv(populations_path)
     assert list(populations.columns) == ["unit_id", "twin_index", "g_Na", "g_Kd", "g_leak"]
     assert populations.shape == (4, 5) and populations["g_leak"].tolist() == [2.0, 5.0, 8.0, 11.0]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run_populations.csv", "run_units.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run_columns.csv", "run_populations.csv", "run_units.csv"]
+    dictionary = pd.read_csv(columns_path, keep_default_na=False)
+    described = dictionary.set_index(["file", "column"])
+    for name in units.columns:  # every column of both files is described, with its unit
+        assert described.loc[("run_units.csv", name), "description"], name
+    assert described.loc[("run_populations.csv", "g_Na"), "unit"] == "mS/cm2"
+    assert described.loc[("run_units.csv", "g_s"), "dtype"] == "float64"
+    assert oct(units_path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())  # not mkstemp's 0600
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_csv_round_trip_keeps_dtypes(tmp_path):
+    import spikeinterface_dic as sdic
+    from spikeinterface_dic.analysis import read_result
+    from spikeinterface_dic.schema import ALL_COLUMNS
+
+    trains = sdic.read_spike_trains(DATA / "spike2pop_stg_set.csv")
+    trains["few"] = np.array([0.1, 0.5])
+    result = sdic.run_pipeline(dict(trains), population_size=2, duration_s=0.5)
+    sdic.write_csv(result, tmp_path / "run")
+    back = read_result(tmp_path / "run").estimates
+    expected = result.estimates.join(result.fidelity)
+    for name in expected.columns:
+        dtype = ALL_COLUMNS[name].dtype
+        kind = {"float64": "f", "int64": "i", "bool": "b", "str": "O"}[dtype]
+        assert back[name].dtype.kind == kind, (name, back[name].dtype)
+        if dtype == "str":
+            assert back[name].tolist() == ["" if v != v or v is None else str(v) for v in expected[name]], name
 
 
 def test_write_csv_failure_leaves_no_partial_file(tmp_path, monkeypatch):

@@ -42,6 +42,7 @@ def read_result(path):
     """
     from ..nwb import read_nwb_results
     from ..result import PipelineResult
+    from ..schema import coerce_frame, column_of
 
     path = Path(path)
     if path.suffix.lower() == ".nwb":
@@ -53,12 +54,10 @@ def read_result(path):
             "`spikeinterface-dic run --out X.csv`)"
         )
     estimates = pd.read_csv(units_path, index_col="unit_id", keep_default_na=True)
-    for column in ("label", "ood_reason", "population_error"):  # empty text reads back as NaN
-        if column in estimates.columns:
-            values = estimates[column].astype(object)
-            estimates[column] = values.where(values.notna(), "").astype(str)
-    if "in_distribution" in estimates.columns and estimates["in_distribution"].dtype != bool:
-        estimates["in_distribution"] = estimates["in_distribution"].astype(str).map(_BOOLEAN_TEXT).fillna(False)
+    for column in estimates.columns:  # CSV has no types: booleans come back as text, empty text as NaN
+        if column_of(column) is not None and column_of(column).dtype == "bool" and estimates[column].dtype != bool:
+            estimates[column] = estimates[column].astype(str).map(_BOOLEAN_TEXT).fillna(False)
+    estimates = coerce_frame(estimates)
     populations, conductance_names = {}, ()
     if populations_path.is_file():
         table = pd.read_csv(populations_path)
@@ -77,7 +76,7 @@ def read_result(path):
 
 def write_comparison(comparison, path_prefix) -> tuple[Path, Path]:
     """Write a :class:`ConditionComparison` as ``<prefix>_units.csv`` and ``<prefix>_channels.csv`` (atomically)."""
-    from ..io import _write_frame_atomically
+    from ..io import write_frame_atomically
 
     prefix = Path(path_prefix)
     if prefix.suffix.lower() == ".csv":
@@ -86,6 +85,6 @@ def write_comparison(comparison, path_prefix) -> tuple[Path, Path]:
     channels_path = prefix.with_name(prefix.name + "_channels.csv")
     units = comparison.units.copy()
     units.index.name = "unit_id"
-    _write_frame_atomically(units.reset_index(), units_path)
-    _write_frame_atomically(comparison.channels, channels_path)
+    write_frame_atomically(units.reset_index(), units_path)
+    write_frame_atomically(comparison.channels, channels_path)
     return units_path, channels_path

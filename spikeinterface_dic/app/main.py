@@ -509,7 +509,7 @@ class DicApp:
             _RUN_LOCK.release()
         out_dir = Path(job["out_dir"])
         out_dir.mkdir(parents=True, exist_ok=True)
-        units_csv, populations_csv = write_csv(result, out_dir / f"{job['stem']}_dic")
+        units_csv, populations_csv, _ = write_csv(result, out_dir / f"{job['stem']}_dic")
         nwb_path, nwb_error = None, ""
         if job["input_is_nwb"] and job["input_path"] is not None:
             from ..nwb import write_nwb

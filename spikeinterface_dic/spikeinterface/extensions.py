@@ -36,15 +36,20 @@ def _estimates_to_data(frame: pd.DataFrame) -> dict:
     return {column.name: column.as_array(frame[column.name].tolist()) for column in ESTIMATE_COLUMNS}
 
 
-def compute_dic_data(
-    sorting, unit_ids, model="stg", refractory_ms: float = 1.0, time_scale: float | None = None
-) -> dict:
+def compute_dic_data(sorting, unit_ids, config: RunConfig) -> dict:
     """Data dict of ComputeDynamicInputConductances for ``unit_ids`` of a bare sorting (all segments used)."""
     unit_ids = list(unit_ids)
     if not unit_ids:
         return _estimates_to_data(pd.DataFrame(columns=list(ESTIMATE_NAMES)))
     trains = unit_spike_trains(sorting, unit_ids)
-    return _estimates_to_data(infer_dics_segments(trains, model, refractory_ms, time_scale=time_scale))
+    frame = infer_dics_segments(
+        trains,
+        config.model_declaration,
+        config.refractory_ms,
+        time_scale=config.time_scale,
+        weights_dir=config.weights_dir,
+    )
+    return _estimates_to_data(frame)
 
 
 def _take_units(data: dict, unit_indices) -> dict:
@@ -110,6 +115,8 @@ class ComputeDynamicInputConductances(_UnitwiseExtension):
     refractory_ms : float, default: 1.0
         ISIs shorter than this are refractory violations (sorting errors); the second spike of each is dropped and
         counted in ``n_refractory_violations``.
+    weights_dir : str | None, default: None
+        Network weights made by ``spikeinterface-dic train`` (None: the shipped ones).
     time_scale : float | None, default: None
         Known time scale k of every unit (e.g. from the recording temperature and a Q10): used as given, with a
         zero-width interval, instead of estimated (see :func:`spikeinterface_dic.infer_dics`).
@@ -128,21 +135,17 @@ class ComputeDynamicInputConductances(_UnitwiseExtension):
     depend_on = []
     need_job_kwargs = False
 
-    def _set_params(self, model: str = "stg", refractory_ms: float = 1.0, time_scale: float | None = None):
-        config = RunConfig(model=model, refractory_ms=refractory_ms, time_scale=time_scale)
+    def _set_params(
+        self, model: str = "stg", refractory_ms: float = 1.0, time_scale: float | None = None, weights_dir=None
+    ):
+        config = RunConfig(model=model, refractory_ms=refractory_ms, time_scale=time_scale, weights_dir=weights_dir)
         if config.time_scale is not None and not isinstance(config.time_scale, float):
             raise ValueError("time_scale of the extension is one k for every unit (or None to estimate it)")
         settings = config.to_dict()
         return {name: settings[name] for name in INFERENCE_SETTINGS}
 
     def _compute_units(self, sorting_analyzer, unit_ids, job_kwargs) -> dict:
-        return compute_dic_data(
-            sorting_analyzer.sorting,
-            unit_ids,
-            self.params["model"],
-            self.params["refractory_ms"],
-            time_scale=self.params.get("time_scale"),  # absent from extensions saved before it existed
-        )
+        return compute_dic_data(sorting_analyzer.sorting, unit_ids, RunConfig.from_dict(self.params))
 
     def _run(self, verbose=False):
         self.data.update(self._compute_units(self.sorting_analyzer, self.sorting_analyzer.unit_ids, {}))

@@ -71,7 +71,12 @@ def reference_train(segments, refractory_ms: float = 1.0) -> np.ndarray:
 
 
 def infer_dics_segments(
-    trains: dict, model="stg", refractory_ms: float = 1.0, device: str = "cpu", time_scale: float | None = None
+    trains: dict,
+    model="stg",
+    refractory_ms: float = 1.0,
+    device: str = "cpu",
+    time_scale: float | None = None,
+    weights_dir=None,
 ) -> pd.DataFrame:
     """DIC estimates of units whose spikes come in several segments.
 
@@ -83,6 +88,8 @@ def infer_dics_segments(
     refractory_ms : float, default: 1.0
         ISIs shorter than this are refractory violations; see :func:`spikeinterface_dic.infer_dics`.
     device : str, default: "cpu"
+    weights_dir : str | None, default: None
+        Network weights made by ``spikeinterface-dic train`` (None: the shipped ones).
     time_scale : float, default: None
         A known time scale k for every unit (see :func:`spikeinterface_dic.infer_dics`); None estimates it.
 
@@ -103,7 +110,9 @@ def infer_dics_segments(
         for segment in trains[unit_id]:
             pieces[len(owners)] = np.asarray(segment, dtype=np.float64)
             owners.append(position)
-    frame = infer_dics(pieces, model=model, device=device, refractory_ms=refractory_ms, time_scale=time_scale)
+    frame = infer_dics(
+        pieces, model=model, device=device, refractory_ms=refractory_ms, time_scale=time_scale, weights_dir=weights_dir
+    )
     if len(owners) == len(unit_ids):  # one segment: infer_dics's rows as they are
         return frame.set_axis(pd.Index(unit_ids, name="unit_id"), axis=0)
     owners = np.asarray(owners, dtype=np.int64)
