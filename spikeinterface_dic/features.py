@@ -21,6 +21,8 @@ import pandas as pd
 # Codes are positions: 0/1/2 are the spec's (the network's label head and stored data use them); "irregular" (3)
 # exists in mode="improved" only and is appended so that the first three codes keep their meaning.
 LABEL_NAMES = ("silent", "spiking", "bursting", "irregular")
+# One colour per label (matplotlib names) for every plot, so a new label is one edit here.
+LABEL_COLORS = {"spiking": "tab:blue", "bursting": "tab:orange", "irregular": "tab:green", "silent": "tab:gray"}
 FEATURE_COLUMNS = (
     "n_spikes",
     "label",

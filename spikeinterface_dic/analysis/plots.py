@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-LABEL_COLORS = {"spiking": "tab:blue", "bursting": "tab:orange", "silent": "tab:gray"}
+from ..features import LABEL_COLORS
+
 QUANTITY_TITLES = {"g_s": "g_s (slow DIC)", "g_u": "g_u (ultraslow DIC)", "log_time_scale": "ln k (time scale)"}
 
 

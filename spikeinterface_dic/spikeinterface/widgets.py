@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from spikeinterface.widgets.base import BaseWidget, to_attr
 
-LABEL_COLORS = {"spiking": "tab:blue", "bursting": "tab:orange", "irregular": "tab:green", "silent": "tab:gray"}
+from ..features import LABEL_COLORS
+
 # Beyond this many units, ids are not written next to every point and points shrink: the plot stays readable.
 ANNOTATE_UP_TO = 30
 # Units named in the "no estimate" note before it says "and N more".
