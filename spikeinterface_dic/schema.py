@@ -57,6 +57,10 @@ ESTIMATE_COLUMNS: tuple[Column, ...] = (
     Column("g_u", "float64", "1", f"Ultraslow {_DIC} at the threshold voltage, inferred from the spike train."),
     Column("g_s_std", "float64", "1", "Standard deviation of the inferred g_s."),
     Column("g_u_std", "float64", "1", "Standard deviation of the inferred g_u."),
+    Column("g_s_q16", "float64", "1", "16 % quantile of g_s's posterior (NaN without posterior flows)."),
+    Column("g_s_q84", "float64", "1", "84 % quantile of g_s's posterior (NaN without posterior flows)."),
+    Column("g_u_q16", "float64", "1", "16 % quantile of g_u's posterior (NaN without posterior flows)."),
+    Column("g_u_q84", "float64", "1", "84 % quantile of g_u's posterior (NaN without posterior flows)."),
     Column(
         "time_scale",
         "float64",

@@ -113,7 +113,7 @@ def load_predictor(model="stg", weights_dir=None, device: str = "cpu") -> Predic
     return Predictor(name, Path(weights_dir) if weights_dir else WEIGHTS_DIR, device)
 
 
-def _windows(isi_ms: np.ndarray, window: int) -> list[np.ndarray]:
+def isi_windows(isi_ms: np.ndarray, window: int) -> list[np.ndarray]:
     if isi_ms.size <= window:
         return [isi_ms]
     stride = window // 2
@@ -123,7 +123,7 @@ def _windows(isi_ms: np.ndarray, window: int) -> list[np.ndarray]:
     return [isi_ms[s : s + window] for s in starts]
 
 
-def _combine(means: np.ndarray, stds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def combine_windows(means: np.ndarray, stds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if len(means) == 1:
         return means[0], stds[0]
     weights = 1.0 / stds**2
@@ -152,7 +152,7 @@ def _with_library(library: TimeScaleLibrary, train, log_k: float, log_k_std: flo
     return combined, min(log_k_std, float(library_std[0]))
 
 
-def _as_trains(spike_trains) -> tuple[list, list[np.ndarray]]:
+def as_trains(spike_trains) -> tuple[list, list[np.ndarray]]:
     if isinstance(spike_trains, dict):
         ids = list(spike_trains.keys())
         trains = [np.asarray(spike_trains[u], dtype=float) for u in ids]
@@ -167,7 +167,7 @@ def _as_trains(spike_trains) -> tuple[list, list[np.ndarray]]:
     return ids, [np.sort(t) for t in trains]
 
 
-def _known_time_scales(time_scale, ids: list) -> np.ndarray:
+def known_time_scales(time_scale, ids: list) -> np.ndarray:
     """Per-train known k (NaN where unknown) from None, one number, a sequence or a {unit_id: k} dict."""
     if time_scale is None:
         return np.full(len(ids), np.nan)
@@ -183,6 +183,52 @@ def _known_time_scales(time_scale, ids: list) -> np.ndarray:
     if bad:
         raise ValueError(f"unit {bad[0]!r}: time_scale must be a positive number (or NaN / absent when unknown)")
     return known
+
+
+def _posterior_summaries(
+    model_name, weights_dir, predictor, cleaned, known_k, owner, means, stds, p_bursting, enabled, k_range
+) -> dict:
+    """{train index: posterior summary columns} for the trains of at least 4 spikes, when the model has posterior
+    flows and ``enabled``; the network's window outputs are reused as the flows' embedding."""
+    from .posterior import SUMMARY_SAMPLES, draw, has_posterior, load_posterior, summarise
+
+    folder = str(weights_dir) if weights_dir else None
+    available = enabled and has_posterior(model_name, folder)
+    if k_range is not None:
+        low, high = (float(v) for v in k_range)
+        if not (0 < low < high and math.isfinite(high)):
+            raise ValueError(f"time_scale_range must be (k_low, k_high) with 0 < k_low < k_high; got {k_range}")
+        if not available:
+            raise ValueError(f"time_scale_range needs the posterior flows of model {model_name!r} (posterior=True)")
+    if not available:
+        return {}
+    rows = [i for i, train in enumerate(cleaned) if train.size >= 4]
+    if not rows:
+        return {}
+    network = np.empty((len(rows), 7))
+    for j, index in enumerate(rows):
+        selected = owner == index
+        mean, std = combine_windows(means[selected], stds[selected])
+        network[j] = [*mean, *np.log(std), p_bursting[selected].mean()]
+    samples = draw(
+        load_posterior(model_name, folder),
+        predictor,
+        [cleaned[i] for i in rows],
+        SUMMARY_SAMPLES,
+        known_k[rows],
+        k_range,
+        network=network,
+    )
+    table = summarise(samples)
+    out = {}
+    for j, index in enumerate(rows):
+        summary = {name: float(values[j]) for name, values in table.items()}
+        if np.isfinite(known_k[index]):  # k is given: keep it, with a zero-width interval
+            summary.update(time_scale=float(known_k[index]), time_scale_std=0.0)
+            summary.update(time_scale_low=float(known_k[index]), time_scale_high=float(known_k[index]))
+        if np.isfinite(summary["g_s"]):
+            out[index] = summary
+    return out
 
 
 def _information_reasons(features_row, model_name: str) -> list[str]:
@@ -217,6 +263,8 @@ def infer_dics(
     weights_dir=None,
     refractory_ms: float = 1.0,
     time_scale=None,
+    time_scale_range: tuple | None = None,
+    posterior: bool = True,
 ) -> pd.DataFrame:
     """Estimate (g_s, g_u) at threshold and the time scale k of every train, with standard deviations.
 
@@ -237,6 +285,13 @@ def infer_dics(
         from the recording temperature and a Q10. Spike times are divided by k before inference, so the network sees
         the train at the model's own kinetics; the reported time scale is k with a zero-width interval. Knowing k
         matters: for bursting trains the inter-burst period is set by both g_u and k (docs/time_scale.md).
+    time_scale_range : (k_low, k_high) | None, default: None
+        What is known of k as a range, for the units whose k is not given: the posterior under a prior flat in
+        ln k on that range (needs the model's posterior flows).
+    posterior : bool, default: True
+        Report the joint posterior's summaries (:mod:`.posterior`) where the model has posterior flows: g_s, g_u
+        and k are posterior medians, the sds posterior sds, ``*_q16``/``*_q84`` and k's interval the 16/84 %
+        quantiles. False (or no flows): the network's mean and sd (quantile columns NaN).
 
     Returns
     -------
@@ -251,8 +306,8 @@ def infer_dics(
     """
     model = get_model(model)
     predictor = load_predictor(model.name, str(weights_dir) if weights_dir else None, device)
-    ids, trains = _as_trains(spike_trains)
-    known_k = _known_time_scales(time_scale, ids)
+    ids, trains = as_trains(spike_trains)
+    known_k = known_time_scales(time_scale, ids)
     cleaned, violations = [], []
     for train in trains:
         keep = np.concatenate([[True], np.diff(train) >= refractory_ms / 1000.0]) if train.size else np.ones(0, bool)
@@ -268,12 +323,25 @@ def infer_dics(
     for index, train in enumerate(cleaned):
         if train.size >= 3 and not too_many_violations[index]:
             scale = 1.0 if np.isnan(known_k[index]) else known_k[index]
-            for w in _windows(np.maximum(np.diff(train) * 1000.0 / scale, 0.05), predictor.window):
+            for w in isi_windows(np.maximum(np.diff(train) * 1000.0 / scale, 0.05), predictor.window):
                 windows.append(w)
                 owner.append(index)
     owner = np.array(owner, dtype=int)
     means, stds, p_bursting = (
         predictor.predict_windows(windows, batch_size) if windows else (np.empty((0, 3)), np.empty((0, 3)), np.empty(0))
+    )
+    summaries = _posterior_summaries(
+        model.name,
+        weights_dir,
+        predictor,
+        cleaned,
+        known_k,
+        owner,
+        means,
+        stds,
+        p_bursting,
+        posterior,
+        time_scale_range,
     )
     rows = []
     rate_low, rate_high = predictor.card["training_rate_hz_range"]
@@ -305,7 +373,7 @@ def infer_dics(
             rows.append(row)
             continue
         selected = owner == index
-        mean, std = _combine(means[selected], stds[selected])
+        mean, std = combine_windows(means[selected], stds[selected])
         log_k, log_k_std = float(mean[2]), float(std[2])
         shape = shape_statistics(train)
         if not np.isnan(known_k[index]):
@@ -314,6 +382,19 @@ def infer_dics(
         elif predictor.time_scale_library is not None and row["label"] == "bursting":
             log_k, log_k_std = _with_library(predictor.time_scale_library, train, log_k, log_k_std)
         k = math.exp(log_k)
+        estimate = {
+            "g_s": 10.0 * float(mean[0]),
+            "g_u": 10.0 * float(mean[1]),
+            "g_s_std": 10.0 * float(std[0]),
+            "g_u_std": 10.0 * float(std[1]),
+            "time_scale": k,
+            "time_scale_std": k * log_k_std,
+            "time_scale_low": math.exp(log_k - log_k_std),
+            "time_scale_high": math.exp(log_k + log_k_std),
+        }
+        if index in summaries:
+            estimate.update(summaries[index])
+            k = estimate["time_scale"]
         novelty = float(predictor.shape_reference.score(shape)[0])
         reasons = _information_reasons(features.iloc[index], model.name)
         if np.isfinite(novelty) and novelty > predictor.shape_reference.threshold:
@@ -330,14 +411,7 @@ def infer_dics(
                 f"[{rate_low:.3g}, {rate_high:.3g}] Hz"
             )
         row.update(
-            g_s=10.0 * float(mean[0]),
-            g_u=10.0 * float(mean[1]),
-            g_s_std=10.0 * float(std[0]),
-            g_u_std=10.0 * float(std[1]),
-            time_scale=k,
-            time_scale_std=k * log_k_std,
-            time_scale_low=math.exp(log_k - log_k_std),
-            time_scale_high=math.exp(log_k + log_k_std),
+            estimate,
             in_distribution=not reasons,
             ood_reason="; ".join(reasons),
             n_windows=int(selected.sum()),

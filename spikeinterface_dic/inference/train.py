@@ -31,7 +31,7 @@ K_LOG2_RANGE = (-2.5, 3.5)
 K_PRIOR_POINT_MASS = 0.5
 
 
-def _load_folders(folders) -> dict:
+def load_folders(folders) -> dict:
     """One data folder, or several concatenated (target groups kept apart, recipes listed in order)."""
     if isinstance(folders, (str, Path)):
         return load_training_data(folders)
@@ -54,7 +54,7 @@ def _load_folders(folders) -> dict:
 
 def prepare(folder) -> dict:
     """Load chunks (one folder or a list), compute clean-train labels and auxiliary targets, drop silent trains."""
-    data = _load_folders(folder)
+    data = load_folders(folder)
     features = spike_train_features(data["trains"])
     keep = (features["n_spikes"].to_numpy() >= 4) & (features["label"].to_numpy() != "silent")
     main = features["main_frequency_hz"].to_numpy()
