@@ -131,6 +131,15 @@ def _pipeline_options(parser: argparse.ArgumentParser, population_size: int = 10
         "and a Q10); used as given instead of estimated and adapted (default: estimate k per unit)",
     )
     group.add_argument(
+        "--time-scale-range",
+        type=_positive_float,
+        nargs=2,
+        default=None,
+        metavar=("LOW", "HIGH"),
+        help="what you know of every unit's k as a range (e.g. 2 6): the posterior under a prior flat in ln k on it "
+        "(default: the network's prior)",
+    )
+    group.add_argument(
         "--adapt-time-scale",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -576,6 +585,7 @@ def _run_config(args, model: str, **overrides):
         "adapt_time_scale": "adapt_time_scale",
         "twin_selection": "twin_selection",
         "time_scale": "time_scale",
+        "time_scale_range": "time_scale_range",
     }
     settings = {"model": model}
     for field, destination in options.items():

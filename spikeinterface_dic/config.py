@@ -52,6 +52,9 @@ class RunConfig:
     time_scale : None | float | mapping, default: None
         Known time scale k (one for every unit, or {unit_id: k}); None estimates it. Units with a known k are never
         adapted (see ``adapt_time_scale``).
+    time_scale_range : (k_low, k_high) | None, default: None
+        What is known of k as a range, for the units whose k is not given (applied to the joint posterior; see
+        docs/posterior.md).
     population_size : int, default: 100
         Twins per unit.
     simulate : bool, default: True
@@ -77,6 +80,7 @@ class RunConfig:
     weights_dir: str | None = None
     refractory_ms: float = 1.0
     time_scale: float | Mapping | None = None
+    time_scale_range: tuple | None = None
     population_size: int = 100
     simulate: bool = True
     seed: int = 0
@@ -113,6 +117,13 @@ class RunConfig:
         if self.weights_dir is not None:
             set_(self, "weights_dir", str(self.weights_dir))
         set_(self, "time_scale", _normalise_time_scale(self.time_scale))
+        if self.time_scale_range is not None:
+            low, high = (_positive_time_scale(v, "range bound") for v in self.time_scale_range)
+            if not low < high:
+                raise ValueError(
+                    f"time_scale_range must be (k_low, k_high) with k_low < k_high; got {self.time_scale_range}"
+                )
+            set_(self, "time_scale_range", (low, high))
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -145,6 +156,8 @@ class RunConfig:
             out["model_digest"] = model.digest
         if isinstance(self.time_scale, tuple):
             out["time_scale"] = {str(unit): k for unit, k in self.time_scale}
+        if self.time_scale_range is not None:
+            out["time_scale_range"] = list(self.time_scale_range)
         return out
 
     # ---------------------------------------------------------------- derived
@@ -193,7 +206,7 @@ def _normalise_time_scale(value):
 # Which settings each SpikeInterface extension holds: the DIC extension reads the trains, the twin extension builds
 # twins from its estimates. Together they are one RunConfig (device is an execution choice of the analyzer's session
 # and stays "cpu" there).
-INFERENCE_SETTINGS = ("model", "weights_dir", "refractory_ms", "time_scale")
+INFERENCE_SETTINGS = ("model", "weights_dir", "refractory_ms", "time_scale", "time_scale_range")
 TWIN_SETTINGS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in (*INFERENCE_SETTINGS, "device"))
 
 __all__ = ["RunConfig", "INFERENCE_SETTINGS", "TWIN_SETTINGS"]

@@ -89,6 +89,7 @@ def run_pipeline(
             weights_dir=config.weights_dir,
             refractory_ms=config.refractory_ms,
             time_scale=config.time_scale_argument(),
+            time_scale_range=config.time_scale_range,
         )
     else:
         estimates = estimates.loc[list(spike_trains)].copy()

@@ -76,7 +76,9 @@ def score_twins(config, recorded_trains, twin_trains, estimates):
     adaptable = [u for u in twin_trains if np.isnan(config.known_time_scale(u))] if config.adapt_time_scale else []
     fidelity["fraction_matching_network_time_scale"] = fidelity["fraction_matching"]
     if adaptable:
-        adapted = adapt_time_scales(recorded_trains, {u: twin_trains[u] for u in adaptable}, estimates)
+        adapted = adapt_time_scales(
+            recorded_trains, {u: twin_trains[u] for u in adaptable}, estimates, config.time_scale_range
+        )
         twin_trains = {**twin_trains, **adapted}
         rescored = fidelity_table(config, recorded_trains, adapted)
         for column in rescored.columns:
@@ -184,8 +186,9 @@ def _window_groups(record_ms: np.ndarray) -> list[np.ndarray]:
     return groups
 
 
-def adapt_time_scales(spike_trains, twin_trains, estimates) -> dict:
-    """Rescale each unit's k so that its twins' median main frequency equals the recorded one (see run_pipeline)."""
+def adapt_time_scales(spike_trains, twin_trains, estimates, k_range: tuple | None = None) -> dict:
+    """Rescale each unit's k so that its twins' median main frequency equals the recorded one (see run_pipeline);
+    never out of the user's ``k_range``."""
     adapted = {}
     recorded = spike_train_features({u: np.asarray(spike_trains[u], dtype=float) for u in twin_trains})
     for unit_id, twins in twin_trains.items():
@@ -199,6 +202,8 @@ def adapt_time_scales(spike_trains, twin_trains, estimates) -> dict:
             continue
         ratio = float(np.median(twin_frequency) / reference["main_frequency_hz"])
         k = float(estimates.loc[unit_id, "time_scale"]) * ratio
+        if k_range is not None and not k_range[0] <= k <= k_range[1]:
+            continue  # what the user knows of k wins over the twins' frequency
         # The calibrated uncertainty of ln k (the network's, or the library's) is kept: the twins' spread of
         # frequencies is far narrower (about 0.04 in ln k) and says how alike the twins are, not how well the train
         # fixes k (it made condition comparisons report p = 1e-160).

@@ -116,7 +116,7 @@ def test_heldout_metrics_of_the_card_are_reproduced():
     data = load_training_data(DATA / "heldout" / "test_da")
     keep = spike_train_features(data["trains"])["n_spikes"].to_numpy() >= 4
     trains = [t for t, k in zip(data["trains"], keep, strict=True) if k]
-    estimates = sdic.infer_dics(trains, model="da")
+    estimates = sdic.infer_dics(trains, model="da", posterior=False)  # the card's figures are the network's
     mae = np.nanmean(np.abs(estimates["g_s"].to_numpy() - data["g_s"][keep]))
     assert mae == pytest.approx(card["heldout_metrics"]["clean"]["mae_g_s_all"], rel=1e-4)
 
@@ -180,8 +180,8 @@ def test_reference_without_library_falls_back_to_the_network(tmp_path):
     (tmp_path / "stg.json").write_text(json.dumps(card))
     assert load_predictor("stg", str(tmp_path)).time_scale_library is None
     train = sdic.simulate("stg", [S4], duration_s=6.0, transient_s=3.0)[0] * 3.0
-    without = sdic.infer_dics([train], model="stg", weights_dir=tmp_path)
-    with_library = sdic.infer_dics([train], model="stg")
+    without = sdic.infer_dics([train], model="stg", weights_dir=tmp_path)  # no posterior flows there either
+    with_library = sdic.infer_dics([train], model="stg", posterior=False)
     assert abs(np.log(with_library["time_scale"].iloc[0] / 3.0)) < abs(np.log(without["time_scale"].iloc[0] / 3.0))
     np.testing.assert_allclose(without[["g_s", "g_u"]].to_numpy(), with_library[["g_s", "g_u"]].to_numpy())
 
@@ -216,7 +216,8 @@ def test_known_time_scale_is_used_and_reported():
 
 
 def test_known_time_scale_restores_dic_accuracy(heldout_bursters):
-    """g_u and k both set the burst period: knowing k brings bursting DICs at k = 4 back to their k = 1 accuracy."""
+    """g_u and k both set the burst period: knowing k brings bursting DICs at k = 4 back to their k = 1 accuracy (the
+    joint posterior already gets much of it with k unknown; the network alone was 2x worse there)."""
     from spikeinterface_dic.inference.data import load_training_data
 
     data = load_training_data(DATA / "heldout" / "test_stg")
@@ -226,5 +227,5 @@ def test_known_time_scale_restores_dic_accuracy(heldout_bursters):
     unknown = sdic.infer_dics(slowed, model="stg")["g_u"].to_numpy()
     known = sdic.infer_dics(slowed, model="stg", time_scale=4.0)["g_u"].to_numpy()
     at_one = sdic.infer_dics(heldout_bursters, model="stg")["g_u"].to_numpy()
-    assert np.mean(np.abs(known - truth)) < 0.5 * np.mean(np.abs(unknown - truth))
+    assert np.mean(np.abs(known - truth)) < 0.8 * np.mean(np.abs(unknown - truth))
     assert np.mean(np.abs(known - truth)) < 1.1 * np.mean(np.abs(at_one - truth))

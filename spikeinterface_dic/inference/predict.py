@@ -226,8 +226,13 @@ def _posterior_summaries(
         if np.isfinite(known_k[index]):  # k is given: keep it, with a zero-width interval
             summary.update(time_scale=float(known_k[index]), time_scale_std=0.0)
             summary.update(time_scale_low=float(known_k[index]), time_scale_high=float(known_k[index]))
-        if np.isfinite(summary["g_s"]):
-            out[index] = summary
+        elif not np.isfinite(summary["g_s"]) and k_range is not None:
+            # The train leaves (almost) no posterior mass in the user's range: no estimate rather than a fallback.
+            summary["range_reason"] = (
+                f"the train contradicts the time-scale range [{k_range[0]:g}, {k_range[1]:g}]: the posterior puts "
+                "almost no mass there"
+            )
+        out[index] = summary
     return out
 
 
@@ -392,11 +397,15 @@ def infer_dics(
             "time_scale_low": math.exp(log_k - log_k_std),
             "time_scale_high": math.exp(log_k + log_k_std),
         }
-        if index in summaries:
-            estimate.update(summaries[index])
-            k = estimate["time_scale"]
+        summary = dict(summaries.get(index, {}))
+        range_reason = summary.pop("range_reason", "")
+        if summary:
+            estimate.update(summary)
+            k = estimate["time_scale"] if np.isfinite(estimate["time_scale"]) else k
         novelty = float(predictor.shape_reference.score(shape)[0])
         reasons = _information_reasons(features.iloc[index], model.name)
+        if range_reason:
+            reasons.append(range_reason)
         if np.isfinite(novelty) and novelty > predictor.shape_reference.threshold:
             reasons.append(
                 f"ISI pattern unlike any {model.name} model train at any time scale (novelty "

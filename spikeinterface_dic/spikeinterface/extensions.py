@@ -48,6 +48,7 @@ def compute_dic_data(sorting, unit_ids, config: RunConfig) -> dict:
         config.refractory_ms,
         time_scale=config.time_scale,
         weights_dir=config.weights_dir,
+        time_scale_range=config.time_scale_range,
     )
     return _estimates_to_data(frame)
 
@@ -117,6 +118,8 @@ class ComputeDynamicInputConductances(_UnitwiseExtension):
         counted in ``n_refractory_violations``.
     weights_dir : str | None, default: None
         Network weights made by ``spikeinterface-dic train`` (None: the shipped ones).
+    time_scale_range : (k_low, k_high) | None, default: None
+        A prior range of every unit's k, applied to the joint posterior (docs/posterior.md).
     time_scale : float | None, default: None
         Known time scale k of every unit (e.g. from the recording temperature and a Q10): used as given, with a
         zero-width interval, instead of estimated (see :func:`spikeinterface_dic.infer_dics`).
@@ -136,9 +139,20 @@ class ComputeDynamicInputConductances(_UnitwiseExtension):
     need_job_kwargs = False
 
     def _set_params(
-        self, model: str = "stg", refractory_ms: float = 1.0, time_scale: float | None = None, weights_dir=None
+        self,
+        model: str = "stg",
+        refractory_ms: float = 1.0,
+        time_scale: float | None = None,
+        weights_dir=None,
+        time_scale_range: tuple | None = None,
     ):
-        config = RunConfig(model=model, refractory_ms=refractory_ms, time_scale=time_scale, weights_dir=weights_dir)
+        config = RunConfig(
+            model=model,
+            refractory_ms=refractory_ms,
+            time_scale=time_scale,
+            weights_dir=weights_dir,
+            time_scale_range=time_scale_range,
+        )
         if config.time_scale is not None and not isinstance(config.time_scale, float):
             raise ValueError("time_scale of the extension is one k for every unit (or None to estimate it)")
         settings = config.to_dict()

@@ -77,6 +77,7 @@ def infer_dics_segments(
     device: str = "cpu",
     time_scale: float | None = None,
     weights_dir=None,
+    time_scale_range: tuple | None = None,
 ) -> pd.DataFrame:
     """DIC estimates of units whose spikes come in several segments.
 
@@ -111,7 +112,13 @@ def infer_dics_segments(
             pieces[len(owners)] = np.asarray(segment, dtype=np.float64)
             owners.append(position)
     frame = infer_dics(
-        pieces, model=model, device=device, refractory_ms=refractory_ms, time_scale=time_scale, weights_dir=weights_dir
+        pieces,
+        model=model,
+        device=device,
+        refractory_ms=refractory_ms,
+        time_scale=time_scale,
+        weights_dir=weights_dir,
+        time_scale_range=time_scale_range,
     )
     if len(owners) == len(unit_ids):  # one segment: infer_dics's rows as they are
         return frame.set_axis(pd.Index(unit_ids, name="unit_id"), axis=0)
