@@ -80,3 +80,20 @@ def test_sample_posterior_is_seeded_and_batch_independent():
     assert ((ranged[2][:, 2] >= 1.5) & (ranged[2][:, 2] <= 3.0)).all()
     known = sample_posterior({2: trains[2]}, n=200, time_scale=2.0)
     assert np.allclose(known[2][:, 2], 2.0)
+
+
+def test_time_scale_range_reaches_every_front_end(tmp_path):
+    from spikeinterface_dic import cli
+    from spikeinterface_dic.config import RunConfig
+
+    with pytest.raises(ValueError, match="k_low < k_high"):
+        RunConfig(time_scale_range=(4.0, 2.0))
+    assert RunConfig.from_dict(RunConfig(time_scale_range=(2, 6)).to_dict()).time_scale_range == (2.0, 6.0)
+    trains = dict(sdic.read_spike_trains(cli.example_path()))
+    slow = {"bursting_slow_k3": trains["bursting_slow_k3"]}  # a burster simulated at k = 3
+    result = sdic.run_pipeline(slow, simulate=False, population_size=2, time_scale_range=(2.0, 4.0))
+    assert 2.0 <= result.estimates["time_scale"].iloc[0] <= 4.0
+    assert result.parameters["time_scale_range"] == [2.0, 4.0]
+    out = tmp_path / "r.csv"
+    argv = ["run", str(cli.example_path()), "--no-simulate", "--population-size", "2", "--out", str(out)]
+    assert cli.main([*argv, "--time-scale-range", "2", "4"]) == 0
