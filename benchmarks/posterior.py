@@ -62,12 +62,27 @@ def sbc_chi2(ranks: np.ndarray, n_samples: int, bins: int = 10) -> float:
     return float(((counts - expected) ** 2 / expected).sum())
 
 
-def evaluate(model: str, n_trains: int, seed: int, n_samples: int = 400, weights_dir=None) -> pd.DataFrame:
+def degrade(trains: list, seed: int, jitter_ms: float = 2.0, deletion: float = 0.05) -> list:
+    """Gaussian spike-time jitter (sd ``jitter_ms``) and random deletion of a fraction of spikes."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for train in trains:
+        t = np.sort(train + rng.normal(0.0, jitter_ms / 1000.0, train.size))
+        keep = rng.random(t.size) >= deletion
+        out.append(t[keep] if keep.sum() >= 8 else t)
+    return out
+
+
+def evaluate(
+    model: str, n_trains: int, seed: int, n_samples: int = 400, weights_dir=None, jitter: bool = False
+) -> pd.DataFrame:
     import spikeinterface_dic as sdic
     from spikeinterface_dic.inference.posterior import load_posterior, train_context
     from spikeinterface_dic.inference.predict import load_predictor
 
     held = heldout_trains(model, n_trains, seed)
+    if jitter:  # labels stay those of the clean trains
+        held["trains"] = degrade(held["trains"], seed)
     predictor = load_predictor(model)
     posterior = load_posterior(model, weights_dir)
     rows = []
@@ -129,6 +144,10 @@ def main() -> None:
     evaluation.add_argument("--n-trains", type=int, default=1500)
     evaluation.add_argument("--seed", type=int, default=0)
     evaluation.add_argument("--weights-dir", default=None)
+    evaluation.add_argument("--jitter", action="store_true", help="2 ms spike-time jitter and 5 %% deletions")
+    evaluation.add_argument(
+        "--card", action="store_true", help="record the table in the posterior's model card (heldout_metrics)"
+    )
     args = parser.parse_args()
     pd.set_option("display.width", 200)
     if args.command == "fit":
@@ -157,8 +176,23 @@ def main() -> None:
         for name, metric in card["metrics"].items():
             print(f"{name}: validation NLL {metric['validation_nll']:.3f} from {metric['source']}")
     else:
-        table = evaluate(args.model, args.n_trains, args.seed, weights_dir=args.weights_dir)
+        table = evaluate(args.model, args.n_trains, args.seed, weights_dir=args.weights_dir, jitter=args.jitter)
         print(table.round(3).to_string(index=False))
+        if args.card:
+            import json
+
+            from spikeinterface_dic.inference.predict import WEIGHTS_DIR
+
+            path = Path(args.weights_dir or WEIGHTS_DIR) / f"{args.model}_posterior.json"
+            card = json.loads(path.read_text())
+            key = "jitter_2ms_deletions_5pct" if args.jitter else "clean"
+            card.setdefault("heldout_metrics", {})[key] = {
+                "n_trains": args.n_trains,
+                "seed": args.seed,
+                "k_prior_of_the_test": "k = 1 with probability 1/2, else log2 k uniform on [-2.5, 3.5]",
+                "rows": table.round(4).to_dict(orient="records"),
+            }
+            path.write_text(json.dumps(card, indent=2, default=str))
 
 
 if __name__ == "__main__":
