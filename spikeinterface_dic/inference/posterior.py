@@ -322,10 +322,6 @@ def fit_posterior(
         flow.load_state_dict(best_state)
         state.update({f"{name}.{k}": v for k, v in best_state.items()})
         metrics[name] = {"validation_nll": best, "epochs": len(history), "history": history}
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    weights_path = out_dir / f"{model_name}_posterior.pt"
-    torch.save(state, weights_path)
     card = {
         "model": model_name,
         "kind": "conditional neural spline flow (zuko NSF) over (g_s, g_u, ln k) and (g_s, g_u)",
@@ -346,8 +342,19 @@ def fit_posterior(
             "torch_threads": torch.get_num_threads(),
         },
         "metrics": metrics,
-        "weights_sha256": hashlib.sha256(weights_path.read_bytes()).hexdigest(),
     }
+    return _write_posterior(out_dir, model_name, state, card)
+
+
+def _write_posterior(out_dir, model_name: str, state: dict, card: dict) -> dict:
+    """Write ``<model>_posterior.pt`` and its card (with the weights' sha256) in ``out_dir``; returns the card."""
+    import torch
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights_path = out_dir / f"{model_name}_posterior.pt"
+    torch.save(state, weights_path)
+    card = {**card, "weights_sha256": hashlib.sha256(weights_path.read_bytes()).hexdigest()}
     (out_dir / f"{model_name}_posterior.json").write_text(json.dumps(card, indent=2, default=str))
     load_posterior.cache_clear()
     return card
@@ -372,21 +379,15 @@ def merge_runs(model_name: str, folders, out_dir) -> dict:
         merged_state.update({k: v for k, v in state.items() if k.split(".", 1)[0] == name})
         scaling[name] = card["scaling"][name]
         metrics[name] = {**card["metrics"][name], "source": str(folder)}
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    weights_path = out_dir / f"{model_name}_posterior.pt"
-    torch.save(merged_state, weights_path)
     card = {
         **runs[0][1],
         "scaling": scaling,
         "metrics": metrics,
         "training_runs": [card["training"] for _, card, _ in runs],
-        "weights_sha256": hashlib.sha256(weights_path.read_bytes()).hexdigest(),
     }
-    card.pop("training", None)
-    (out_dir / f"{model_name}_posterior.json").write_text(json.dumps(card, indent=2, default=str))
-    load_posterior.cache_clear()
-    return card
+    for stale in ("training", "heldout_metrics", "weights_sha256"):
+        card.pop(stale, None)
+    return _write_posterior(out_dir, model_name, merged_state, card)
 
 
 # --------------------------------------------------------------------------------------------------------- sampling
