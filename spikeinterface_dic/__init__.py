@@ -8,8 +8,7 @@ SpikeInterface is installed.
 from .config import RunConfig
 from .dic import compute_dics, compute_threshold, sensitivity_matrix
 from .features import isi_distance, pattern_matches, spike_train_features
-from .inference.posterior import sample_posterior
-from .inference.predict import infer_dics
+from .inference.predict import infer_dics, sample_posterior
 from .io import SpikeTrains, read_spike_trains, write_csv
 from .models import get_model
 from .nwb import read_nwb_results, write_nwb

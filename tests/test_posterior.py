@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import spikeinterface_dic as sdic
-from spikeinterface_dic.inference.posterior import has_posterior, load_posterior, sample_posterior, train_context
-from spikeinterface_dic.inference.predict import load_predictor
+from spikeinterface_dic.inference.posterior import has_posterior, load_posterior, train_context
+from spikeinterface_dic.inference.predict import load_predictor, sample_posterior
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from posterior import coverage_and_ranks, heldout_trains  # noqa: E402

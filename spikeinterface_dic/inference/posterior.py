@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ..features import spike_train_features
+from .common import WEIGHTS_DIR, combine_windows, isi_windows
 from .shape import library_statistics, shape_statistics
 from .train import K_LOG2_RANGE, K_PRIOR_POINT_MASS  # the network's prior of k: the flows use the same
 
@@ -71,8 +72,6 @@ FLOWS = {"joint": ("g_s", "g_u", "log_k"), "known_k": ("g_s", "g_u")}
 
 def network_outputs(predictor, trains_s: list[np.ndarray], batch_size: int = 1024) -> np.ndarray:
     """(n, 7): the network's means and log sds of (g_s/10, g_u/10, ln k) and p_bursting, windows combined."""
-    from .predict import combine_windows, isi_windows
-
     windows, owner = [], []
     for index, train in enumerate(trains_s):
         for window in isi_windows(np.maximum(np.diff(train) * 1000.0, 0.05), predictor.window):
@@ -195,14 +194,10 @@ class PosteriorEstimator:
 
 @lru_cache(maxsize=8)
 def load_posterior(model_name: str, weights_dir: str | None = None) -> PosteriorEstimator:
-    from .predict import WEIGHTS_DIR
-
     return PosteriorEstimator(Path(weights_dir) if weights_dir else WEIGHTS_DIR, model_name)
 
 
 def has_posterior(model_name: str, weights_dir: str | None = None) -> bool:
-    from .predict import WEIGHTS_DIR
-
     folder = Path(weights_dir) if weights_dir else WEIGHTS_DIR
     return (folder / f"{model_name}_posterior.pt").exists() and (folder / f"{model_name}_posterior.json").exists()
 
@@ -464,60 +459,4 @@ def summarise(samples: np.ndarray) -> dict:
     k = np.exp(median[:, 2])
     out["time_scale"], out["time_scale_std"] = k, k * sd[:, 2]
     out["time_scale_low"], out["time_scale_high"] = np.exp(q16[:, 2]), np.exp(q84[:, 2])
-    return out
-
-
-def sample_posterior(
-    spike_trains,
-    model="stg",
-    n: int = 1000,
-    seed: int = 0,
-    time_scale=None,
-    time_scale_range: tuple | None = None,
-    weights_dir=None,
-    refractory_ms: float = 1.0,
-) -> dict:
-    """Posterior samples of (g_s, g_u, k) for every unit: ``{unit_id: (n, 3) array}`` (NaN rows for trains of fewer
-    than 4 spikes, or whose posterior holds no mass inside ``time_scale_range``).
-
-    Parameters
-    ----------
-    spike_trains : dict | list of array_like
-        Spike times in seconds.
-    model : "stg" | "da", default: "stg"
-    n : int, default: 1000
-        Samples per unit.
-    seed : int, default: 0
-        Same seed, same samples.
-    time_scale : None | float | sequence | dict, default: None
-        Known k (as :func:`~spikeinterface_dic.infer_dics` takes it): its units get samples of (g_s, g_u) given k.
-    time_scale_range : (k_low, k_high) | None, default: None
-        What you know of k as a range (e.g. (2, 6) from the recording temperature): the posterior under a prior
-        flat in ln k on that range.
-    weights_dir : str | None, default: None
-        Folder holding ``<model>_posterior.pt/.json`` and the network (None: the shipped ones).
-    """
-    from ..models import get_model
-    from .predict import as_trains, known_time_scales, load_predictor
-
-    model = get_model(model)
-    ids, trains = as_trains(spike_trains)
-    known = known_time_scales(time_scale, ids)
-    cleaned = [t[np.concatenate([[True], np.diff(t) >= refractory_ms / 1000.0])] if t.size else t for t in trains]
-    usable = np.array([t.size >= 4 for t in cleaned])
-    out = {u: np.full((int(n), 3), np.nan) for u in ids}
-    if usable.any():
-        rows = np.flatnonzero(usable)
-        samples = draw(
-            load_posterior(model.name, str(weights_dir) if weights_dir else None),
-            load_predictor(model.name, str(weights_dir) if weights_dir else None),
-            [cleaned[i] for i in rows],
-            int(n),
-            known[rows],
-            time_scale_range,
-            seed,
-        )
-        samples[:, :, 2] = np.exp(samples[:, :, 2])
-        for j, row in enumerate(rows):
-            out[ids[row]] = samples[j]
     return out

@@ -21,9 +21,9 @@ import pandas as pd
 from ..features import label_reason, spike_train_features
 from ..models import get_model
 from ..schema import ESTIMATE_COLUMNS, ESTIMATE_NAMES
+from .common import WEIGHTS_DIR, as_trains, combine_windows, isi_windows, known_time_scales
 from .shape import ShapeReference, TimeScaleLibrary, library_statistics, shape_statistics
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
 K_RANGE = (0.25, 8.0)
 # The estimate columns of a train without an estimate (too few spikes), shared by every place that reports one.
 NO_ESTIMATE = {column.name: column.empty_value() for column in ESTIMATE_COLUMNS if column.dtype in ("float64", "bool")}
@@ -113,27 +113,6 @@ def load_predictor(model="stg", weights_dir=None, device: str = "cpu") -> Predic
     return Predictor(name, Path(weights_dir) if weights_dir else WEIGHTS_DIR, device)
 
 
-def isi_windows(isi_ms: np.ndarray, window: int) -> list[np.ndarray]:
-    if isi_ms.size <= window:
-        return [isi_ms]
-    stride = window // 2
-    starts = list(range(0, isi_ms.size - window + 1, stride))
-    if starts[-1] != isi_ms.size - window:
-        starts.append(isi_ms.size - window)
-    return [isi_ms[s : s + window] for s in starts]
-
-
-def combine_windows(means: np.ndarray, stds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if len(means) == 1:
-        return means[0], stds[0]
-    weights = 1.0 / stds**2
-    mean = (weights * means).sum(0) / weights.sum(0)
-    # Half-overlapping windows share information: count them as half as many independent ones.
-    within = 2.0 / weights.sum(0)
-    between = means.var(axis=0)
-    return mean, np.sqrt(within + between)
-
-
 def _with_library(library: TimeScaleLibrary, train, log_k: float, log_k_std: float) -> tuple[float, float]:
     """Combine the network's log k with the library's: inverse-variance weighted mean, the smaller of the two sds.
 
@@ -150,39 +129,6 @@ def _with_library(library: TimeScaleLibrary, train, log_k: float, log_k_std: flo
     w_network, w_library = 1.0 / log_k_std**2, 1.0 / float(library_std[0]) ** 2
     combined = (w_network * log_k + w_library * float(library_log_k[0])) / (w_network + w_library)
     return combined, min(log_k_std, float(library_std[0]))
-
-
-def as_trains(spike_trains) -> tuple[list, list[np.ndarray]]:
-    if isinstance(spike_trains, dict):
-        ids = list(spike_trains.keys())
-        trains = [np.asarray(spike_trains[u], dtype=float) for u in ids]
-    else:
-        trains = [np.asarray(t, dtype=float) for t in spike_trains]
-        ids = list(range(len(trains)))
-    for unit_id, train in zip(ids, trains, strict=True):
-        if train.ndim != 1:
-            raise ValueError(f"unit {unit_id!r}: spike times must be a 1-D array in seconds; got shape {train.shape}")
-        if not np.all(np.isfinite(train)):
-            raise ValueError(f"unit {unit_id!r}: spike times contain NaN or infinite values")
-    return ids, [np.sort(t) for t in trains]
-
-
-def known_time_scales(time_scale, ids: list) -> np.ndarray:
-    """Per-train known k (NaN where unknown) from None, one number, a sequence or a {unit_id: k} dict."""
-    if time_scale is None:
-        return np.full(len(ids), np.nan)
-    if isinstance(time_scale, dict):
-        known = np.array([float(time_scale.get(u, np.nan)) for u in ids])
-    elif np.ndim(time_scale) == 0:
-        known = np.full(len(ids), float(time_scale))
-    else:
-        known = np.asarray(time_scale, dtype=float)
-        if known.shape != (len(ids),):
-            raise ValueError(f"time_scale has {known.size} values for {len(ids)} spike trains; give one per train")
-    bad = [u for u, k in zip(ids, known, strict=True) if not (np.isnan(k) or (np.isfinite(k) and k > 0))]
-    if bad:
-        raise ValueError(f"unit {bad[0]!r}: time_scale must be a positive number (or NaN / absent when unknown)")
-    return known
 
 
 def _posterior_summaries(
@@ -431,3 +377,58 @@ def infer_dics(
     frame = pd.DataFrame(rows, columns=list(ESTIMATE_NAMES), index=pd.Index(ids, name="unit_id"))
     frame["in_distribution"] = frame["in_distribution"].astype(bool)
     return frame
+
+
+def sample_posterior(
+    spike_trains,
+    model="stg",
+    n: int = 1000,
+    seed: int = 0,
+    time_scale=None,
+    time_scale_range: tuple | None = None,
+    weights_dir=None,
+    refractory_ms: float = 1.0,
+) -> dict:
+    """Posterior samples of (g_s, g_u, k) for every unit: ``{unit_id: (n, 3) array}`` (NaN rows for trains of fewer
+    than 4 spikes, or whose posterior holds no mass inside ``time_scale_range``).
+
+    Parameters
+    ----------
+    spike_trains : dict | list of array_like
+        Spike times in seconds.
+    model : "stg" | "da", default: "stg"
+    n : int, default: 1000
+        Samples per unit.
+    seed : int, default: 0
+        Same seed, same samples.
+    time_scale : None | float | sequence | dict, default: None
+        Known k (as :func:`~spikeinterface_dic.infer_dics` takes it): its units get samples of (g_s, g_u) given k.
+    time_scale_range : (k_low, k_high) | None, default: None
+        What you know of k as a range (e.g. (2, 6) from the recording temperature): the posterior under a prior
+        flat in ln k on that range.
+    weights_dir : str | None, default: None
+        Folder holding ``<model>_posterior.pt/.json`` and the network (None: the shipped ones).
+    """
+    from .posterior import draw, load_posterior
+
+    model = get_model(model)
+    ids, trains = as_trains(spike_trains)
+    known = known_time_scales(time_scale, ids)
+    cleaned = [t[np.concatenate([[True], np.diff(t) >= refractory_ms / 1000.0])] if t.size else t for t in trains]
+    usable = np.array([t.size >= 4 for t in cleaned])
+    out = {u: np.full((int(n), 3), np.nan) for u in ids}
+    if usable.any():
+        rows = np.flatnonzero(usable)
+        samples = draw(
+            load_posterior(model.name, str(weights_dir) if weights_dir else None),
+            load_predictor(model.name, str(weights_dir) if weights_dir else None),
+            [cleaned[i] for i in rows],
+            int(n),
+            known[rows],
+            time_scale_range,
+            seed,
+        )
+        samples[:, :, 2] = np.exp(samples[:, :, 2])
+        for j, row in enumerate(rows):
+            out[ids[row]] = samples[j]
+    return out
