@@ -135,6 +135,7 @@ def main() -> None:
     fit.add_argument("--epochs", type=int, default=60)
     fit.add_argument("--time-budget-s", type=float, default=1800.0)
     fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--flows", nargs="+", default=["joint", "known_k"], choices=["joint", "known_k"])
     merge = commands.add_parser("merge", help="each flow from the run with the lowest validation NLL")
     merge.add_argument("--model", required=True, choices=("stg", "da"))
     merge.add_argument("--inputs", nargs="+", required=True, help="folders written by fit")
@@ -165,6 +166,7 @@ def main() -> None:
             seed=args.seed,
             epochs=args.epochs,
             time_budget_s=args.time_budget_s,
+            flows=tuple(args.flows),
         )
         for name, metric in card["metrics"].items():
             print(f"{name}: validation NLL {metric['validation_nll']:.3f} after {metric['epochs']} epochs")

@@ -203,7 +203,9 @@ def has_posterior(model_name: str, weights_dir: str | None = None) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------- training data
-def augmented_examples(predictor, data: dict, copies: int, seed: int, min_spikes: int = 4) -> dict:
+def augmented_examples(
+    predictor, data: dict, copies: int, seed: int, min_spikes: int = 4, flows: tuple = tuple(FLOWS)
+) -> dict:
     """Contexts and targets of ``copies`` augmented versions of every training train.
 
     Each copy draws ln k from the prior (the train's times multiplied by k), a spike-time jitter with sd
@@ -234,9 +236,9 @@ def augmented_examples(predictor, data: dict, copies: int, seed: int, min_spikes
             scaled.append(t * math.exp(log_k))
             targets.append((data["g_s"][index], data["g_u"][index], log_k))
             groups.append(data["target_index"][index])
+    contexts = {"joint": lambda: train_context(predictor, scaled), "known_k": lambda: train_context(predictor, trains)}
     return {
-        "joint": train_context(predictor, scaled),
-        "known_k": train_context(predictor, trains),
+        **{name: contexts[name]() for name in flows},
         "targets": np.asarray(targets, dtype=np.float64),
         "groups": np.asarray(groups),
     }
@@ -255,18 +257,20 @@ def fit_posterior(
     time_budget_s: float = 1800.0,
     config: dict | None = None,
     examples: dict | None = None,
+    flows: tuple = tuple(FLOWS),
 ) -> dict:
     """Train both flows on simulated data (``load_training_data`` output) and write ``<model>_posterior.pt/.json``.
 
     The validation split is by population target (members of one population never straddle it); the weights with
-    the best validation NLL are kept. Returns the card.
+    the best validation NLL are kept. ``flows``: the flows to train (a run of one flow is combined with others by
+    :func:`merge_runs`). Returns the card.
     """
     import torch
 
     config = config or {"transforms": 3, "bins": 8, "hidden_features": [128, 128]}
     torch.manual_seed(seed)
     started = time.perf_counter()
-    examples = examples or augmented_examples(predictor, data, copies, seed)
+    examples = examples or augmented_examples(predictor, data, copies, seed, flows=flows)
     groups = examples["groups"]
     unique = np.unique(groups)
     rng = np.random.default_rng(seed)
@@ -274,6 +278,8 @@ def fit_posterior(
     validation = np.isin(groups, validation_groups)
     state, scaling, metrics = {}, {}, {}
     for name, parameters in FLOWS.items():
+        if name not in flows:
+            continue
         x = examples[name]
         y = examples["targets"][:, : len(parameters)]
         context_mean, context_std = x[~validation].mean(0), x[~validation].std(0) + 1e-6
@@ -293,7 +299,7 @@ def fit_posterior(
         train_rows = torch.from_numpy(np.flatnonzero(~validation))
         validation_rows = torch.from_numpy(np.flatnonzero(validation))
         best, best_state, history = math.inf, None, []
-        budget = time_budget_s / len(FLOWS)
+        budget = time_budget_s / len(flows)
         flow_started = time.perf_counter()
         for _ in range(epochs):
             flow.train()
@@ -370,7 +376,8 @@ def merge_runs(model_name: str, folders, out_dir) -> dict:
         raise ValueError("the runs differ in flow configuration or context; they cannot be merged")
     merged_state, scaling, metrics = {}, {}, {}
     for name in FLOWS:
-        folder, card, state = min(runs, key=lambda run: run[1]["metrics"][name]["validation_nll"])
+        having = [run for run in runs if name in run[1]["metrics"]]
+        folder, card, state = min(having, key=lambda run: run[1]["metrics"][name]["validation_nll"])
         merged_state.update({k: v for k, v in state.items() if k.split(".", 1)[0] == name})
         scaling[name] = card["scaling"][name]
         metrics[name] = {**card["metrics"][name], "source": str(folder)}
