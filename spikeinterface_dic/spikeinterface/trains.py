@@ -56,20 +56,6 @@ def unit_spike_trains(sorting, unit_ids=None, issues: list | None = None) -> dic
     return trains
 
 
-def remove_refractory_violations(train, refractory_ms: float = 1.0) -> np.ndarray:
-    """Drop the second spike of every ISI shorter than ``refractory_ms`` (the rule of ``infer_dics``)."""
-    train = np.sort(np.asarray(train, dtype=np.float64))
-    if train.size == 0:
-        return train
-    return train[np.concatenate([[True], np.diff(train) >= refractory_ms / 1000.0])]
-
-
-def reference_train(segments, refractory_ms: float = 1.0) -> np.ndarray:
-    """The train twins are compared with: the segment with most spikes, refractory violations removed."""
-    cleaned = [remove_refractory_violations(train, refractory_ms) for train in segments]
-    return cleaned[int(np.argmax([train.size for train in cleaned]))]
-
-
 def infer_dics_segments(
     trains: dict,
     model="stg",
