@@ -4,7 +4,8 @@ The held-out sets (tests/data/heldout/test_<model>, seed 1, never seen in traini
 simulated with the validated kernel. Metrics on clean full trains through the public `infer_dics` (no augmentation):
 MAE and R2 of g_s and g_u (all / spiking / bursting), 1-sd calibration, and the same under 2 ms jitter plus 5 %
 deletions; time-scale recovery for trains multiplied by k in {0.5, 1, 2, 4, 8}, and the DICs of those trains with k
-estimated and with k given.
+estimated and with k given. The network alone (`posterior=False`); the posterior flows are measured by
+benchmarks/posterior.py.
 
 Usage: python benchmarks/evaluate_inference.py [--write-card] [--models stg da]
 """
@@ -56,17 +57,17 @@ def evaluate(model: str, rng_seed: int = 0) -> dict:
     trains = [t for t, k in zip(data["trains"], keep, strict=True) if k]
     truth = np.stack([data["g_s"], data["g_u"]], axis=1)[keep]
     labels = features["label"].to_numpy()[keep]
-    results = {"clean": _metrics(infer_dics(trains, model), truth, labels)}
+    results = {"clean": _metrics(infer_dics(trains, model, posterior=False), truth, labels)}
     rng = np.random.default_rng(rng_seed)
     perturbed = []
     for t in trains:
         jittered = np.sort(t + rng.normal(0, 0.002, t.size))
         kept = jittered[rng.random(t.size) >= 0.05]
         perturbed.append(kept if kept.size >= 4 else jittered)
-    results["jitter_2ms_delete_5pct"] = _metrics(infer_dics(perturbed, model), truth, labels)
+    results["jitter_2ms_delete_5pct"] = _metrics(infer_dics(perturbed, model, posterior=False), truth, labels)
     scales = {}
     for k in (0.5, 1.0, 2.0, 4.0, 8.0):
-        estimates = infer_dics([t * k for t in trains], model)
+        estimates = infer_dics([t * k for t in trains], model, posterior=False)
         ratio = estimates["time_scale"].to_numpy() / k
         log_error = np.abs(np.log(ratio))
         within_sd = np.abs(np.log(ratio)) <= np.log(
@@ -82,7 +83,7 @@ def evaluate(model: str, rng_seed: int = 0) -> dict:
             "mae_g_u": float(np.nanmean(np.abs(estimates["g_u"].to_numpy() - truth[:, 1]))),
         }
         # The same trains with k given (infer_dics(time_scale=k)): the DICs as if the kinetics were known.
-        known = infer_dics([t * k for t in trains], model, time_scale=k)
+        known = infer_dics([t * k for t in trains], model, time_scale=k, posterior=False)
         for j, column in enumerate(("g_s", "g_u")):
             error = np.abs(known[column].to_numpy() - truth[:, j])
             scales[str(k)][f"mae_{column}_known_k"] = float(np.nanmean(error))
