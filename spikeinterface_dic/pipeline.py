@@ -75,7 +75,8 @@ def run_pipeline(
     time_scale = settings.get("time_scale")
     if time_scale is not None and not isinstance(time_scale, dict) and np.ndim(time_scale) == 1:
         settings["time_scale"] = dict(zip(spike_trains, time_scale, strict=True))
-    config = RunConfig.from_dict(config.to_dict() if config else None, **settings) if settings else config
+    # replace() keeps a user-declared Model object (to_dict/from_dict would turn it back into a name).
+    config = (config.replace(**settings) if config else RunConfig.from_dict(settings)) if settings else config
     config = config or RunConfig()
     from .inference.predict import infer_dics, load_predictor
 

@@ -212,7 +212,8 @@ def test_third_model_through_the_pipeline():
         },
         index=pd.Index(list(trains), name="unit_id"),
     )
-    result = sdic.run_pipeline(trains, model=model, estimates=estimates, population_size=4, duration_s=1.0, seed=1)
+    config = sdic.RunConfig(model=model, duration_s=1.0, seed=1)
+    result = sdic.run_pipeline(trains, config, estimates=estimates, population_size=4)  # keywords on top of a config
     assert result.model_name == "five_channel" and result.parameters["model_digest"] == model.digest
     assert result.provenance["weights_sha256"] is None
     for unit_id in trains:
