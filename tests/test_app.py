@@ -176,6 +176,15 @@ def test_run_without_data_or_with_bad_settings_explains(app):
     app.population_input.value = 0
     app._on_run_click()  # outside a server the button runs synchronously; it never raises
     assert "population size" in app.alert.object and not app.busy
+    app.population_input.value = 2
+    app.k_low_input.value = 3.0
+    app._on_run_click()
+    assert "both ends of the time-scale range" in app.alert.object
+    app.k_high_input.value = 2.0
+    app._on_run_click()
+    assert "0 &lt; from &lt; to" in app.alert.object and not app.busy
+    app.k_low_input.value, app.k_high_input.value = 0.5, 4.0
+    assert app._prepare_run()["config"].time_scale_range == (0.5, 4.0)
 
 
 def test_a_failing_analysis_is_reported(app, monkeypatch):

@@ -196,6 +196,13 @@ class DicApp:
         self.seed_input = pn.widgets.IntInput(
             **_label("Random seed"), value=0, start=0, step=1, sizing_mode="stretch_width"
         )
+        # What the user knows of k (e.g. from the recording temperature): both empty = estimate k freely.
+        self.k_low_input = pn.widgets.FloatInput(
+            **_label("Time scale k from (optional)"), value=None, start=0.0, step=0.5, sizing_mode="stretch_width"
+        )
+        self.k_high_input = pn.widgets.FloatInput(
+            **_label("Time scale k to (optional)"), value=None, start=0.0, step=0.5, sizing_mode="stretch_width"
+        )
         self.run_button = pn.widgets.Button(
             **_label("Run analysis"),
             **_color("success"),
@@ -314,6 +321,8 @@ class DicApp:
             self.population_input,
             self.simulate_checkbox,
             self.seed_input,
+            self.k_low_input,
+            self.k_high_input,
             pn.pane.Markdown("### 3. Run"),
             self.run_button,
             self.spinner,
@@ -474,12 +483,21 @@ class DicApp:
             raise UserError("All units are silent (fewer than 3 spikes each): there is nothing to analyse.")
         from ..config import RunConfig
 
-        config = RunConfig(
-            model=self.model_select.value,
-            population_size=int(population_size),
-            simulate=bool(self.simulate_checkbox.value),
-            seed=int(seed),
-        )
+        bounds = (self.k_low_input.value, self.k_high_input.value)
+        if (bounds[0] is None) != (bounds[1] is None):
+            raise UserError("Give both ends of the time-scale range (or neither, to estimate k freely).")
+        if bounds[0] is not None and not 0 < bounds[0] < bounds[1]:
+            raise UserError("The time-scale range needs 0 < from < to (for example from 2 to 6).")
+        try:
+            config = RunConfig(
+                model=self.model_select.value,
+                population_size=int(population_size),
+                simulate=bool(self.simulate_checkbox.value),
+                seed=int(seed),
+                time_scale_range=None if bounds[0] is None else bounds,
+            )
+        except ValueError as error:
+            raise UserError(f"Settings: {error}.") from None
         self._run_count += 1
         stem = _safe_name(Path(self.input_path.name).stem if self.input_path else "results")
         return {
@@ -586,6 +604,8 @@ class DicApp:
             self.population_input,
             self.simulate_checkbox,
             self.seed_input,
+            self.k_low_input,
+            self.k_high_input,
         ):
             widget.disabled = busy
         self.run_button.param.update(**_label("Running…" if busy else "Run analysis"))
