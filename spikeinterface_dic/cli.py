@@ -86,6 +86,8 @@ def _time_unit_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _pipeline_options(parser: argparse.ArgumentParser, population_size: int = 100) -> None:
+    from .config import TWIN_SAMPLING
+
     group = parser.add_argument_group("pipeline")
     group.add_argument(
         "--population-size",
@@ -119,8 +121,14 @@ def _pipeline_options(parser: argparse.ArgumentParser, population_size: int = 10
         "--no-twin-selection",
         dest="twin_selection",
         action="store_false",
-        help="keep the first population as drawn instead of replacing twins that miss the unit's pattern by "
-        "matching members drawn for the same DICs",
+        help="keep the first twins as drawn instead of refining them until they reproduce the unit's pattern",
+    )
+    group.add_argument(
+        "--twin-sampling",
+        choices=TWIN_SAMPLING,
+        default="posterior",
+        help="posterior (default): each twin gets its own (g_s, g_u, k) drawn from the unit's posterior, refined "
+        "by sequential Monte Carlo; point: every twin is built for the unit's point estimate",
     )
     group.add_argument(
         "--time-scale",
@@ -584,6 +592,7 @@ def _run_config(args, model: str, **overrides):
         "spikes_per_burst_tolerance": "spikes_per_burst_tolerance",
         "adapt_time_scale": "adapt_time_scale",
         "twin_selection": "twin_selection",
+        "twin_sampling": "twin_sampling",
         "time_scale": "time_scale",
         "time_scale_range": "time_scale_range",
     }

@@ -72,7 +72,13 @@ class RunConfig:
     adapt_time_scale : bool, default: True
         Rescale an estimated k so that the twins' median main frequency equals the recorded one.
     twin_selection : bool, default: True
-        Replace twins that miss the unit's pattern by matching members drawn for the same DICs.
+        Refine the twins until they reproduce the unit's pattern: with ``twin_sampling="posterior"``, sequential
+        Monte Carlo from the matching twins (:mod:`~spikeinterface_dic.twin_posterior`); with ``"point"``, matching
+        members drawn for the same DICs replace the others.
+    twin_sampling : "posterior" | "point", default: "posterior"
+        "posterior": each twin gets its own (g_s, g_u, k) drawn from the unit's posterior (models with posterior
+        flows; the others, and units whose estimates were given, use "point"). "point": every twin of a unit is
+        built for its point estimate (the median), as Spike2Pop does.
     """
 
     model: str | Model = "stg"
@@ -90,6 +96,7 @@ class RunConfig:
     spikes_per_burst_tolerance: float = 1.0
     adapt_time_scale: bool = True
     twin_selection: bool = True
+    twin_sampling: str = "posterior"
 
     def __post_init__(self):
         set_ = object.__setattr__  # frozen: normalise once, here
@@ -113,6 +120,8 @@ class RunConfig:
             if not (math.isfinite(duration) and duration > 0):
                 raise ValueError(f"duration_s must be > 0 (s of real time) or None; got {self.duration_s!r}")
             set_(self, "duration_s", duration)
+        if self.twin_sampling not in TWIN_SAMPLING:
+            raise ValueError(f"twin_sampling must be one of {TWIN_SAMPLING}; got {self.twin_sampling!r}")
         set_(self, "device", str(self.device))
         if self.weights_dir is not None:
             set_(self, "weights_dir", str(self.weights_dir))
@@ -179,6 +188,10 @@ class RunConfig:
     def time_scale_argument(self):
         """``time_scale`` as :func:`~spikeinterface_dic.infer_dics` takes it (None, a float or a dict)."""
         return dict(self.time_scale) if isinstance(self.time_scale, tuple) else self.time_scale
+
+
+# How twins get their (g_s, g_u, k): see RunConfig.twin_sampling.
+TWIN_SAMPLING = ("posterior", "point")
 
 
 def _is_stock(model: Model) -> bool:

@@ -458,6 +458,45 @@ def isi_distance(train_a, train_b) -> float:
     return float(np.max(np.abs(cdf_a - cdf_b)))
 
 
+# Pattern distance of a twin whose label differs from the reference's: above every same-label twin, so that such
+# twins rank after the ones that only miss on frequency or spikes per burst.
+LABEL_MISMATCH_DISTANCE = 10.0
+
+
+def pattern_distance(
+    reference_features_row,
+    twin_features: pd.DataFrame,
+    frequency_tolerance: float = 0.10,
+    spikes_per_burst_tolerance: float = 1.0,
+) -> np.ndarray:
+    """How far each twin is from the reference's pattern, in units of the tolerances of :func:`pattern_matches`.
+
+    0 is a perfect match and matching twins are within 1 (the largest of the relative frequency difference over
+    ``frequency_tolerance`` and, for bursting references, the spikes-per-burst difference over
+    ``spikes_per_burst_tolerance``); a twin of another label scores ``LABEL_MISMATCH_DISTANCE`` plus its frequency
+    term (capped at the same value), one without features 2 x ``LABEL_MISMATCH_DISTANCE``. Used to rank twins (the
+    sequential refinement of :mod:`spikeinterface_dic.twin_posterior`); whether a twin matches is
+    :func:`pattern_matches`'s call.
+    """
+    label = reference_features_row["label"]
+    same_label = twin_features["label"].to_numpy() == label
+    if label == "silent":
+        return np.where(same_label, 0.0, 2 * LABEL_MISMATCH_DISTANCE)
+    reference_hz = abs(float(reference_features_row["main_frequency_hz"]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        distance = np.abs(twin_features["main_frequency_hz"].to_numpy(float) - reference_hz) / max(
+            frequency_tolerance * reference_hz, 1e-12
+        )
+        if label == "bursting":
+            spikes = np.abs(
+                twin_features["nbr_spikes_bursting"].to_numpy(float)
+                - float(reference_features_row["nbr_spikes_bursting"])
+            ) / max(spikes_per_burst_tolerance, 1e-12)
+            distance = np.where(same_label, np.maximum(distance, spikes), distance)
+    distance = np.where(same_label, distance, LABEL_MISMATCH_DISTANCE + np.minimum(distance, LABEL_MISMATCH_DISTANCE))
+    return np.where(np.isfinite(distance), distance, 2 * LABEL_MISMATCH_DISTANCE)
+
+
 def pattern_matches(
     reference_features_row,
     twin_features: pd.DataFrame,

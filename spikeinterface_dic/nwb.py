@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from .result import PipelineResult
-from .schema import describe
+from .schema import MEMBER_NAMES, describe
 
 MODULE_NAME = "dynamic_input_conductances"
 COLUMN_PREFIX = "dic_"
@@ -326,6 +326,13 @@ def _add_results(nwbfile, result: PipelineResult, rows: dict) -> None:
                     description=f"Maximal conductance of the {name} channel (mS/cm^2).",
                 )
             )
+        for name in MEMBER_NAMES:
+            if name in population:
+                columns.append(
+                    VectorData(
+                        name=name, data=_compressed(population[name].to_numpy(float)), description=describe(name)
+                    )
+                )
         if result.twin_spike_trains:
             trains = {str(u): list(t) for u, t in result.twin_spike_trains.items()}
             flat, lengths, simulated = [], [], []
@@ -545,9 +552,9 @@ def read_nwb_results(path) -> PipelineResult:
         )
         estimates.index = pd.Index([ids[row] for row in order], name=info["result"].get("estimates_index_name"))
         conductance_names = tuple(info["result"]["conductance_names"])
-        populations, twins = {}, {}
+        populations, twins, parameters = {}, {}, {}
         if "populations" in module.data_interfaces:
-            populations, twins = _read_populations(module["populations"], ids, conductance_names)
+            populations, twins, parameters = _read_populations(module["populations"], ids, conductance_names)
         fidelity = pd.DataFrame()
         if "fidelity" in module.data_interfaces:
             table = module["fidelity"]
@@ -561,6 +568,7 @@ def read_nwb_results(path) -> PipelineResult:
         populations=populations,
         twin_spike_trains=twins,
         fidelity=fidelity,
+        twin_parameters=parameters,
         parameters=info.get("parameters", {}),
         provenance=info.get("provenance", {}),
     )
@@ -577,21 +585,26 @@ def _read_columns(data: dict, dtypes: dict, rows) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def _read_populations(table, ids: list, conductance_names: tuple) -> tuple[dict, dict]:
+def _read_populations(table, ids: list, conductance_names: tuple) -> tuple[dict, dict, dict]:
     unit_rows = np.asarray(table["unit"].data[:], dtype=np.int64)
     gbar = np.column_stack([np.asarray(table[f"g_{name}"].data[:], dtype=np.float64) for name in conductance_names])
+    members = None  # each twin's (g_s, g_u, k); files written before lack them
+    if all(name in table.colnames for name in MEMBER_NAMES):
+        members = np.column_stack([np.asarray(table[name].data[:], dtype=np.float64) for name in MEMBER_NAMES])
     has_twins = "twin_spike_times" in table.colnames
     if has_twins:
         times = np.asarray(table["twin_spike_times"].target.data[:], dtype=np.float64)
         offsets = np.asarray(table["twin_spike_times_index"].data[:], dtype=np.int64)
         trains = np.split(times, offsets[:-1])
         simulated = np.asarray(table["simulated"].data[:], dtype=bool)
-    populations, twins = {}, {}
+    populations, twins, parameters = {}, {}, {}
     order = list(dict.fromkeys(unit_rows.tolist()))
     for row in order:
-        members = np.flatnonzero(unit_rows == row)
+        rows = np.flatnonzero(unit_rows == row)
         unit_id = ids[row]
-        populations[unit_id] = gbar[members]
-        if has_twins and simulated[members].all():
-            twins[unit_id] = [trains[m] for m in members]
-    return populations, twins
+        populations[unit_id] = gbar[rows]
+        if members is not None:
+            parameters[unit_id] = members[rows]
+        if has_twins and simulated[rows].all():
+            twins[unit_id] = [trains[m] for m in rows]
+    return populations, twins, parameters

@@ -118,6 +118,7 @@ def run_pipeline(
         populations=stage.populations,
         twin_spike_trains=stage.twin_trains,
         fidelity=stage.fidelity,
+        twin_parameters=stage.twin_parameters,
         parameters={**config.to_dict(), "dt_ms": model.default_dt_ms},
         provenance=provenance,
     )

@@ -25,6 +25,9 @@ class PipelineResult:
         {unit_id: ndarray (population_size, n_channels)}; units without a population (silent) are absent.
     twin_spike_trains : dict
         {unit_id: list of float64 arrays (spike times in s after the transient)}; empty when simulate=False.
+    twin_parameters : dict
+        {unit_id: ndarray (population_size, 3)}: each twin's (g_s, g_u, k) (the populations table's
+        :data:`~spikeinterface_dic.schema.MEMBER_COLUMNS`); empty when not recorded (results written before).
     fidelity : pandas.DataFrame
         One row per simulated unit: fraction_matching (0..1), n_twins, twin_label_fraction, median_isi_distance,
         main_frequency_hz (recorded), twin_main_frequency_hz (median over twins).
@@ -40,6 +43,7 @@ class PipelineResult:
     populations: dict = field(default_factory=dict)
     twin_spike_trains: dict = field(default_factory=dict)
     fidelity: pd.DataFrame = field(default_factory=pd.DataFrame)
+    twin_parameters: dict = field(default_factory=dict)
     parameters: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
 
@@ -48,12 +52,19 @@ class PipelineResult:
         return list(self.estimates.index)
 
     def populations_dataframe(self) -> pd.DataFrame:
-        """Long table: one row per twin, columns unit_id, twin_index, g_<channel>..."""
+        """Long table: one row per twin, columns unit_id, twin_index, g_<channel>... and, when recorded, each twin's
+        member_g_s, member_g_u, member_time_scale."""
+        from .schema import MEMBER_NAMES
+
         frames = []
         for unit_id, gbar in self.populations.items():
             frame = pd.DataFrame(np.asarray(gbar), columns=[f"g_{name}" for name in self.conductance_names])
             frame.insert(0, "twin_index", np.arange(len(frame)))
             frame.insert(0, "unit_id", unit_id)
+            parameters = self.twin_parameters.get(unit_id)
+            if parameters is not None:
+                for j, name in enumerate(MEMBER_NAMES):
+                    frame[name] = np.asarray(parameters, dtype=np.float64)[:, j]
             frames.append(frame)
         if not frames:
             return pd.DataFrame(columns=["unit_id", "twin_index"] + [f"g_{n}" for n in self.conductance_names])
@@ -119,6 +130,7 @@ def merge_results(results: list[PipelineResult]) -> PipelineResult:
         populations={u: p for r in results for u, p in r.populations.items()},
         twin_spike_trains={u: t for r in results for u, t in r.twin_spike_trains.items()},
         fidelity=fidelity,
+        twin_parameters={u: p for r in results for u, p in r.twin_parameters.items()},
         parameters=dict(first.parameters),
         provenance=provenance,
     )

@@ -191,7 +191,60 @@ TWIN_COLUMNS: tuple[Column, ...] = (
         "Fraction of the candidates that reproduced the unit's pattern (0..1; NaN when none were simulated).",
     ),
     Column("n_twins", "int64", "count", "Simulated twins of the unit."),
+    Column(
+        "n_simulated",
+        "int64",
+        "count",
+        "Twins drawn from the unit's posterior and simulated, refinement candidates included (posterior twin "
+        "sampling; 0 otherwise).",
+    ),
+    Column(
+        "accepted_fraction",
+        "float64",
+        "1",
+        "Fraction of the n_simulated twins that reproduced the unit's pattern (posterior twin sampling; NaN "
+        "otherwise).",
+    ),
+    Column(
+        "pattern_g_s",
+        "float64",
+        "1",
+        "g_s given the unit's firing pattern: weighted median over the posterior-drawn twins that reproduced it "
+        "(NaN when none did or with point twin sampling); compare with g_s, the network's posterior median.",
+    ),
+    Column("pattern_g_s_std", "float64", "1", "Weighted standard deviation of pattern_g_s over the matching twins."),
+    Column("pattern_g_u", "float64", "1", "g_u given the unit's firing pattern (as pattern_g_s)."),
+    Column("pattern_g_u_std", "float64", "1", "Weighted standard deviation of pattern_g_u over the matching twins."),
+    Column("pattern_time_scale", "float64", "1", "Time scale k given the unit's firing pattern (as pattern_g_s)."),
+    Column(
+        "pattern_time_scale_std",
+        "float64",
+        "1",
+        "Weighted standard deviation of k over the matching twins (k x sd of ln k): how alike the matching twins "
+        "are, narrower than what the train fixes (time_scale_std keeps the posterior's).",
+    ),
+    Column(
+        "selection_note",
+        "str",
+        "",
+        "What the twin sampling had to do besides drawing from the posterior (e.g. twins clipped to the "
+        "generator's region); empty otherwise.",
+    ),
 )
+
+# Per-twin columns of the populations table besides the conductances (``g_<channel>``).
+MEMBER_COLUMNS: tuple[Column, ...] = (
+    Column("member_g_s", "float64", "1", "g_s this twin was generated for (its DIC at threshold)."),
+    Column("member_g_u", "float64", "1", "g_u this twin was generated for (its DIC at threshold)."),
+    Column(
+        "member_time_scale",
+        "float64",
+        "1",
+        "Time scale k this twin was simulated at (its own, drawn from the unit's posterior; the unit's with point "
+        "twin sampling).",
+    ),
+)
+MEMBER_NAMES = tuple(c.name for c in MEMBER_COLUMNS)
 
 # Columns that spikeinterface_dic.analysis adds to the estimates.
 ANALYSIS_COLUMNS: tuple[Column, ...] = (
@@ -210,12 +263,17 @@ ANALYSIS_COLUMNS: tuple[Column, ...] = (
         "Posterior probability of the unit's assigned class (0..1; NaN when not classified).",
     ),
     Column(
-        "twin_time_scale", "float64", "1", "Time scale k of the twins' spike times (the final k, after adaptation)."
+        "twin_time_scale",
+        "float64",
+        "1",
+        "Time scale k of the twins' spike times: the final k, after adaptation, or the median of the twins' own k "
+        "(member_time_scale) when drawn from the posterior.",
     ),
 )
 
 ALL_COLUMNS: dict[str, Column] = {
-    c.name: c for c in (*ESTIMATE_COLUMNS, *PIPELINE_ESTIMATE_COLUMNS, *TWIN_COLUMNS, *ANALYSIS_COLUMNS)
+    c.name: c
+    for c in (*ESTIMATE_COLUMNS, *PIPELINE_ESTIMATE_COLUMNS, *TWIN_COLUMNS, *ANALYSIS_COLUMNS, *MEMBER_COLUMNS)
 }
 
 
@@ -283,6 +341,8 @@ __all__ = [
     "ESTIMATE_COLUMNS",
     "PIPELINE_ESTIMATE_COLUMNS",
     "TWIN_COLUMNS",
+    "MEMBER_COLUMNS",
+    "MEMBER_NAMES",
     "ALL_COLUMNS",
     "ANALYSIS_COLUMNS",
     "describe",

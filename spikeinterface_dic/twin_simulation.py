@@ -91,10 +91,14 @@ def score_twins(config, recorded_trains, twin_trains, estimates):
 SPIKE_MARGIN_MS = 50.0
 
 
+# Time scales the twins are simulated at (k outside is clipped): beyond them the model-time windows get absurd.
+SIMULATED_TIME_SCALES = (0.05, 50.0)
+
+
 def twin_time_scales(estimates, unit_ids) -> np.ndarray:
-    """k of each unit's twins: its estimate, NaN read as 1, clipped to [0.05, 50] (the simulated range)."""
+    """k of each unit's twins: its estimate, NaN read as 1, clipped to SIMULATED_TIME_SCALES."""
     time_scales = np.array([float(estimates.loc[u, "time_scale"]) for u in unit_ids])
-    return np.clip(np.nan_to_num(time_scales, nan=1.0), 0.05, 50.0)
+    return np.clip(np.nan_to_num(time_scales, nan=1.0), *SIMULATED_TIME_SCALES)
 
 
 def simulate_twins(config, populations, estimates, selection_round: int = 0) -> dict:
@@ -103,44 +107,62 @@ def simulate_twins(config, populations, estimates, selection_round: int = 0) -> 
     ``selection_round`` > 0 simulates the candidates of :func:`.twin_selection.select_matching_twins` with noise
     seeds of their own.
     """
-    from .simulate import simulate as run_simulation
-
-    model = config.model_declaration
     unit_ids = list(populations)
     time_scales = twin_time_scales(estimates, unit_ids)
-    transient_ms = model.default_transient_ms
-    if config.duration_s is None:
-        record_ms = np.full(len(unit_ids), model.default_duration_ms - transient_ms)
-    else:
-        record_ms = 1000.0 * config.duration_s / time_scales  # model time needed by each unit
-    row_seeds = {
-        u: np.random.SeedSequence(
+    row_seeds = [
+        np.random.SeedSequence(
             unit_child_seed(config.seed, u)
             if selection_round == 0
             else [unit_child_seed(config.seed, u), selection_round]
         ).generate_state(len(populations[u]), dtype=np.uint64)
         for u in unit_ids
-    }
-    out = {}
-    # Units needing similar windows share a kernel call: every row of a call is integrated over the call's longest
-    # window, so one fast unit (small k, long model-time window) would otherwise set the cost of all rows. Calls are
-    # also cut at ROWS_PER_KERNEL_CALL rows (whole units), which bounds the kernel's spike buffers.
-    for group in _row_chunks(_window_groups(record_ms), [len(populations[u]) for u in unit_ids]):
-        ids = [unit_ids[j] for j in group]
+    ]
+    trains = simulate_rows(
+        config,
+        np.concatenate([populations[u] for u in unit_ids]),
+        np.repeat(time_scales, [len(populations[u]) for u in unit_ids]),
+        np.concatenate(row_seeds),
+    )
+    out, start = {}, 0
+    for unit_id in unit_ids:
+        out[unit_id] = trains[start : start + len(populations[unit_id])]
+        start += len(populations[unit_id])
+    return out
+
+
+def simulate_rows(config, gbar: np.ndarray, time_scales: np.ndarray, seeds: np.ndarray) -> list[np.ndarray]:
+    """Spike trains (s, real time) of twins with conductances ``gbar`` (rows), each at its own time scale k and with
+    its own noise seed; the recorded window is ``config.duration_s`` of real time (None: the model's default window
+    in its own time).
+
+    Each row is integrated in the model's own time over its window / k and its spike times multiplied by k (exact,
+    see :mod:`.simulate`). Rows needing similar windows share a kernel call: every row of a call is integrated over
+    the call's longest window, so one fast row (small k, long model-time window) would otherwise set the cost of all
+    rows; calls are also cut at ROWS_PER_KERNEL_CALL rows, which bounds the kernel's spike buffers. Results do not
+    depend on the grouping: rows are independent, and each keeps only the spikes of its own window.
+    """
+    from .simulate import simulate as run_simulation
+
+    model = config.model_declaration
+    time_scales = np.clip(np.nan_to_num(np.asarray(time_scales, dtype=float), nan=1.0), *SIMULATED_TIME_SCALES)
+    transient_ms = model.default_transient_ms
+    if config.duration_s is None:
+        record_ms = np.full(len(gbar), model.default_duration_ms - transient_ms)
+    else:
+        record_ms = 1000.0 * config.duration_s / time_scales  # model time needed by each row
+    out: list = [None] * len(gbar)
+    for rows in _row_chunks(_window_groups(record_ms), [1] * len(gbar)):
         trains = run_simulation(
             model,
-            np.concatenate([populations[u] for u in ids]),
-            duration_s=(transient_ms + record_ms[group].max() + SPIKE_MARGIN_MS) / 1000.0,
+            gbar[rows],
+            duration_s=(transient_ms + record_ms[rows].max() + SPIKE_MARGIN_MS) / 1000.0,
             transient_s=transient_ms / 1000.0,
             noise_std=config.noise_std_uA_cm2,
-            seed=np.concatenate([row_seeds[u] for u in ids]),
+            seed=np.asarray(seeds, dtype=np.uint64)[rows],
         )
-        start = 0
-        for j, unit_id in zip(group, ids, strict=True):
-            size = len(populations[unit_id])
-            out[unit_id] = [t[t < record_ms[j] / 1000.0] * time_scales[j] for t in trains[start : start + size]]
-            start += size
-    return {u: out[u] for u in unit_ids}
+        for row, train in zip(rows, trains, strict=True):
+            out[row] = train[train < record_ms[row] / 1000.0] * time_scales[row]
+    return out
 
 
 # Largest ratio of the longest to the shortest recording window (model time) of units that share a kernel call.

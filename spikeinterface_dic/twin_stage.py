@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .config import RunConfig
+from .twin_posterior import run_posterior_twins
 from .twin_selection import select_matching_twins
 from .twin_simulation import ROWS_PER_KERNEL_CALL, score_twins, simulate_twins, twin_time_scales, unit_population
 
@@ -74,6 +75,9 @@ class TwinStageResult:
         {unit_id: list of spike-time arrays (s)}; empty when not simulated.
     fidelity : pandas.DataFrame
         One row per simulated unit (columns: :data:`.schema.TWIN_COLUMNS`).
+    twin_parameters : dict
+        {unit_id: (population_size, 3) array}: each twin's (g_s, g_u, k) (:data:`.schema.MEMBER_COLUMNS`); with
+        ``twin_sampling="point"`` every twin has its unit's target and time scale.
     timings : dict
         Seconds per step.
     """
@@ -82,12 +86,13 @@ class TwinStageResult:
     populations: dict
     twin_trains: dict = field(default_factory=dict)
     fidelity: pd.DataFrame = field(default_factory=pd.DataFrame)
+    twin_parameters: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
 
     def twin_time_scales(self) -> dict:
-        """{unit_id: k of the twins' spike times} for the units with a population."""
-        units = list(self.populations)
-        return dict(zip(units, twin_time_scales(self.estimates, units), strict=True)) if units else {}
+        """{unit_id: k of the twins' spike times (their median when each twin has its own)} for the units with a
+        population."""
+        return {u: float(np.median(self.twin_parameters[u][:, 2])) for u in self.populations}
 
 
 # The time-scale columns the twin stage may rewrite (adaptation), with the network's k kept beside them.
@@ -155,8 +160,114 @@ def run_twin_stage(
     estimates["target_g_u"] = [targets[u][1] for u in unit_ids]
     estimates["population_error"] = [errors[u] for u in unit_ids]
     timings["populations_s"] = time.perf_counter() - started
-    result = TwinStageResult(estimates, populations, timings=timings)
+    point_k = dict(zip(populations, twin_time_scales(estimates, list(populations)), strict=True))
+    parameters = {u: _point_parameters(len(gbar), *targets[u], point_k[u]) for u, gbar in populations.items()}
+    result = TwinStageResult(estimates, populations, twin_parameters=parameters, timings=timings)
     if not (config.simulate and populations):
+        return result
+    sampled = _posterior_units(config, estimates, recorded_trains, populations)
+    if sampled:
+        started = time.perf_counter()
+        with kernel_threads(n_jobs), _progress(len(sampled), progress_bar, "posterior twins") as bar:
+            posterior = run_posterior_twins(config, estimates, recorded_trains, sampled)
+            bar.update(len(sampled))
+        timings["posterior_twins_s"] = time.perf_counter() - started
+        point_units = [u for u in populations if u not in set(sampled)]
+        point = run_twin_stage_point(estimates, recorded_trains, config, populations, point_units, n_jobs, progress_bar)
+        return _join(result, point, posterior, sampled, point_units)
+    point = run_twin_stage_point(
+        estimates, recorded_trains, config, populations, list(populations), n_jobs, progress_bar
+    )
+    return _join(result, point, None, [], list(populations))
+
+
+def _point_parameters(size: int, g_s: float, g_u: float, k: float) -> np.ndarray:
+    return np.tile([g_s, g_u, k], (size, 1))
+
+
+def _posterior_units(config, estimates, recorded_trains, populations) -> list:
+    """Units whose twins are drawn from their posterior: twin_sampling="posterior", a model with posterior flows,
+    estimates that come from this package's inference (their 16/84 % quantiles are set) and a recorded train of at
+    least 4 spikes."""
+    from .twin_posterior import posterior_twins_available
+
+    if not populations or not posterior_twins_available(config) or "g_s_q16" not in estimates:
+        return []
+    return [
+        u for u in populations if np.isfinite(estimates.loc[u, "g_s_q16"]) and np.asarray(recorded_trains[u]).size >= 4
+    ]
+
+
+def _join(result: TwinStageResult, point, posterior, sampled: list, point_units: list) -> TwinStageResult:
+    """The stage's result from the point-sampled units (``point``: TwinStageResult or None) and the
+    posterior-sampled ones (``posterior``: run_posterior_twins' output)."""
+    estimates = result.estimates
+    estimates["time_scale_network"] = estimates["time_scale"]
+    fidelity_parts = []
+    if point is not None and point_units:
+        for column in FINAL_TIME_SCALE_COLUMNS:
+            estimates.loc[point_units, column] = point.estimates.loc[point_units, column].to_numpy()
+        for unit_id in point_units:
+            result.populations[unit_id] = point.populations[unit_id]
+            result.twin_trains[unit_id] = point.twin_trains[unit_id]
+            result.twin_parameters[unit_id] = _point_parameters(
+                len(point.populations[unit_id]),
+                estimates.loc[unit_id, "target_g_s"],
+                estimates.loc[unit_id, "target_g_u"],
+                float(twin_time_scales(point.estimates, [unit_id])[0]),
+            )
+        fidelity_parts.append(point.fidelity)
+        result.timings.update(point.timings)
+    if sampled:
+        populations, twins, parameters, fidelity, final_k = posterior
+        for unit_id in sampled:
+            result.populations[unit_id] = populations[unit_id]
+            result.twin_trains[unit_id] = twins[unit_id]
+            result.twin_parameters[unit_id] = parameters[unit_id]
+            estimates.loc[unit_id, ["target_g_s", "target_g_u"]] = np.median(parameters[unit_id][:, :2], axis=0)
+            k = final_k[unit_id]
+            if np.isfinite(k):  # the posterior's calibrated sd of ln k is kept (see adapt_time_scales)
+                log_k_std = float(estimates.loc[unit_id, "time_scale_std"]) / float(
+                    estimates.loc[unit_id, "time_scale"]
+                )
+                estimates.loc[unit_id, ["time_scale", "time_scale_std", "time_scale_low", "time_scale_high"]] = [
+                    k,
+                    k * log_k_std,
+                    k * np.exp(-log_k_std),
+                    k * np.exp(log_k_std),
+                ]
+        fidelity_parts.append(fidelity)
+    _flag_adapted_time_scales(estimates)
+    parts = [_with_sampling_columns(part) for part in fidelity_parts if len(part)]
+    if parts:
+        order = [u for u in result.populations if any(u in part.index for part in parts)]
+        result.fidelity = pd.concat(parts).loc[order]
+    return result
+
+
+def _with_sampling_columns(fidelity: pd.DataFrame) -> pd.DataFrame:
+    """The posterior sampling's columns, empty for point-sampled units (so that every unit has every column)."""
+    from .schema import TWIN_COLUMNS
+
+    sampling = ("n_simulated", "accepted_fraction", "selection_note") + tuple(
+        c.name for c in TWIN_COLUMNS if c.name.startswith("pattern_")
+    )
+    fidelity = fidelity.copy()
+    for column in TWIN_COLUMNS:
+        if column.name in sampling and column.name not in fidelity:
+            fidelity[column.name] = column.empty_value()
+    return fidelity
+
+
+def run_twin_stage_point(estimates, recorded_trains, config, populations, unit_ids, n_jobs, progress_bar):
+    """The point-estimate twin stage of ``unit_ids``: every twin of a unit built for its target and simulated at its
+    time scale, time-scale adaptation, then twin selection (:func:`.twin_selection.select_matching_twins`)."""
+    import time
+
+    timings = {}
+    populations = {u: populations[u] for u in unit_ids}
+    result = TwinStageResult(estimates.copy(), populations, timings=timings)
+    if not populations:
         return result
 
     started = time.perf_counter()
@@ -187,10 +298,9 @@ def run_twin_stage(
             )
             bar.update(1)
         timings["selection_s"] = time.perf_counter() - started
-    estimates["time_scale_network"] = estimates["time_scale"]
+    result.estimates["time_scale_network"] = result.estimates["time_scale"]
     for column in FINAL_TIME_SCALE_COLUMNS:
-        estimates.loc[simulated, column] = scored_estimates[column].to_numpy()
-    _flag_adapted_time_scales(estimates)
+        result.estimates.loc[simulated, column] = scored_estimates[column].to_numpy()
     result.populations, result.twin_trains, result.fidelity = populations, twins, fidelity
     return result
 

@@ -1,9 +1,11 @@
 """Frozen outputs: kernel spike times, a small run_pipeline result and the analyzer extensions' data, pinned for fixed
 seeds, so that a refactor is checked number for number.
 
-The snapshot (``tests/data/frozen_outputs.npz``) was written by this file's ``__main__`` before the redesign of
-issue 15 and must not be regenerated to make a refactor pass: a change of numbers is a change of behaviour, and is
-regenerated deliberately (``python tests/test_frozen_outputs.py``) with the reason in the commit message.
+The point-sampling parts pin the twin stage as it was before posterior twin sampling (``twin_sampling="point"``);
+the posterior part pins the default sampling since it exists. The snapshot (``tests/data/frozen_outputs.npz``) was
+written by this file's ``__main__`` before the redesign of issue 15 and must not be regenerated to make a refactor
+pass: a change of numbers is a change of behaviour, and is regenerated deliberately
+(``python tests/test_frozen_outputs.py``) with the reason in the commit message.
 
 Tolerances (why): spike counts and labels are exact. Kernel spike times: 1e-9 s (the same float64 operations in the
 same order; the margin absorbs a different SIMD width of another CPU). Network outputs are float32 and their last
@@ -22,7 +24,7 @@ import spikeinterface_dic as sdic
 
 DATA = Path(__file__).parent / "data"
 SNAPSHOT = DATA / "frozen_outputs.npz"
-PIPELINE_SETTINGS = dict(model="stg", population_size=4, simulate=True, seed=3, duration_s=1.0)
+PIPELINE_SETTINGS = dict(model="stg", population_size=4, simulate=True, seed=3, duration_s=1.0, twin_sampling="point")
 ESTIMATE_NUMBERS = ("g_s", "g_u", "g_s_std", "g_u_std", "time_scale", "time_scale_std", "time_scale_network")
 FIDELITY_NUMBERS = ("fraction_matching", "twin_label_fraction", "n_twins", "fraction_matching_before_selection")
 EXTENSION_NUMBERS = ("g_s", "g_u", "time_scale", "target_g_s", "target_g_u", "twin_time_scale", "fraction_matching")
@@ -69,6 +71,23 @@ def pipeline_outputs() -> dict:
     return out
 
 
+def posterior_twin_outputs() -> dict:
+    """The default twin sampling (each twin's parameters drawn from its unit's posterior, refined by SMC-ABC)."""
+    trains = sdic.read_spike_trains(DATA / "spike2pop_stg_set.csv")
+    result = sdic.run_pipeline(trains, **{**PIPELINE_SETTINGS, "twin_sampling": "posterior"})
+    simulated = [u for u in result.estimates.index if u in result.populations]
+    out = {"posterior_simulated": np.array([str(u) for u in simulated])}
+    out["posterior_gbar"] = np.concatenate([result.populations[u] for u in simulated])
+    out["posterior_parameters"] = np.concatenate([result.twin_parameters[u] for u in simulated])
+    out["posterior_twin_times"], out["posterior_twin_offsets"] = _packed(
+        [t for u in simulated for t in result.twin_spike_trains[u]]
+    )
+    for column in (*FIDELITY_NUMBERS, "n_simulated", "accepted_fraction"):
+        out[f"posterior_fidelity_{column}"] = result.fidelity.loc[simulated, column].to_numpy(float)
+    out["posterior_time_scale"] = result.estimates.loc[simulated, "time_scale"].to_numpy(float)
+    return out
+
+
 def extension_outputs() -> dict:
     from spikeinterface.core import NumpySorting
 
@@ -84,7 +103,15 @@ def extension_outputs() -> dict:
     sorting = NumpySorting.from_times_and_labels([times[order]], [labels[order]], fs, unit_ids=list(trains))
     analyzer = sdic.create_sorting_analyzer_from_sorting(sorting)
     analyzer.compute("dynamic_input_conductances", model="stg")
-    analyzer.compute("twin_populations", population_size=4, duration_s=1.0, seed=7, n_jobs=1, progress_bar=False)
+    analyzer.compute(
+        "twin_populations",
+        population_size=4,
+        duration_s=1.0,
+        seed=7,
+        twin_sampling="point",
+        n_jobs=1,
+        progress_bar=False,
+    )
     estimates = analyzer.get_extension("dynamic_input_conductances").get_data()
     twins = analyzer.get_extension("twin_populations")
     summary = twins.get_data()
@@ -129,6 +156,17 @@ def test_run_pipeline_frozen(frozen):
         np.testing.assert_allclose(new[key], frozen[key], rtol=1e-6, err_msg=key)
 
 
+def test_posterior_twins_frozen(frozen):
+    new = posterior_twin_outputs()
+    np.testing.assert_array_equal(new["posterior_simulated"], frozen["posterior_simulated"])
+    for key in ("posterior_gbar", "posterior_parameters", "posterior_time_scale"):
+        np.testing.assert_allclose(new[key], frozen[key], rtol=1e-4, err_msg=key)
+    _assert_trains(frozen, new, "posterior_twin", atol=1e-4)
+    for column in (*FIDELITY_NUMBERS, "n_simulated", "accepted_fraction"):
+        key = f"posterior_fidelity_{column}"
+        np.testing.assert_allclose(new[key], frozen[key], rtol=1e-6, err_msg=key)
+
+
 def test_extension_data_frozen(frozen):
     new = extension_outputs()
     np.testing.assert_array_equal(new["extension_labels"], frozen["extension_labels"])
@@ -140,5 +178,7 @@ def test_extension_data_frozen(frozen):
 
 
 if __name__ == "__main__":
-    np.savez_compressed(SNAPSHOT, **kernel_outputs(), **pipeline_outputs(), **extension_outputs())
+    np.savez_compressed(
+        SNAPSHOT, **kernel_outputs(), **pipeline_outputs(), **posterior_twin_outputs(), **extension_outputs()
+    )
     print(f"wrote {SNAPSHOT}")

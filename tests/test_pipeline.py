@@ -40,8 +40,15 @@ def test_determinism_and_order_independence(result):
     for unit_id in trains:
         # Estimates differ in the last float32 digits when batch padding changes; populations follow smoothly.
         np.testing.assert_allclose(again.populations[unit_id], first.populations[unit_id], rtol=1e-3)
-        if res.fidelity.loc[unit_id, "n_candidates"] == 0:  # twin selection left this unit's population as drawn
-            np.testing.assert_array_equal(res.populations[unit_id], first.populations[unit_id])
+    point = sdic.run_pipeline(trains, model="stg", population_size=8, seed=3, twin_sampling="point")
+    for unit_id in trains:
+        if point.fidelity.loc[unit_id, "n_candidates"] == 0:  # twin selection left this unit's population as drawn
+            np.testing.assert_array_equal(point.populations[unit_id], first.populations[unit_id])
+    # Posterior twins: each unit's draws depend on (seed, unit id, its own train) only, whatever the unit order.
+    reordered_twins = sdic.run_pipeline(reordered, model="stg", population_size=8, seed=3)
+    for unit_id in trains:
+        np.testing.assert_array_equal(reordered_twins.populations[unit_id], res.populations[unit_id])
+        np.testing.assert_array_equal(reordered_twins.twin_parameters[unit_id], res.twin_parameters[unit_id])
 
 
 def test_real_trains_run_end_to_end():
@@ -74,8 +81,11 @@ def test_twins_reproduce_a_slowed_burster(time_scale):
 
 
 def test_twin_selection_keeps_the_dics_and_the_matching_twins(result):
-    trains, selected = result
-    plain = sdic.run_pipeline(trains, model="stg", population_size=8, seed=3, twin_selection=False)
+    trains, _ = result
+    selected = sdic.run_pipeline(trains, model="stg", population_size=8, seed=3, twin_sampling="point")
+    plain = sdic.run_pipeline(
+        trains, model="stg", population_size=8, seed=3, twin_selection=False, twin_sampling="point"
+    )
     assert "n_candidates" not in plain.fidelity and not plain.parameters["twin_selection"]
     fidelity = selected.fidelity
     np.testing.assert_allclose(fidelity["fraction_matching_before_selection"], plain.fidelity["fraction_matching"])
@@ -95,7 +105,7 @@ def test_twin_selection_keeps_the_dics_and_the_matching_twins(result):
         dics = sdic.compute_dics(model, selected.populations[unit_id])
         np.testing.assert_allclose(dics[:, 1], g_s, atol=1e-5)
         np.testing.assert_allclose(dics[:, 2], g_u, atol=1e-5)
-    again = sdic.run_pipeline(trains, model="stg", population_size=8, seed=3)
+    again = sdic.run_pipeline(trains, model="stg", population_size=8, seed=3, twin_sampling="point")
     for unit_id in selected.populations:
         np.testing.assert_array_equal(again.populations[unit_id], selected.populations[unit_id])
 

@@ -42,7 +42,7 @@ def read_result(path):
     """
     from ..nwb import read_nwb_results
     from ..result import PipelineResult
-    from ..schema import coerce_frame, column_of
+    from ..schema import MEMBER_NAMES, coerce_frame, column_of
 
     path = Path(path)
     if path.suffix.lower() == ".nwb":
@@ -58,18 +58,23 @@ def read_result(path):
         if column_of(column) is not None and column_of(column).dtype == "bool" and estimates[column].dtype != bool:
             estimates[column] = estimates[column].astype(str).map(_BOOLEAN_TEXT).fillna(False)
     estimates = coerce_frame(estimates)
-    populations, conductance_names = {}, ()
+    populations, parameters, conductance_names = {}, {}, ()
     if populations_path.is_file():
         table = pd.read_csv(populations_path)
         channels = [c for c in table.columns if c.startswith("g_")]
         conductance_names = tuple(c[2:] for c in channels)
+        members = all(name in table.columns for name in MEMBER_NAMES)  # files written before lack them
         for unit_id, rows in table.groupby("unit_id", sort=False):
-            populations[unit_id] = rows.sort_values("twin_index")[channels].to_numpy(np.float64)
+            rows = rows.sort_values("twin_index")
+            populations[unit_id] = rows[channels].to_numpy(np.float64)
+            if members:
+                parameters[unit_id] = rows[list(MEMBER_NAMES)].to_numpy(np.float64)
     return PipelineResult(
         model_name=_model_of(conductance_names),
         conductance_names=conductance_names,
         estimates=estimates,
         populations=populations,
+        twin_parameters=parameters,
         parameters={"source": str(units_path)},
     )
 

@@ -191,6 +191,24 @@ class PosteriorEstimator:
         draws = np.moveaxis(draws, 0, 1).astype(np.float64)
         return draws * scaling["target_std"] + scaling["target_mean"]
 
+    def log_prob(self, context_row: np.ndarray, parameters: np.ndarray, flow: str = "joint") -> np.ndarray:
+        """Log density of parameter rows (m, p) in (g_s, g_u[, ln k]) given one train's context row.
+
+        Up to the standardisation's log-Jacobian, the same constant for every row: ratios of densities (importance
+        weights) are exact.
+        """
+        import torch
+
+        scaling = self.scaling[flow]
+        parameters = np.atleast_2d(np.asarray(parameters, dtype=np.float64))
+        standardised = (np.asarray(context_row, dtype=np.float32).reshape(1, -1) - scaling["context_mean"]) / scaling[
+            "context_std"
+        ]
+        z = ((parameters - scaling["target_mean"]) / scaling["target_std"]).astype(np.float32)
+        with torch.inference_mode():
+            context = torch.from_numpy(np.repeat(standardised.astype(np.float32), len(z), axis=0))
+            return self.flows[flow](context).log_prob(torch.from_numpy(z)).double().numpy()
+
 
 @lru_cache(maxsize=8)
 def load_posterior(model_name: str, weights_dir: str | None = None) -> PosteriorEstimator:

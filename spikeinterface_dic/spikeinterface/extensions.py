@@ -24,7 +24,7 @@ from spikeinterface.core.job_tools import fix_job_kwargs
 from spikeinterface.core.sortinganalyzer import AnalyzerExtension, register_result_extension
 
 from ..config import INFERENCE_SETTINGS, TWIN_SETTINGS, RunConfig
-from ..schema import ESTIMATE_COLUMNS, ESTIMATE_NAMES, TWIN_NAMES
+from ..schema import ESTIMATE_COLUMNS, ESTIMATE_NAMES, MEMBER_NAMES, TWIN_NAMES
 from ..twin_stage import FINAL_TIME_SCALE_COLUMNS
 from .ragged import unpack_rows
 from .trains import infer_dics_segments, unit_spike_trains
@@ -201,8 +201,11 @@ class ComputeTwinPopulations(_UnitwiseExtension):
         twins fire in the recorded pattern (see :func:`spikeinterface_dic.run_pipeline`). The DIC extension keeps
         the network's time scale; the one used for the twins is ``twin_time_scale``.
     twin_selection : bool, default: True
-        Replace twins that do not fire in the unit's pattern by matching further members drawn for
-        the same DICs (see :func:`spikeinterface_dic.twin_selection.select_matching_twins`).
+        Refine the twins until they reproduce the unit's pattern (see ``RunConfig.twin_selection``).
+    twin_sampling : "posterior" | "point", default: "posterior"
+        Each twin's own (g_s, g_u, k) drawn from the unit's posterior, or every twin built for the unit's point
+        estimate (see :mod:`spikeinterface_dic.twin_posterior`). Each twin's parameters are in
+        ``get_population(unit_id)`` (member_g_s, member_g_u, member_time_scale).
     **job_kwargs
         ``n_jobs`` is the number of threads of the simulation kernel (-1: all cores; SpikeInterface's global job
         kwargs apply); ``progress_bar`` shows a bar over units.
@@ -214,7 +217,8 @@ class ComputeTwinPopulations(_UnitwiseExtension):
         time scale (time_scale, time_scale_std, time_scale_low, time_scale_high: after adaptation, when the twins
         were simulated with adapt_time_scale) and the network's (time_scale_network); n_twins and the fidelity
         columns of :data:`spikeinterface_dic.schema.TWIN_COLUMNS` (NaN where not simulated).
-        ``get_population(unit_id)`` and ``get_twin_spike_trains(unit_id)`` return a unit's members and twins.
+        ``get_population(unit_id)``, ``get_twin_parameters(unit_id)`` and ``get_twin_spike_trains(unit_id)`` return
+        a unit's members, each twin's (g_s, g_u, k) and the twins' spike trains.
     """
 
     extension_name = "twin_populations"
@@ -234,6 +238,7 @@ class ComputeTwinPopulations(_UnitwiseExtension):
         spikes_per_burst_tolerance: float = 1.0,
         adapt_time_scale: bool = True,
         twin_selection: bool = True,
+        twin_sampling: str = "posterior",
         noise_std: float | None = None,
     ):
         if noise_std is not None:  # the name before the run configuration existed
@@ -248,6 +253,7 @@ class ComputeTwinPopulations(_UnitwiseExtension):
             spikes_per_burst_tolerance=spikes_per_burst_tolerance,
             adapt_time_scale=adapt_time_scale,
             twin_selection=twin_selection,
+            twin_sampling=twin_sampling,
         ).to_dict()
         return {name: settings[name] for name in TWIN_SETTINGS}
 
@@ -303,6 +309,18 @@ class ComputeTwinPopulations(_UnitwiseExtension):
             index=pd.RangeIndex(len(rows), name="twin_index"),
         )
 
+    def get_twin_parameters(self, unit_id) -> pd.DataFrame:
+        """Each twin's (g_s, g_u, k): one row per twin (index twin_index), columns member_g_s, member_g_u,
+        member_time_scale (drawn from the unit's posterior with twin_sampling="posterior")."""
+        if "population_parameters" not in self.data:
+            raise ValueError("these twins were computed before twin parameters were stored: compute them again")
+        rows = self._member_rows(unit_id)
+        return pd.DataFrame(
+            np.asarray(self.data["population_parameters"])[rows.start : rows.stop],
+            columns=list(MEMBER_NAMES),
+            index=pd.RangeIndex(len(rows), name="twin_index"),
+        )
+
     def get_twin_spike_trains(self, unit_id) -> list:
         """Simulated spike trains (s after the transient, scaled by the unit's time scale) of a unit's twins."""
         if not self.params["simulate"]:
@@ -329,6 +347,9 @@ class ComputeTwinPopulations(_UnitwiseExtension):
             conductance_names=self.conductance_names,
             estimates=estimates,
             populations={u: self.get_population(u).to_numpy() for u in with_population},
+            twin_parameters={u: self.get_twin_parameters(u).to_numpy() for u in with_population}
+            if "population_parameters" in self.data
+            else {},
             twin_spike_trains={u: self.get_twin_spike_trains(u) for u in simulated},
             fidelity=fidelity,
             parameters=self.run_config().to_dict(),

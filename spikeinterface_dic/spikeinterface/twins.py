@@ -7,6 +7,8 @@ key                         shape, dtype    meaning
 ==========================  ==============  ===================================================================
 population_offsets          (n + 1,) int64  members of unit i are rows population_offsets[i]:[i + 1]
 population_gbar             (R, C) float64  maximal conductances (mS/cm2), columns = conductance_names
+population_parameters       (R, 3) float64  each twin's (g_s, g_u, k): schema.MEMBER_COLUMNS (absent in data
+                                            computed before it existed)
 conductance_names           (C,) unicode    model.conductance_names
 twin_spike_offsets          (R + 1,) int64  spikes of member r are twin_spike_times[offsets[r]:offsets[r + 1]]
 twin_spike_times            (S,) float64    simulated spike times (s after the transient); empty if not simulated
@@ -77,6 +79,9 @@ def compute_twin_data(
     data["population_gbar"], data["population_offsets"] = pack_rows(
         [stage.populations.get(u, empty) for u in unit_ids], row_shape=(model.n_channels,)
     )
+    data["population_parameters"], _ = pack_rows(
+        [stage.twin_parameters.get(u, np.empty((0, 3))) for u in unit_ids], row_shape=(3,)
+    )
     twin_rows = [
         t for u in unit_ids for t in stage.twin_trains.get(u, [np.empty(0)] * len(stage.populations.get(u, ())))
     ]
@@ -91,6 +96,8 @@ def take_twin_units(data: dict, unit_indices) -> dict:
     out = {key: np.asarray(data[key])[unit_indices] for key in UNIT_KEYS}
     rows, out["population_offsets"] = row_positions(data["population_offsets"], unit_indices)
     out["population_gbar"] = np.asarray(data["population_gbar"])[rows]
+    if "population_parameters" in data:
+        out["population_parameters"] = np.asarray(data["population_parameters"])[rows]
     out["twin_spike_times"], out["twin_spike_offsets"] = take_rows(
         data["twin_spike_times"], data["twin_spike_offsets"], rows
     )
@@ -105,6 +112,10 @@ def concatenate_twin_units(parts) -> dict:
     out["population_gbar"], out["population_offsets"] = concatenate_rows(
         (part["population_gbar"], part["population_offsets"]) for part in parts
     )
+    if all("population_parameters" in part for part in parts):
+        out["population_parameters"], _ = concatenate_rows(
+            (part["population_parameters"], part["population_offsets"]) for part in parts
+        )
     out["twin_spike_times"], out["twin_spike_offsets"] = concatenate_rows(
         (part["twin_spike_times"], part["twin_spike_offsets"]) for part in parts
     )

@@ -1,0 +1,135 @@
+"""Twins drawn from the unit's posterior, refined by sequential Monte Carlo ABC (spikeinterface_dic.twin_posterior)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import spikeinterface_dic as sdic
+from spikeinterface_dic.config import RunConfig
+from spikeinterface_dic.twin_posterior import _prepare_units, _proposals, _standardised, _weighted_quantile
+
+DATA = Path(__file__).parent / "data"
+SETTINGS = dict(model="stg", population_size=8, seed=3, duration_s=2.0)
+
+
+@pytest.fixture(scope="module")
+def trains():
+    return sdic.read_spike_trains(DATA / "spike2pop_stg_set.csv")
+
+
+@pytest.fixture(scope="module")
+def result(trains):
+    return sdic.run_pipeline(trains, **SETTINGS)
+
+
+def test_each_twin_has_its_own_parameters_and_hits_its_dics(trains, result):
+    model = sdic.get_model("stg")
+    for unit_id, gbar in result.populations.items():
+        parameters = result.twin_parameters[unit_id]
+        assert parameters.shape == (8, 3)
+        # Every twin is a member of the degenerate population of its own (g_s, g_u).
+        dics = sdic.compute_dics(model, gbar)
+        np.testing.assert_allclose(dics[:, 1], parameters[:, 0], atol=1e-5)
+        np.testing.assert_allclose(dics[:, 2], parameters[:, 1], atol=1e-5)
+        # k is estimated: the twins span the posterior of (g_s, g_u, k), not one point.
+        assert np.ptp(parameters[:, 0]) > 0 and np.ptp(parameters[:, 2]) > 0
+        # The twins' spike times are simulated at each twin's own k: the same member at k = 1 fires k times faster.
+        twin = 0
+        at_one = sdic.simulate(model, gbar[twin : twin + 1], duration_s=3.0 + 2.0 / parameters[twin, 2])
+        assert len(at_one[0]) > 0
+    fidelity = result.fidelity
+    assert (fidelity["n_simulated"] == 8 + fidelity["n_candidates"]).all()
+    assert (fidelity["fraction_matching"] >= fidelity["fraction_matching_before_selection"]).all()
+    matched = fidelity["accepted_fraction"] > 0
+    assert np.isfinite(fidelity.loc[matched, ["pattern_g_s", "pattern_g_u", "pattern_time_scale"]].to_numpy()).all()
+
+
+def test_refinement_goes_on_from_zero_accepted(result):
+    """A unit none of whose first twins matches is refined from its closest twins instead of being abandoned."""
+    fidelity = result.fidelity
+    started_empty = fidelity.index[fidelity["fraction_matching_before_selection"] == 0]
+    assert len(started_empty), "the reference set at these settings has a unit with no matching first twin"
+    for unit_id in started_empty:
+        assert fidelity.loc[unit_id, "n_candidates"] > 0
+        assert fidelity.loc[unit_id, "fraction_matching"] > 0
+
+
+def test_known_time_scale_and_range_are_kept(trains):
+    known = sdic.run_pipeline(trains, **SETTINGS, time_scale=1.0)
+    for parameters in known.twin_parameters.values():
+        np.testing.assert_array_equal(parameters[:, 2], 1.0)
+    ranged = sdic.run_pipeline(trains, **SETTINGS, time_scale_range=(0.9, 1.2))
+    for parameters in ranged.twin_parameters.values():
+        assert ((parameters[:, 2] >= 0.9) & (parameters[:, 2] <= 1.2)).all()
+
+
+def test_same_seed_same_twins_and_point_sampling_is_the_old_stage(trains, result):
+    again = sdic.run_pipeline(trains, **SETTINGS)
+    for unit_id in result.populations:
+        np.testing.assert_array_equal(again.populations[unit_id], result.populations[unit_id])
+        for ours, theirs in zip(again.twin_spike_trains[unit_id], result.twin_spike_trains[unit_id], strict=True):
+            np.testing.assert_array_equal(ours, theirs)
+    point = sdic.run_pipeline(trains, **SETTINGS, twin_sampling="point")
+    for unit_id, parameters in point.twin_parameters.items():
+        # Point sampling: every twin has the unit's target and time scale.
+        assert np.ptp(parameters, axis=0).max() == 0
+        assert parameters[0, 0] == point.estimates.loc[unit_id, "target_g_s"]
+    assert point.fidelity["n_simulated"].eq(0).all() and point.fidelity["accepted_fraction"].isna().all()
+
+
+def test_proposal_weights_correct_for_the_kernel(trains):
+    """Importance weights q0 / (kernel mixture) make weighted proposals estimate q0's moments, whatever the kernel:
+    proposals built around 200 draws of the posterior, weighted, give the posterior's own mean."""
+    config = RunConfig(**SETTINGS)
+    unit_id = 4
+    units, posterior = _prepare_units(config, None, {unit_id: np.asarray(trains[unit_id])}, [unit_id])
+    unit = units[unit_id]
+    draws = posterior.sample(unit.context[None], 4000, unit.flow, 1, [unit.key])[0]
+    reference = np.quantile(draws, [0.16, 0.5, 0.84], axis=0)
+    width = reference[2] - reference[0]
+    parents = draws[:200]
+    unit.theta, unit.distance = [parents], [np.zeros(len(parents))]
+    unit.matches, unit.log_weight = [np.ones(len(parents), dtype=bool)], [np.zeros(len(parents))]
+    unit.low, unit.high = np.full(3, -np.inf), np.full(3, np.inf)
+    unit.round0_cov = np.cov(_standardised(parents, unit, posterior).T)
+    candidates, log_weight = _proposals(unit, posterior, 20000, np.random.default_rng(0))
+    weight = np.exp(log_weight - log_weight.max())
+    # Unweighted, the kernel (twice the parents' covariance) inflates the spread by about sqrt(3); weighted, the
+    # 16/50/84 % quantiles are the posterior's again.
+    unweighted = np.quantile(candidates, [0.16, 0.84], axis=0)
+    assert (unweighted[1] - unweighted[0] > 1.3 * width).all()
+    for j in range(3):
+        weighted = [_weighted_quantile(candidates[:, j], weight, q) for q in (0.16, 0.5, 0.84)]
+        np.testing.assert_allclose(weighted, reference[:, j], atol=0.1 * width[j])
+
+
+def test_twin_parameters_are_stored_in_csv_and_nwb(tmp_path, trains, result):
+    from datetime import datetime, timezone
+
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.misc import Units
+
+    from spikeinterface_dic.analysis.results_io import read_result
+
+    sdic.write_csv(result, tmp_path / "run")
+    back = read_result(tmp_path / "run")
+    for unit_id, parameters in result.twin_parameters.items():
+        np.testing.assert_allclose(back.twin_parameters[unit_id], parameters, rtol=1e-12)
+    nwbfile = NWBFile(
+        session_description="posterior twins",
+        identifier="twins",
+        session_start_time=datetime(2024, 1, 2, tzinfo=timezone.utc),
+    )
+    nwbfile.units = Units(name="units", description="sorted units")
+    for unit_id, train in trains.items():
+        nwbfile.add_unit(spike_times=np.asarray(train), id=int(unit_id))
+    path = tmp_path / "run.nwb"
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwbfile)
+    sdic.write_nwb(result, path)
+    back = read_result(path)
+    for unit_id, parameters in result.twin_parameters.items():
+        np.testing.assert_array_equal(back.twin_parameters[unit_id], parameters)
