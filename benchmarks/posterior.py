@@ -124,6 +124,44 @@ def evaluate(
     return pd.DataFrame(rows)
 
 
+def calibration_examples(
+    model: str, folders: list, seed: int, jitter_fraction: float, max_trains: int
+) -> tuple[dict, dict, dict]:
+    """Contexts and truths of calibration trains (folders written by generate-data with seeds used nowhere else):
+    trains of at least 8 spikes labelled spiking or bursting, k from the posterior's prior for the joint flow (1 for
+    the known_k flow), and ``jitter_fraction`` of them degraded (2 ms jitter, 5 % deletions) as users' trains are."""
+    from spikeinterface_dic.features import spike_train_features
+    from spikeinterface_dic.inference.posterior import train_context
+    from spikeinterface_dic.inference.predict import load_predictor
+    from spikeinterface_dic.inference.train import load_folders
+
+    data = load_folders(folders if len(folders) > 1 else folders[0])
+    labels = spike_train_features(data["trains"])["label"].to_numpy()
+    usable = np.flatnonzero(np.array([t.size >= 8 for t in data["trains"]]) & np.isin(labels, ["spiking", "bursting"]))
+    rng = np.random.default_rng([seed, 5])
+    if usable.size > max_trains:  # ~3,000 per class put the fitted quantiles within ~0.01 of their limits
+        usable = np.sort(rng.choice(usable, size=max_trains, replace=False))
+    trains = [np.asarray(data["trains"][i], dtype=float) for i in usable]
+    degraded = rng.random(len(trains)) < jitter_fraction
+    rough = degrade([t for t, d in zip(trains, degraded, strict=True) if d], seed)
+    trains = [rough.pop(0) if d else t for t, d in zip(trains, degraded, strict=True)]
+    log_k = np.where(rng.random(len(trains)) < 0.5, 0.0, rng.uniform(-2.5, 3.5, len(trains)) * math.log(2.0))
+    predictor = load_predictor(model)
+    contexts = {
+        "known_k": train_context(predictor, trains),
+        "joint": train_context(predictor, [t * math.exp(k) for t, k in zip(trains, log_k, strict=True)]),
+    }
+    g = np.column_stack([data["g_s"][usable], data["g_u"][usable]])
+    truths = {"known_k": g, "joint": np.column_stack([g, log_k])}
+    recipe = {
+        "folders": [str(Path(f).name) for f in folders],
+        "n_trains": len(trains),
+        "degraded_fraction": float(degraded.mean()),
+        "seed": seed,
+    }
+    return contexts, truths, recipe
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -149,9 +187,43 @@ def main() -> None:
     evaluation.add_argument(
         "--card", action="store_true", help="record the table in the posterior's model card (heldout_metrics)"
     )
+    calibration = commands.add_parser(
+        "calibrate", help="fit the base calibration of the shipped (or --weights-dir) flows and write it in the card"
+    )
+    calibration.add_argument("--model", required=True, choices=("stg", "da"))
+    calibration.add_argument("--data", nargs="+", required=True, help="folders written by generate-data")
+    calibration.add_argument("--weights-dir", default=None)
+    calibration.add_argument("--seed", type=int, default=0)
+    calibration.add_argument("--jitter-fraction", type=float, default=0.5)
+    calibration.add_argument("--max-trains", type=int, default=6000)
     args = parser.parse_args()
     pd.set_option("display.width", 200)
-    if args.command == "fit":
+    if args.command == "calibrate":
+        import json
+
+        from spikeinterface_dic.inference.posterior import CALIBRATION_LEVELS, PosteriorEstimator, fit_calibration
+        from spikeinterface_dic.inference.predict import WEIGHTS_DIR
+
+        folder = Path(args.weights_dir or WEIGHTS_DIR)
+        contexts, truths, recipe = calibration_examples(
+            args.model, args.data, args.seed, args.jitter_fraction, args.max_trains
+        )
+        knots = fit_calibration(PosteriorEstimator(folder, args.model), contexts, truths)
+        path = folder / f"{args.model}_posterior.json"
+        card = json.loads(path.read_text())
+        card["calibration"] = {
+            "levels": list(CALIBRATION_LEVELS),
+            "knots": knots,
+            "method": "marginal central-level map per flow, class (context burst flag) and parameter: quantiles of "
+            "the truths' central levels in the flow's marginal (spikeinterface_dic.inference.posterior."
+            "MarginalCalibration)",
+            "data": recipe,
+        }
+        path.write_text(json.dumps(card, indent=2, default=str))
+        for flow, classes in knots.items():
+            for name, radii in classes.items():
+                print(flow, name, np.round(radii, 3).tolist())
+    elif args.command == "fit":
         from spikeinterface_dic.inference.posterior import fit_posterior
         from spikeinterface_dic.inference.predict import load_predictor
         from spikeinterface_dic.inference.train import load_folders

@@ -54,6 +54,10 @@ MAX_ROUND_CANDIDATES_PER_TWIN = 4.0
 KERNEL_FLOOR_FRACTION = 0.05
 MIN_PARENTS_FOR_COVARIANCE = 4
 FEW_PARENTS_SPREAD = 0.5
+# While nothing matches, each round widens the kernel by this factor (in sd): a unit whose posterior is narrow and
+# misplaced (the flow is wrong, or DICs alone do not fix the unit's spikes per burst) is searched further out
+# instead of around the same misses. The importance weights keep the matching twins' weighting exact.
+NO_MATCH_WIDENING = 3.0
 # Draws of q0 per twin in round 0 (those outside the generator's region are redrawn from the extra ones).
 ROUND0_OVERDRAW = 4
 
@@ -72,7 +76,7 @@ class _Unit:
     seed: int
     low: np.ndarray  # support of the target in (g_s, g_u, ln k)
     high: np.ndarray
-    key: bytes = b""  # the recorded train's bytes: its q0 draws do not depend on other units
+    pieces: list = field(default_factory=list)  # the segments the flows read (one unless the train is long)
     log_inside: float = 0.0  # log of q0's mass inside the support (round 0's acceptance)
     log_k_shift: float = 0.0
     theta: list = field(default_factory=list)  # (m, 3) blocks: g_s, g_u, ln k
@@ -82,6 +86,7 @@ class _Unit:
     matches: list = field(default_factory=list)
     log_weight: list = field(default_factory=list)
     round0_cov: np.ndarray | None = None
+    widening: float = 1.0  # kernel sd factor, grown while nothing matches
     first_fraction: float = math.nan
     first_fraction_network_k: float = math.nan
     spent: int = 0
@@ -108,12 +113,18 @@ def posterior_twins_available(config) -> bool:
     return config.twin_sampling == "posterior" and has_posterior(config.model_declaration.name, config.weights_dir)
 
 
+# Twins may lie this fraction of the training region's width beyond it, on each side. Why: real neurons do not keep
+# to the region the flows were trained on, and the posterior of a unit near its edge extends past it; clipping such
+# a unit's twins to the edge left units with no matching twin (4 of 100 held-out STG units, all at g_s = -20).
+TWIN_SUPPORT_MARGIN = 0.25
+
+
 def _support(config, known_log_k: float) -> tuple[np.ndarray, np.ndarray]:
-    """Where twins can be built: the generator's (g_s, g_u) region (:func:`.twin_simulation.population_targets`),
-    the simulated k range, and the user's range of k."""
+    """Where twins are built: the training region of (g_s, g_u) widened by TWIN_SUPPORT_MARGIN, with g_u >= 0.5
+    (the lowest target the generator reaches), the simulated k range and the user's range of k."""
     model = config.model_declaration
-    g_s_range = model.extra.get("training_g_s", (-np.inf, np.inf))
-    g_u_range = model.extra.get("training_g_u", (-np.inf, np.inf))
+    g_s_range = _widened(model.extra.get("training_g_s", (-np.inf, np.inf)))
+    g_u_range = _widened(model.extra.get("training_g_u", (-np.inf, np.inf)))
     k_low, k_high = SIMULATED_TIME_SCALES
     if config.time_scale_range is not None:
         k_low, k_high = max(k_low, config.time_scale_range[0]), min(k_high, config.time_scale_range[1])
@@ -124,13 +135,19 @@ def _support(config, known_log_k: float) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
+def _widened(bounds) -> tuple[float, float]:
+    low, high = bounds
+    margin = TWIN_SUPPORT_MARGIN * (high - low) if np.isfinite(high - low) else 0.0
+    return low - margin, high + margin
+
+
 def _inside(theta: np.ndarray, unit: _Unit) -> np.ndarray:
     free = unit.free
     return np.all((theta[:, free] >= unit.low[free]) & (theta[:, free] <= unit.high[free]), axis=1)
 
 
 def _prepare_units(config, estimates, recorded_trains, unit_ids) -> dict:
-    from .inference.posterior import load_posterior, train_context
+    from .inference.posterior import load_posterior, segment_contexts
     from .inference.predict import load_predictor
 
     model = config.model_declaration
@@ -144,7 +161,7 @@ def _prepare_units(config, estimates, recorded_trains, unit_ids) -> dict:
         train = np.asarray(recorded_trains[unit_id], dtype=float)
         flow = "known_k" if np.isfinite(known_k) else "joint"
         read = train / known_k if flow == "known_k" else train
-        context = train_context(predictor, [read])[0]
+        context, _, pieces = segment_contexts(predictor, [read], flow)
         known_log_k = math.log(known_k) if np.isfinite(known_k) else math.nan
         low, high = _support(config, known_log_k)
         units[unit_id] = _Unit(
@@ -158,7 +175,7 @@ def _prepare_units(config, estimates, recorded_trains, unit_ids) -> dict:
             seed=unit_child_seed(config.seed, unit_id),
             low=low,
             high=high,
-            key=np.round(read, 9).tobytes(),
+            pieces=pieces,
         )
     return units, posterior
 
@@ -166,8 +183,13 @@ def _prepare_units(config, estimates, recorded_trains, unit_ids) -> dict:
 def _first_draws(unit: _Unit, posterior) -> np.ndarray:
     """Round 0: ``size`` draws of q0 inside the support (truncated q0); when q0 holds too little mass there, the
     missing draws are clipped to it (as a point estimate outside the region is) and the unit says so."""
+    from .inference.posterior import pooled_samples
+
     n = unit.size * ROUND0_OVERDRAW
-    draws = posterior.sample(unit.context[None], n, unit.flow, unit.seed, [unit.key])[0]
+    # The flow's own samples (their mixture over the train's segments): the refinement's importance weights use its
+    # density (_log_prior).
+    owners = np.zeros(len(unit.pieces), dtype=int)
+    draws = pooled_samples(posterior, unit.context, owners, unit.pieces, 1, n, unit.flow, unit.seed, False)[0]
     theta = np.empty((n, 3))
     theta[:, :2] = draws[:, :2]
     theta[:, 2] = draws[:, 2] if unit.flow == "joint" else unit.known_log_k
@@ -207,7 +229,10 @@ def _log_prior(theta: np.ndarray, unit: _Unit, posterior) -> np.ndarray:
     shifted = theta[:, unit.free].copy()
     if unit.flow == "joint":
         shifted[:, 2] -= unit.log_k_shift
-    return posterior.log_prob(unit.context, shifted, unit.flow) - unit.log_inside
+    per_segment = np.stack([posterior.log_prob(row, shifted, unit.flow) for row in unit.context])
+    peak = per_segment.max(axis=0)
+    mixture = peak + np.log(np.exp(per_segment - peak).mean(axis=0))  # the segments' mixture, as drawn
+    return mixture - unit.log_inside
 
 
 def _members(config, unit: _Unit, theta: np.ndarray, round_index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -300,7 +325,7 @@ def _proposals(unit: _Unit, posterior, count: int, rng) -> tuple[np.ndarray, np.
         cov = 2.0 * (centred * weights[:, None]).T @ centred
     else:
         cov = FEW_PARENTS_SPREAD * spread
-    cov = np.atleast_2d(cov) + np.diag(KERNEL_FLOOR_FRACTION**2 * np.diag(spread) + 1e-12)
+    cov = (np.atleast_2d(cov) + np.diag(KERNEL_FLOOR_FRACTION**2 * np.diag(spread) + 1e-12)) * unit.widening**2
     chol = np.linalg.cholesky(cov)
     accepted = []
     for _ in range(8):  # redraw the proposals that fall outside the support
@@ -370,6 +395,7 @@ def run_posterior_twins(config, estimates: pd.DataFrame, recorded_trains: dict, 
                 count = min(
                     budget, int(MAX_ROUND_CANDIDATES_PER_TWIN * unit.size), math.ceil(1.5 * missing / acceptance)
                 )
+                unit.widening = 1.0 if unit.matched else NO_MATCH_WIDENING ** (round_index - 1)
                 rng = np.random.default_rng([unit.seed, 29, round_index])
                 theta, log_weight = _proposals(unit, posterior, count, rng)
                 if not len(theta):

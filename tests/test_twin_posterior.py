@@ -87,7 +87,7 @@ def test_proposal_weights_correct_for_the_kernel(trains):
     unit_id = 4
     units, posterior = _prepare_units(config, None, {unit_id: np.asarray(trains[unit_id])}, [unit_id])
     unit = units[unit_id]
-    draws = posterior.sample(unit.context[None], 4000, unit.flow, 1, [unit.key])[0]
+    draws = posterior.sample(unit.context, 4000, unit.flow, 1, calibrated=False)[0]
     reference = np.quantile(draws, [0.16, 0.5, 0.84], axis=0)
     width = reference[2] - reference[0]
     parents = draws[:200]

@@ -142,8 +142,103 @@ def _build_flow(n_features: int, n_context: int, config: dict):
     )
 
 
+# ------------------------------------------------------------------------------------------------- calibration
+# Central levels the calibration matches (50, 68, 90 and 98 %): per flow, class and parameter, the posterior's
+# central intervals at these levels are made to hold that fraction of the calibration trains' truths.
+CALIBRATION_LEVELS = (0.50, 0.68, 0.90, 0.98)
+CLASSES = ("tonic", "bursting")  # by the context's rule-based bursting flag
+CALIBRATION_BATCH = 256  # trains per flow call when fitting
+
+
+class MarginalCalibration:
+    """Per flow, class and parameter, a monotone map of central levels: nominal level = R^-1(calibrated level).
+
+    Why: a flow trained by maximum likelihood is calibrated only where its training distribution holds; on held-out
+    trains its 1-sd intervals covered 0.57-0.86 depending on class and parameter (tonic g_u too narrow, tonic ln k too
+    wide). For calibration trains (never used in training), ``level_true`` = |2 F(truth) - 1| is the central level at
+    which the truth sits in the flow's marginal; R(l) = P(level_true <= l). Knots store R^-1 at CALIBRATION_LEVELS
+    (through (0, 0) and (1, 1), linear between), so the flow's central interval at nominal level R^-1(L) holds a
+    fraction L of the truths. Applied to a set of samples, each sample's marginal value moves to the flow's quantile
+    (interpolated from the same samples) at the nominal level of its own level, on its side of the median: ranks,
+    hence the dependence between parameters, are kept; only each marginal's spread changes.
+    """
+
+    def __init__(self, knots: dict):
+        self.levels = np.array([0.0, *CALIBRATION_LEVELS, 1.0])
+        self.knots = {
+            flow: {name: np.asarray(values, dtype=float) for name, values in classes.items()}
+            for flow, classes in knots.items()
+        }
+
+    def nominal(self, flow: str, class_name: str, parameter: int, level: np.ndarray) -> np.ndarray:
+        """Nominal (flow) central level whose interval holds ``level`` of the truths."""
+        nominal = np.array([0.0, *self.knots[flow][class_name][parameter], 1.0])
+        return np.interp(level, self.levels, nominal)
+
+    def apply(self, samples: np.ndarray, flow: str, classes: np.ndarray) -> np.ndarray:
+        """Calibrated copy of samples (n_trains, n, p), each train with its class index."""
+        if flow not in self.knots:
+            return samples
+        n = samples.shape[1]
+        out = np.empty_like(samples)
+        order = np.argsort(samples, axis=1, kind="stable")
+        rank_levels = (np.arange(n) + 0.5) / n  # a sample's CDF position from its rank
+        ranks = np.empty_like(order)
+        np.put_along_axis(ranks, order, np.arange(n)[None, :, None], axis=1)
+        sorted_samples = np.take_along_axis(samples, order, axis=1)
+        for index, name in enumerate(CLASSES):
+            rows = np.flatnonzero(classes == index)
+            for p in range(samples.shape[2]):
+                position = rank_levels[ranks[rows, :, p]]  # (rows, n)
+                level = np.abs(2.0 * position - 1.0)
+                target = 0.5 + np.sign(position - 0.5) * self.nominal(flow, name, p, level) / 2.0
+                out[rows, :, p] = _quantiles_from_sorted(sorted_samples[rows, :, p], target)
+        return out
+
+
+def _quantiles_from_sorted(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Per row of sorted samples (rows, n), quantiles at CDF ``positions`` (rows, m); a sample of rank i sits at
+    (i + 0.5) / n; linear between ranks and, beyond the ends, with the end segments' slopes."""
+    n = values.shape[1]
+    if n < 2:
+        return np.repeat(values, positions.shape[1], axis=1)
+    index = np.clip(np.floor(positions * n - 0.5), 0, n - 2).astype(np.int64)
+    fraction = positions * n - 0.5 - index  # < 0 or > 1 beyond the ends: linear extrapolation
+    low = np.take_along_axis(values, index, axis=1)
+    high = np.take_along_axis(values, index + 1, axis=1)
+    return low + fraction * (high - low)
+
+
+def fit_calibration(posterior, contexts: dict, truths: dict, n_samples: int = 400, seed: int = 0) -> dict:
+    """Knots of :class:`MarginalCalibration` from calibration trains (never used in training): per flow, class and
+    parameter, the quantiles at CALIBRATION_LEVELS of the truths' central levels in the uncalibrated flow's marginal
+    (estimated from ``n_samples`` draws per train).
+
+    ``contexts[flow]`` (n, n_context) and ``truths[flow]`` (n, n_parameters).
+    """
+    knots = {}
+    for flow, context in contexts.items():
+        position = np.empty(truths[flow].shape)
+        for start in range(0, len(context), CALIBRATION_BATCH):  # bounded memory: n_samples rows per train
+            rows = slice(start, start + CALIBRATION_BATCH)
+            samples = posterior.sample(context[rows], n_samples, flow, seed, calibrated=False)
+            position[rows] = ((samples < truths[flow][rows, None, :]).sum(axis=1) + 0.5) / (n_samples + 1)
+        level = np.abs(2.0 * position - 1.0)
+        classes = class_of(context)
+        knots[flow] = {
+            name: np.quantile(level[classes == index], CALIBRATION_LEVELS, axis=0).T.tolist()
+            for index, name in enumerate(CLASSES)
+        }
+    return knots
+
+
+def class_of(context: np.ndarray) -> np.ndarray:
+    """0 (tonic) or 1 (bursting) per context row, from its rule-based bursting flag."""
+    return (np.asarray(context)[:, CONTEXT_NAMES.index("burst_flag")] > 0.5).astype(int)
+
+
 class PosteriorEstimator:
-    """The two flows of a model with their standardisation (see module docstring)."""
+    """The two flows of a model with their standardisation and calibration (see module docstring)."""
 
     def __init__(self, folder: Path, model_name: str):
         import torch
@@ -168,12 +263,18 @@ class PosteriorEstimator:
             self.flows[name] = flow
         self.scaling = {name: {k: np.asarray(v) for k, v in s.items()} for name, s in self.card["scaling"].items()}
         self.weights_sha256 = digest
+        # Cards written before the calibration existed have none: their flows are used as trained.
+        self.calibration = MarginalCalibration(self.card.get("calibration", {}).get("knots", {}))
 
-    def sample(self, context: np.ndarray, n: int, flow: str = "joint", seed: int = 0, keys=None) -> np.ndarray:
+    def sample(
+        self, context: np.ndarray, n: int, flow: str = "joint", seed: int = 0, keys=None, calibrated: bool = True
+    ) -> np.ndarray:
         """(n_trains, n, n_parameters) samples in (g_s, g_u[, ln k]) for context rows (:func:`train_context`).
 
         Each row's base noise comes from (seed, its key): the same train gets the same samples whatever else is in
-        the batch. ``keys`` default to the context rows' own bytes.
+        the batch. ``keys`` default to the context rows' own bytes. ``calibrated``: with the card's marginal
+        calibration (:class:`MarginalCalibration`; samples of the flow itself otherwise, whose density
+        :meth:`log_prob` is).
         """
         import torch
 
@@ -188,11 +289,12 @@ class PosteriorEstimator:
         with torch.inference_mode():
             distribution = self.flows[flow](torch.from_numpy(standardised.astype(np.float32)))
             draws = distribution.transform.inv(torch.from_numpy(noise)).numpy()  # (n, n_trains, p)
-        draws = np.moveaxis(draws, 0, 1).astype(np.float64)
-        return draws * scaling["target_std"] + scaling["target_mean"]
+        draws = np.moveaxis(draws, 0, 1).astype(np.float64) * scaling["target_std"] + scaling["target_mean"]
+        return self.calibration.apply(draws, flow, class_of(np.atleast_2d(context))) if calibrated else draws
 
     def log_prob(self, context_row: np.ndarray, parameters: np.ndarray, flow: str = "joint") -> np.ndarray:
-        """Log density of parameter rows (m, p) in (g_s, g_u[, ln k]) given one train's context row.
+        """Log density of the (uncalibrated) flow at parameter rows (m, p) in (g_s, g_u[, ln k]) given one train's
+        context row.
 
         Up to the standardisation's log-Jacobian, the same constant for every row: ratios of densities (importance
         weights) are exact.
@@ -418,6 +520,77 @@ SUMMARY_SAMPLES = 200
 RANGE_ROUNDS = 6
 
 
+# Longest segment the flows read, in training windows (the model's recording window, times k in real time), and
+# the most segments a train is read in. Why: the flows were trained on trains of one window; a train several times
+# longer (a 60 s recording) puts the context's extensive parts (spike count, the network's combined sds) far outside
+# training, where the flows extrapolated badly (median DIC error 15.7 against the network's 2.9 on 60 s trains of
+# the probe study). A long train is read as consecutive segments of one window and the posterior is their mixture:
+# each segment's posterior is in distribution, so the mixture is conservative, never over-confident.
+SEGMENT_WINDOWS = 1.25
+MAX_SEGMENTS = 8
+MIN_SEGMENT_SPIKES = 8
+
+
+def training_window_s(model_name: str) -> float:
+    """The flows' training window in model time (s): the model's default recording window."""
+    from ..models import get_model
+
+    model = get_model(model_name)
+    return (model.default_duration_ms - model.default_transient_ms) / 1000.0
+
+
+def segments(train_s: np.ndarray, window_s: float) -> list[np.ndarray]:
+    """The train itself when it spans at most SEGMENT_WINDOWS x ``window_s``; else consecutive segments of
+    ``window_s`` (at most MAX_SEGMENTS, evenly spread over the train; segments of fewer than MIN_SEGMENT_SPIKES
+    spikes dropped), each shifted to start at 0."""
+    train_s = np.asarray(train_s, dtype=float)
+    if train_s.size < 2 or train_s[-1] - train_s[0] <= SEGMENT_WINDOWS * window_s:
+        return [train_s]
+    starts = train_s[0] + window_s * np.arange(int((train_s[-1] - train_s[0]) // window_s))
+    if len(starts) > MAX_SEGMENTS:
+        starts = starts[np.round(np.linspace(0, len(starts) - 1, MAX_SEGMENTS)).astype(int)]
+    out = []
+    for start in starts:
+        piece = train_s[(train_s >= start) & (train_s < start + window_s)]
+        if piece.size >= MIN_SEGMENT_SPIKES:
+            out.append(piece - start)
+    return out or [train_s]
+
+
+def segment_contexts(predictor, trains_s: list[np.ndarray], flow: str, network: np.ndarray | None = None):
+    """Context rows of the segments of each train (see :func:`segments`) and each row's train index.
+
+    Segment windows: the flows' training window, times the network's k of the whole train for the joint flow
+    (trains of the known_k flow are already divided by their k).
+    """
+    network = network_outputs(predictor, trains_s) if network is None else network
+    window = training_window_s(predictor.model_name)
+    pieces, owners = [], []
+    for index, train in enumerate(trains_s):
+        k = math.exp(float(network[index, 2])) if flow == "joint" else 1.0
+        parts = segments(train, window * k)
+        pieces += parts
+        owners += [index] * len(parts)
+    owners = np.asarray(owners)
+    whole = len(pieces) == len(trains_s)  # no train was cut: the whole-train network outputs serve
+    return train_context(predictor, pieces, network if whole else None), owners, pieces
+
+
+def pooled_samples(posterior, context, owners, pieces, n_trains: int, n: int, flow: str, seed: int, calibrated=True):
+    """(n_trains, n, p): each train's samples, drawn equally from its segments' posteriors (their mixture)."""
+    # A segment's noise is keyed on its own spike times (not on the context, whose float32 network part varies in
+    # its last digits with the batch), so its samples never depend on the other trains. Rounded to 1 ns so that a
+    # train given with its known k (times / k) keys like the same train at k = 1.
+    keys = [np.round(np.asarray(t, dtype=np.float64), 9).tobytes() for t in pieces]
+    draws = posterior.sample(context, n, flow, seed, keys, calibrated=calibrated)
+    out = np.empty((n_trains, n, draws.shape[2]))
+    for index in range(n_trains):
+        rows = np.flatnonzero(owners == index)
+        # Interleaved: sample i comes from segment i mod m, so any prefix of the samples is a mixture too.
+        out[index] = np.moveaxis(draws[rows], 0, 1).reshape(-1, draws.shape[2])[:n]
+    return out
+
+
 def draw(
     posterior,
     predictor,
@@ -433,6 +606,7 @@ def draw(
     Trains with a known k (``known_k`` finite) are divided by it and read by the ``known_k`` flow (ln k is then the
     given one); the others by the ``joint`` flow, restricted to ``k_range`` = (k_low, k_high) by rejection (the
     flow's prior is flat in ln k, so rejection is the exact posterior under a prior flat in ln k on that range).
+    Trains longer than the flows' training window are read in segments (:func:`segments`).
     ``network``: the network's outputs for these trains (as divided), when already computed.
     """
     known_k = np.asarray(known_k, dtype=float)
@@ -442,23 +616,21 @@ def draw(
         if not rows.size:
             continue
         trains = [trains_s[i] / (known_k[i] if flow == "known_k" else 1.0) for i in rows]
-        context = train_context(predictor, trains, None if network is None else network[rows])
-        # A train's noise is keyed on its own spike times (not on the context, whose float32 network part varies
-        # in its last digits with the batch), so its samples never depend on the other trains.
-        # Rounded to 1 ns so that a train given with its known k (times / k) keys like the same train at k = 1.
-        keys = [np.round(np.asarray(t, dtype=np.float64), 9).tobytes() for t in trains]
+        context, owners, pieces = segment_contexts(predictor, trains, flow, None if network is None else network[rows])
         if flow == "known_k":
-            out[rows, :, :2] = posterior.sample(context, n, flow, seed, keys)
+            out[rows, :, :2] = pooled_samples(posterior, context, owners, pieces, len(rows), n, flow, seed)
             out[rows, :, 2] = np.log(known_k[rows])[:, None]
             continue
         if k_range is None:
-            out[rows] = posterior.sample(context, n, flow, seed, keys)
+            out[rows] = pooled_samples(posterior, context, owners, pieces, len(rows), n, flow, seed)
             continue
         low, high = (math.log(float(v)) for v in k_range)
         accepted = [[] for _ in rows]
         per_round = n
         for round_index in range(RANGE_ROUNDS):
-            draws = posterior.sample(context, per_round, flow, seed + 1000 * round_index, keys)
+            draws = pooled_samples(
+                posterior, context, owners, pieces, len(rows), per_round, flow, seed + 1000 * round_index
+            )
             for j in range(len(rows)):
                 inside = draws[j][(draws[j, :, 2] >= low) & (draws[j, :, 2] <= high)]
                 accepted[j].extend(inside[: n - len(accepted[j])])

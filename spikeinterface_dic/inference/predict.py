@@ -55,6 +55,7 @@ class Predictor:
                     f"missing {path}; reinstall spikeinterface-dic or train with "
                     f"`spikeinterface-dic train --model {model_name}`"
                 )
+        self.model_name = model_name
         self.card = json.loads(card_path.read_text())
         for path, key in ((weights_path, "weights_sha256"), (reference_path, "reference_sha256")):
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
