@@ -1,0 +1,296 @@
+"""Ground-truth study: probe recording of model neurons -> real spike sorter -> quality metrics -> DICs and twins.
+
+One command runs the whole chain on a 2-core machine::
+
+    python benchmarks/probe_ground_truth.py                  # 60 s x 32 channels, tridesclous2, ~12 units
+    python benchmarks/probe_ground_truth.py --duration 20 --channels 16 --out /tmp/gt_small
+
+Steps (the folder ``--out`` keeps the recording and the sorter output: a second run re-uses them unless --fresh):
+
+1. simulate STG and DA neurons of known DICs (tonic and bursting, k = 1, 2, 4) for ``--duration`` s;
+2. inject them into a 2-column shank (20 um pitch) with SpikeInterface's generators: 8 uV noise, 60-200 uV
+   templates, per-spike amplitude decaying within bursts to 50-70 % at the last spike, +-10 % slow drift; some units
+   at the same depth so that the sorter has real trouble;
+3. sort with tridesclous2 (``spikeinterface.sorters.run_sorter``; needs hdbscan, scikit-learn);
+4. compare with the ground truth, compute quality metrics (SNR, ISI / refractory violations, presence ratio,
+   amplitude cutoff), then the "dynamic_input_conductances" (with the sorting-quality gate) and "twin_populations"
+   extensions on the sorted units and on the true trains;
+5. a degradation sweep on the true trains (missed lowest-amplitude spikes, Poisson contamination) that measures the
+   gate's thresholds; the gate's precision / recall on the sorted units.
+
+Writes ``<out>/units.csv`` (the per-unit table), ``<out>/degradation.csv`` (the sweep), ``<out>/summary.json`` and
+``docs/probe_ground_truth.png``, and prints the markdown tables of docs/probe_ground_truth.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import spikeinterface_dic  # noqa: F401  (registers the analyzer extensions)
+from spikeinterface_dic import infer_dics
+from spikeinterface_dic.spikeinterface.ground_truth import (
+    GroundTruthNeuron,
+    build_recording,
+    compute_quality_metrics,
+    dic_error,
+    evaluate_sorting,
+    simulate_neurons,
+)
+from spikeinterface_dic.spikeinterface.quality_gate import DIC_ERROR_FLOOR
+
+# (neuron, burst attenuation at the last spike of a burst, depth along the shank as a fraction of its height).
+# Units 0/1, 4/5 and 8/9 share a depth: their templates overlap, as neighbouring neurons do.
+STUDY_UNITS = (
+    (GroundTruthNeuron("stg", g_s=-6.0, g_u=5.0, time_scale=1.0, seed=1), 0.5, 0.10),
+    (GroundTruthNeuron("stg", g_s=4.0, g_u=5.0, time_scale=1.0, seed=2), 1.0, 0.12),
+    (GroundTruthNeuron("stg", g_s=-4.0, g_u=8.0, time_scale=2.0, seed=3), 0.6, 0.25),
+    (GroundTruthNeuron("stg", g_s=8.0, g_u=5.0, time_scale=2.0, seed=4), 1.0, 0.35),
+    (GroundTruthNeuron("stg", g_s=-8.0, g_u=6.0, time_scale=4.0, seed=5), 0.7, 0.45),
+    (GroundTruthNeuron("stg", g_s=-5.0, g_u=4.0, time_scale=1.0, seed=6), 0.6, 0.47),
+    (GroundTruthNeuron("stg", g_s=2.0, g_u=10.0, time_scale=1.0, seed=7), 1.0, 0.58),
+    (GroundTruthNeuron("da", g_s=-4.0, g_u=6.0, time_scale=1.0, seed=8), 0.5, 0.68),
+    (GroundTruthNeuron("da", g_s=-3.0, g_u=8.0, time_scale=2.0, seed=9), 0.7, 0.78),
+    (GroundTruthNeuron("da", g_s=5.0, g_u=5.0, time_scale=1.0, seed=10), 1.0, 0.80),
+    (GroundTruthNeuron("da", g_s=10.0, g_u=4.0, time_scale=1.0, seed=11), 1.0, 0.90),
+)
+SORTER = "tridesclous2"
+TWIN_PARAMS = dict(population_size=16, simulate=True, twin_selection=False, seed=0)
+MISSED_LEVELS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
+CONTAMINATION_LEVELS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
+
+
+def degrade(train, amplitude_factors, missed: float, contamination: float, duration_s: float, rng) -> np.ndarray:
+    """The train with the ``missed`` fraction of its lowest-amplitude spikes removed (as a detection threshold does)
+    and ``contamination`` x its spike count of Poisson spikes added (foreign spikes, as rp_contamination assumes)."""
+    train = np.asarray(train)
+    order = np.argsort(amplitude_factors + 1e-6 * rng.random(train.size), kind="stable")
+    kept = np.sort(train[order[int(round(missed * train.size)) :]])
+    foreign = rng.uniform(0.0, duration_s, int(round(contamination * train.size)))
+    return np.sort(np.concatenate([kept, foreign]))
+
+
+def degradation_sweep(neurons, trains, truth, duration_s: float, seed: int = 0) -> pd.DataFrame:
+    """DIC error of every neuron's train under known missed-spike / contamination fractions (inference only)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for kind, levels in (("missed", MISSED_LEVELS), ("contamination", CONTAMINATION_LEVELS)):
+        for level in levels:
+            for model in sorted({n.model for n in neurons}):
+                units = [i for i, n in enumerate(neurons) if n.model == model]
+                degraded = {
+                    i: degrade(
+                        trains[i],
+                        truth.amplitude_factors[i],
+                        level if kind == "missed" else 0.0,
+                        level if kind == "contamination" else 0.0,
+                        duration_s,
+                        rng,
+                    )
+                    for i in units
+                }
+                estimates = infer_dics(degraded, model=model, time_scale={i: neurons[i].time_scale for i in units})
+                for i in units:
+                    row = estimates.loc[i]
+                    rows.append(
+                        {
+                            "unit": i,
+                            "kind": kind,
+                            "level": level,
+                            "bursting": neurons[i].g_s < 0,
+                            "dic_error": dic_error(row["g_s"], row["g_u"], neurons[i]),
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
+def doubling_level(sweep: pd.DataFrame, kind: str) -> float:
+    """Smallest level at which the median over units of error / max(intact error, floor) reaches 2."""
+    part = sweep[sweep["kind"] == kind]
+    intact = part[part["level"] == 0.0].set_index("unit")["dic_error"].clip(lower=DIC_ERROR_FLOOR)
+    ratio = part.assign(ratio=part["dic_error"].to_numpy() / intact.loc[part["unit"]].to_numpy())
+    medians = ratio.groupby("level")["ratio"].median()
+    above = medians[medians >= 2.0]
+    return float(above.index.min()) if len(above) else np.nan
+
+
+def gate_precision_recall(table: pd.DataFrame) -> dict:
+    """Precision / recall of the gate's flag against 'sorted DIC error > 2 x max(true-train error, floor)'."""
+    matched = table[table["gt_unit"] >= 0].dropna(subset=["dic_error_sorted", "dic_error_true"])
+    large = matched["dic_error_sorted"] > 2.0 * matched["dic_error_true"].clip(lower=DIC_ERROR_FLOOR)
+    flagged = ~matched["sorting_quality_ok"].astype(bool)
+    true_positive = int((large & flagged).sum())
+    return {
+        "units": int(len(matched)),
+        "large_error": int(large.sum()),
+        "flagged": int(flagged.sum()),
+        "flagged_and_large": true_positive,
+        "precision": true_positive / flagged.sum() if flagged.sum() else np.nan,
+        "recall": true_positive / large.sum() if large.sum() else np.nan,
+    }
+
+
+def run_chain(out: Path, duration_s: float, num_channels: int, n_jobs: int, fresh: bool, units=STUDY_UNITS):
+    """Simulate, build, sort, compare, metrics, DICs, twins. Returns (table, sweep, timings)."""
+    import spikeinterface.full as si
+
+    timings = {}
+    start = time.perf_counter()
+    neurons = [u[0] for u in units]
+    trains = simulate_neurons(neurons, duration_s)
+    timings["simulate neurons"] = time.perf_counter() - start
+    truth = build_recording(
+        trains,
+        duration_s,
+        num_channels=num_channels,
+        burst_attenuation=[u[1] for u in units],
+        unit_depths_um=[u[2] * 10.0 * (num_channels // 2 - 1) * 2 for u in units],
+        seed=0,
+    )
+    recording_folder, sorter_folder = out / "recording", out / f"sorter_{SORTER}"
+    t0 = time.perf_counter()
+    if fresh or not (recording_folder / "binary.json").exists():
+        recording = truth.recording.save(folder=recording_folder, overwrite=True, n_jobs=n_jobs, progress_bar=False)
+    else:
+        recording = si.load(recording_folder)
+    timings["write recording"] = time.perf_counter() - t0
+    truth.recording = recording
+    t0 = time.perf_counter()
+    if fresh or not (sorter_folder / "sorter_output").exists():
+        sorting = si.run_sorter(
+            SORTER,
+            recording,
+            folder=sorter_folder,
+            remove_existing_folder=True,
+            verbose=False,
+            job_kwargs=dict(n_jobs=n_jobs, progress_bar=False),
+        )
+    else:
+        sorting = si.read_sorter_folder(sorter_folder)
+    timings[f"sort ({SORTER})"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    analyzer = si.create_sorting_analyzer(sorting, recording, format="memory", sparse=True)
+    compute_quality_metrics(analyzer, n_jobs=n_jobs)
+    timings["quality metrics"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    table = evaluate_sorting(truth, neurons, sorting, duration_s, TWIN_PARAMS, n_jobs, sorting_analyzer=analyzer)
+    timings["compare + DICs + twins (sorted and true)"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sweep = degradation_sweep(neurons, trains, truth, duration_s)
+    timings["degradation sweep"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - start
+    return table, sweep, timings
+
+
+def to_markdown(frame: pd.DataFrame, index: bool = False) -> str:
+    """A markdown table (no tabulate dependency): floats with 2 decimals, NaN as '-'."""
+    if index:
+        frame = frame.reset_index()
+
+    def cell(value) -> str:
+        if isinstance(value, (bool, np.bool_)):
+            return "yes" if value else "no"
+        if isinstance(value, (float, np.floating)):
+            return "-" if np.isnan(value) else f"{value:.2f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * frame.shape[1]]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    columns = {
+        "gt_unit": "gt",
+        "sorted_unit": "sorted",
+        "model": "model",
+        "true_g_s": "g_s",
+        "true_g_u": "g_u",
+        "true_time_scale": "k",
+        "burst_attenuation": "atten.",
+        "accuracy": "acc.",
+        "recall": "recall",
+        "precision": "prec.",
+        "amplitude_cutoff": "amp. cutoff",
+        "rp_contamination": "rp contam.",
+        "snr": "SNR",
+        "dic_error_true": "DIC err true",
+        "dic_error_sorted": "DIC err sorted",
+        "fraction_matching_true": "twins true",
+        "fraction_matching_sorted": "twins sorted",
+        "sorting_quality_ok": "gate ok",
+    }
+    frame = table.reindex(columns=list(columns)).rename(columns=columns)
+    return to_markdown(frame)
+
+
+def plot(table: pd.DataFrame, sweep: pd.DataFrame, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 3, figsize=(13, 4))
+    matched = table[table["gt_unit"] >= 0]
+    ratio = matched["dic_error_sorted"] / matched["dic_error_true"].clip(lower=DIC_ERROR_FLOOR)
+    for ax, x, label in ((axes[0], matched["recall"], "sorter recall"), (axes[1], matched["precision"], "precision")):
+        colors = np.where(matched["sorting_quality_ok"].astype(bool), "tab:blue", "tab:red")
+        ax.scatter(x, ratio, c=colors)
+        ax.axhline(2.0, color="grey", ls="--")
+        ax.set_xlabel(label)
+        ax.set_ylabel("DIC error sorted / max(true, floor)")
+        ax.set_yscale("log")
+    axes[0].set_title("blue: gate ok, red: flagged")
+    for kind, color in (("missed", "tab:orange"), ("contamination", "tab:green")):
+        part = sweep[sweep["kind"] == kind]
+        intact = part[part["level"] == 0.0].set_index("unit")["dic_error"].clip(lower=DIC_ERROR_FLOOR)
+        values = part["dic_error"].to_numpy() / intact.loc[part["unit"]].to_numpy()
+        medians = part.assign(r=values).groupby("level")["r"].median()
+        axes[2].plot(medians.index, medians.to_numpy(), "o-", color=color, label=f"{kind} (median over units)")
+    axes[2].axhline(2.0, color="grey", ls="--")
+    axes[2].set_xlabel("fraction of spikes missed / added")
+    axes[2].set_ylabel("DIC error / max(intact error, floor)")
+    axes[2].legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--channels", type=int, default=32)
+    parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("probe_ground_truth_output"))
+    parser.add_argument("--figure", type=Path, default=Path(__file__).parents[1] / "docs" / "probe_ground_truth.png")
+    parser.add_argument("--fresh", action="store_true", help="re-record and re-sort even if the folders exist")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    table, sweep, timings = run_chain(args.out, args.duration, args.channels, args.n_jobs, args.fresh)
+    table.to_csv(args.out / "units.csv", index=False)
+    sweep.to_csv(args.out / "degradation.csv", index=False)
+    plot(table, sweep, args.figure)
+    thresholds = {kind: doubling_level(sweep, kind) for kind in ("missed", "contamination")}
+    gate = gate_precision_recall(table)
+    (args.out / "summary.json").write_text(json.dumps({"timings_s": timings, "doubling": thresholds, "gate": gate}))
+    print(markdown_table(table))
+    print()
+    pivot = sweep.assign(
+        ratio=sweep["dic_error"]
+        / sweep.merge(
+            sweep[sweep["level"] == 0.0][["unit", "kind", "dic_error"]], on=["unit", "kind"], suffixes=("", "_0")
+        )["dic_error_0"]
+        .clip(lower=DIC_ERROR_FLOOR)
+        .to_numpy()
+    )
+    print(to_markdown(pivot.groupby(["level", "kind"])["ratio"].median().unstack(1), index=True))
+    print()
+    print("error doubles at:", thresholds)
+    print("gate:", gate)
+    print("timings (s):", {k: round(v, 1) for k, v in timings.items()})
+    print(table[["gt_unit", "sorted_unit", "sorting_quality_reason"]].to_string())
+
+
+if __name__ == "__main__":
+    main()
