@@ -60,6 +60,12 @@ STUDY_UNITS = (
     (GroundTruthNeuron("da", g_s=10.0, g_u=4.0, time_scale=1.0, seed=11), 1.0, 0.90),
 )
 SORTER = "tridesclous2"
+# Recording conditions: "realistic" (8 uV noise, 60-200 uV templates) and "hard" (12 uV noise, 35-100 uV templates:
+# the small late spikes of bursts approach the detection threshold, so the sorter misses and mixes more).
+CONDITIONS = {
+    "realistic": dict(noise_level_uv=8.0, peak_amplitudes_uv=(60.0, 200.0), seed=0),
+    "hard": dict(noise_level_uv=12.0, peak_amplitudes_uv=(35.0, 100.0), seed=1),
+}
 TWIN_PARAMS = dict(population_size=16, simulate=True, twin_selection=False, seed=0)
 MISSED_LEVELS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
 CONTAMINATION_LEVELS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
@@ -109,13 +115,29 @@ def degradation_sweep(neurons, trains, truth, duration_s: float, seed: int = 0) 
     return pd.DataFrame(rows)
 
 
+# A threshold is the level at which at least this fraction of the neurons have their DIC error doubled. Not the
+# median: for several STG bursters the network's error on the intact train is large (a bias) and missing spikes
+# moves some estimates towards the truth, so the median ratio hides the neurons that degradation does hurt.
+DOUBLED_FRACTION = 0.25
+
+
+def error_ratios(sweep: pd.DataFrame) -> pd.DataFrame:
+    """The sweep with ``ratio`` = DIC error / max(intact-train error, DIC_ERROR_FLOOR) of the same neuron."""
+    intact = sweep[sweep["level"] == 0.0][["unit", "kind", "dic_error"]].rename(columns={"dic_error": "intact"})
+    merged = sweep.merge(intact, on=["unit", "kind"])
+    return merged.assign(ratio=merged["dic_error"] / merged["intact"].clip(lower=DIC_ERROR_FLOOR))
+
+
+def ratio_quantiles(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Per kind and level: median and upper quantile (1 - DOUBLED_FRACTION) of the error ratio over neurons."""
+    grouped = error_ratios(sweep).groupby(["kind", "level"])["ratio"]
+    return pd.DataFrame({"median": grouped.median(), "upper": grouped.quantile(1.0 - DOUBLED_FRACTION)})
+
+
 def doubling_level(sweep: pd.DataFrame, kind: str) -> float:
-    """Smallest level at which the median over units of error / max(intact error, floor) reaches 2."""
-    part = sweep[sweep["kind"] == kind]
-    intact = part[part["level"] == 0.0].set_index("unit")["dic_error"].clip(lower=DIC_ERROR_FLOOR)
-    ratio = part.assign(ratio=part["dic_error"].to_numpy() / intact.loc[part["unit"]].to_numpy())
-    medians = ratio.groupby("level")["ratio"].median()
-    above = medians[medians >= 2.0]
+    """Smallest level at which DOUBLED_FRACTION of the neurons have a DIC error ratio of 2 or more."""
+    upper = ratio_quantiles(sweep).loc[kind, "upper"]
+    above = upper[upper >= 2.0]
     return float(above.index.min()) if len(above) else np.nan
 
 
@@ -135,31 +157,31 @@ def gate_precision_recall(table: pd.DataFrame) -> dict:
     }
 
 
-def run_chain(out: Path, duration_s: float, num_channels: int, n_jobs: int, fresh: bool, units=STUDY_UNITS):
-    """Simulate, build, sort, compare, metrics, DICs, twins. Returns (table, sweep, timings)."""
+def sort_condition(out: Path, condition: str, trains, units, duration_s, num_channels, n_jobs, fresh, timings):
+    """Build one recording condition, sort it, compute its quality metrics and evaluate it (per-unit table)."""
     import spikeinterface.full as si
 
-    timings = {}
-    start = time.perf_counter()
+    settings = CONDITIONS[condition]
     neurons = [u[0] for u in units]
-    trains = simulate_neurons(neurons, duration_s)
-    timings["simulate neurons"] = time.perf_counter() - start
+    shank_length_um = 20.0 * (num_channels // 2 - 1)
     truth = build_recording(
         trains,
         duration_s,
         num_channels=num_channels,
+        noise_level_uv=settings["noise_level_uv"],
+        peak_amplitudes_uv=settings["peak_amplitudes_uv"],
         burst_attenuation=[u[1] for u in units],
-        unit_depths_um=[u[2] * 10.0 * (num_channels // 2 - 1) * 2 for u in units],
-        seed=0,
+        unit_depths_um=[u[2] * shank_length_um for u in units],
+        seed=settings["seed"],
     )
-    recording_folder, sorter_folder = out / "recording", out / f"sorter_{SORTER}"
+    recording_folder, sorter_folder = out / condition / "recording", out / condition / f"sorter_{SORTER}"
     t0 = time.perf_counter()
     if fresh or not (recording_folder / "binary.json").exists():
         recording = truth.recording.save(folder=recording_folder, overwrite=True, n_jobs=n_jobs, progress_bar=False)
     else:
         recording = si.load(recording_folder)
-    timings["write recording"] = time.perf_counter() - t0
     truth.recording = recording
+    timings[f"{condition}: write recording"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if fresh or not (sorter_folder / "sorter_output").exists():
         sorting = si.run_sorter(
@@ -172,19 +194,34 @@ def run_chain(out: Path, duration_s: float, num_channels: int, n_jobs: int, fres
         )
     else:
         sorting = si.read_sorter_folder(sorter_folder)
-    timings[f"sort ({SORTER})"] = time.perf_counter() - t0
+    timings[f"{condition}: sort ({SORTER})"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     analyzer = si.create_sorting_analyzer(sorting, recording, format="memory", sparse=True)
     compute_quality_metrics(analyzer, n_jobs=n_jobs)
-    timings["quality metrics"] = time.perf_counter() - t0
+    timings[f"{condition}: quality metrics"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     table = evaluate_sorting(truth, neurons, sorting, duration_s, TWIN_PARAMS, n_jobs, sorting_analyzer=analyzer)
-    timings["compare + DICs + twins (sorted and true)"] = time.perf_counter() - t0
+    timings[f"{condition}: compare + DICs + twins (sorted and true)"] = time.perf_counter() - t0
+    return table.assign(condition=condition), truth
+
+
+def run_chain(out: Path, duration_s: float, num_channels: int, n_jobs: int, fresh: bool, conditions, units=STUDY_UNITS):
+    """Simulate, then per condition build, sort, compare, metrics, DICs, twins; then the degradation sweep.
+    Returns (table, sweep, timings)."""
+    timings = {}
+    start = time.perf_counter()
+    neurons = [u[0] for u in units]
+    trains = simulate_neurons(neurons, duration_s)
+    timings["simulate neurons"] = time.perf_counter() - start
+    tables = []
+    for condition in conditions:
+        table, truth = sort_condition(out, condition, trains, units, duration_s, num_channels, n_jobs, fresh, timings)
+        tables.append(table)
     t0 = time.perf_counter()
     sweep = degradation_sweep(neurons, trains, truth, duration_s)
     timings["degradation sweep"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start
-    return table, sweep, timings
+    return pd.concat(tables, ignore_index=True), sweep, timings
 
 
 def to_markdown(frame: pd.DataFrame, index: bool = False) -> str:
@@ -206,6 +243,7 @@ def to_markdown(frame: pd.DataFrame, index: bool = False) -> str:
 
 def markdown_table(table: pd.DataFrame) -> str:
     columns = {
+        "condition": "condition",
         "gt_unit": "gt",
         "sorted_unit": "sorted",
         "model": "model",
@@ -243,15 +281,15 @@ def plot(table: pd.DataFrame, sweep: pd.DataFrame, path: Path) -> None:
         ax.set_ylabel("DIC error sorted / max(true, floor)")
         ax.set_yscale("log")
     axes[0].set_title("blue: gate ok, red: flagged")
+    quantiles = ratio_quantiles(sweep)
     for kind, color in (("missed", "tab:orange"), ("contamination", "tab:green")):
-        part = sweep[sweep["kind"] == kind]
-        intact = part[part["level"] == 0.0].set_index("unit")["dic_error"].clip(lower=DIC_ERROR_FLOOR)
-        values = part["dic_error"].to_numpy() / intact.loc[part["unit"]].to_numpy()
-        medians = part.assign(r=values).groupby("level")["r"].median()
-        axes[2].plot(medians.index, medians.to_numpy(), "o-", color=color, label=f"{kind} (median over units)")
+        part = quantiles.loc[kind]
+        axes[2].plot(part.index, part["median"], "o-", color=color, label=f"{kind}: median")
+        axes[2].plot(part.index, part["upper"], "s--", color=color, label=f"{kind}: upper quartile")
     axes[2].axhline(2.0, color="grey", ls="--")
     axes[2].set_xlabel("fraction of spikes missed / added")
     axes[2].set_ylabel("DIC error / max(intact error, floor)")
+    axes[2].set_title("true trains degraded (sweep)")
     axes[2].legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
@@ -265,9 +303,10 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=Path("probe_ground_truth_output"))
     parser.add_argument("--figure", type=Path, default=Path(__file__).parents[1] / "docs" / "probe_ground_truth.png")
     parser.add_argument("--fresh", action="store_true", help="re-record and re-sort even if the folders exist")
+    parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=list(CONDITIONS))
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    table, sweep, timings = run_chain(args.out, args.duration, args.channels, args.n_jobs, args.fresh)
+    table, sweep, timings = run_chain(args.out, args.duration, args.channels, args.n_jobs, args.fresh, args.conditions)
     table.to_csv(args.out / "units.csv", index=False)
     sweep.to_csv(args.out / "degradation.csv", index=False)
     plot(table, sweep, args.figure)
@@ -276,15 +315,9 @@ def main(argv=None) -> None:
     (args.out / "summary.json").write_text(json.dumps({"timings_s": timings, "doubling": thresholds, "gate": gate}))
     print(markdown_table(table))
     print()
-    pivot = sweep.assign(
-        ratio=sweep["dic_error"]
-        / sweep.merge(
-            sweep[sweep["level"] == 0.0][["unit", "kind", "dic_error"]], on=["unit", "kind"], suffixes=("", "_0")
-        )["dic_error_0"]
-        .clip(lower=DIC_ERROR_FLOOR)
-        .to_numpy()
-    )
-    print(to_markdown(pivot.groupby(["level", "kind"])["ratio"].median().unstack(1), index=True))
+    quantiles = ratio_quantiles(sweep).unstack(0)
+    quantiles.columns = [f"{statistic} ({kind})" for statistic, kind in quantiles.columns]
+    print(to_markdown(quantiles, index=True))
     print()
     print("error doubles at:", thresholds)
     print("gate:", gate)

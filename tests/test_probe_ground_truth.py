@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import spikeinterface_dic as sdic  # noqa: F401  (registers the analyzer extensions)
+import spikeinterface_dic as sdic  # registers the analyzer extensions
 from spikeinterface_dic.schema import ALL_COLUMNS, SORTING_QUALITY_COLUMNS, data_dictionary
 from spikeinterface_dic.spikeinterface.ground_truth import (
     GroundTruthNeuron,
@@ -13,6 +13,7 @@ from spikeinterface_dic.spikeinterface.ground_truth import (
     compute_quality_metrics,
     evaluate_sorting,
     simulate_neurons,
+    write_ground_truth_nwb,
 )
 from spikeinterface_dic.spikeinterface.quality_gate import (
     COMPUTE_HINT,
@@ -100,7 +101,7 @@ def small_truth():
     return neurons, duration_s, truth
 
 
-def test_gate_in_the_dic_extension(small_truth):
+def test_gate_in_the_dic_extension(small_truth, tmp_path):
     """Metrics from the analyzer reach the DIC table and its CSV / NWB-bound result; without them: 'not checked'."""
     from spikeinterface.core import create_sorting_analyzer
 
@@ -128,6 +129,13 @@ def test_gate_in_the_dic_extension(small_truth):
     for column in SORTING_QUALITY_COLUMNS:
         assert ALL_COLUMNS[column.name] is column
         assert data_dictionary([column.name])["description"].iloc[0] == column.description
+    # The columns reach every output through the estimates (CSV here; NWB writes every estimates column).
+    analyzer.compute("twin_populations", population_size=2, simulate=False)
+    result = analyzer.get_extension("twin_populations").to_pipeline_result()
+    units_path, _, columns_path = sdic.write_csv(result, tmp_path / "gate")
+    written = pd.read_csv(units_path, keep_default_na=False)
+    assert written["sorting_quality_reason"].tolist() == estimates["sorting_quality_reason"].tolist()
+    assert "sorting_quality_ok" in pd.read_csv(columns_path)["column"].tolist()
     # The selection keeps the gate's columns per unit.
     selected_analyzer = analyzer.select_units(analyzer.unit_ids[:2])  # held: an extension keeps a weak reference
     selected = selected_analyzer.get_extension(DIC).get_data()
@@ -139,6 +147,7 @@ def test_well_isolated_sorted_units_keep_their_dics(small_truth, tmp_path):
     their true train's error. The error is floored at DIC_ERROR_FLOOR (0.5, leak-normalised units): below it, two
     estimates differ by less than the network's own spread on intact trains, so a ratio of two such errors is noise.
     """
+    pytest.importorskip("hdbscan", reason="tridesclous2 needs hdbscan (pip install -e '.[sorting]')")
     from spikeinterface.sorters import run_sorter
 
     neurons, duration_s, truth = small_truth
@@ -160,3 +169,12 @@ def test_well_isolated_sorted_units_keep_their_dics(small_truth, tmp_path):
     floor = well_isolated["dic_error_true"].clip(lower=DIC_ERROR_FLOOR)
     assert (well_isolated["dic_error_sorted"] <= 1.5 * floor).all(), table.to_string()
     assert table["sorting_quality_reason"].notna().all()
+
+
+def test_ground_truth_units_to_nwb(small_truth, tmp_path):
+    neurons, duration_s, truth = small_truth
+    path = write_ground_truth_nwb(tmp_path / "gt.nwb", truth, neurons, duration_s)
+    trains = sdic.read_spike_trains(path)
+    assert sorted(trains) == sorted(n.name for n in neurons)
+    for unit, neuron in enumerate(neurons):
+        np.testing.assert_array_equal(trains[neuron.name], truth.sorting.get_unit_spike_train(unit, return_times=True))

@@ -426,6 +426,50 @@ def evaluate_sorting(
     return pd.DataFrame(table)
 
 
+def write_ground_truth_nwb(path, truth: GroundTruthRecording, neurons, duration_s: float, session_id: str = "gt"):
+    """Write the ground-truth units to a new NWB file: spike times, ``obs_intervals`` [0, duration_s], and one column
+    per known quantity (model, true_g_s, true_g_u, true_time_scale, burst_attenuation, unit_name = the neuron's
+    name). The traces are not written (their binary folder is the sorter's input); ``spikeinterface-dic run`` on this
+    file gives the true-train DICs, the reference of a validation.
+    """
+    from datetime import datetime, timezone
+
+    from pynwb import NWBHDF5IO, NWBFile
+
+    nwbfile = NWBFile(
+        session_description="spikeinterface-dic ground truth: model neurons injected into a probe recording",
+        identifier=f"spikeinterface-dic-ground-truth-{session_id}",
+        session_start_time=datetime(2000, 1, 1, tzinfo=timezone.utc),  # fixed: same inputs, same file content
+        session_id=session_id,
+    )
+    columns = {
+        "unit_name": "Name of the model neuron (model, target DICs, k, seed).",
+        "model": "Model family of the neuron (stg | da).",
+        "true_g_s": "Slow DIC of the neuron at threshold (leak-normalised), from its conductances.",
+        "true_g_u": "Ultraslow DIC of the neuron at threshold (leak-normalised).",
+        "true_time_scale": "Time scale k of the neuron.",
+        "burst_attenuation": "Amplitude factor of the last spike of a burst (1: no attenuation), before drift.",
+    }
+    for name, description in columns.items():
+        nwbfile.add_unit_column(name=name, description=description)
+    for unit, neuron in enumerate(neurons):
+        times = truth.sorting.get_unit_spike_train(unit, return_times=True)
+        factors = truth.burst_factors[unit]
+        nwbfile.add_unit(
+            spike_times=np.asarray(times, dtype=np.float64),
+            obs_intervals=[[0.0, float(duration_s)]],
+            unit_name=neuron.name,
+            model=neuron.model,
+            true_g_s=float(neuron.g_s),
+            true_g_u=float(neuron.g_u),
+            true_time_scale=float(neuron.time_scale),
+            burst_attenuation=float(factors.min()) if factors.size else 1.0,
+        )
+    with NWBHDF5IO(str(path), "w") as writer:
+        writer.write(nwbfile)
+    return path
+
+
 __all__ = [
     "GroundTruthNeuron",
     "GroundTruthRecording",
@@ -438,4 +482,5 @@ __all__ = [
     "drift_factors",
     "make_probe",
     "simulate_neurons",
+    "write_ground_truth_nwb",
 ]
