@@ -196,7 +196,7 @@ def sort_condition(out: Path, condition: str, trains, units, duration_s, num_cha
         sorting = si.read_sorter_folder(sorter_folder)
     timings[f"{condition}: sort ({SORTER})"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    analyzer = si.create_sorting_analyzer(sorting, recording, format="memory", sparse=True)
+    analyzer = si.create_sorting_analyzer(sorting, recording, format="memory", sparse=True, seed=0)
     compute_quality_metrics(analyzer, n_jobs=n_jobs)
     timings[f"{condition}: quality metrics"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -273,14 +273,22 @@ def plot(table: pd.DataFrame, sweep: pd.DataFrame, path: Path) -> None:
     figure, axes = plt.subplots(1, 3, figsize=(13, 4))
     matched = table[table["gt_unit"] >= 0]
     ratio = matched["dic_error_sorted"] / matched["dic_error_true"].clip(lower=DIC_ERROR_FLOOR)
-    for ax, x, label in ((axes[0], matched["recall"], "sorter recall"), (axes[1], matched["precision"], "precision")):
-        colors = np.where(matched["sorting_quality_ok"].astype(bool), "tab:blue", "tab:red")
-        ax.scatter(x, ratio, c=colors)
-        ax.axhline(2.0, color="grey", ls="--")
-        ax.set_xlabel(label)
-        ax.set_ylabel("DIC error sorted / max(true, floor)")
-        ax.set_yscale("log")
+    colors = np.where(matched["sorting_quality_ok"].astype(bool), "tab:blue", "tab:red")
+    axes[0].scatter(matched["recall"], ratio, c=colors)
+    axes[0].axhline(2.0, color="grey", ls="--")
+    axes[0].set_xlabel("sorter recall (1 - missed fraction)")
+    axes[0].set_ylabel("DIC error sorted / max(true, floor)")
+    axes[0].set_yscale("log")
     axes[0].set_title("blue: gate ok, red: flagged")
+    bursting = matched["true_g_s"].to_numpy() < 0
+    for mask, color, label in ((bursting, "tab:purple", "bursting"), (~bursting, "tab:grey", "tonic")):
+        axes[1].scatter(
+            matched["fraction_matching_true"][mask], matched["fraction_matching_sorted"][mask], c=color, label=label
+        )
+    axes[1].plot([0, 1], [0, 1], color="grey", ls="--")
+    axes[1].set_xlabel("twin fidelity, true train")
+    axes[1].set_ylabel("twin fidelity, sorted train")
+    axes[1].legend()
     quantiles = ratio_quantiles(sweep)
     for kind, color in (("missed", "tab:orange"), ("contamination", "tab:green")):
         part = quantiles.loc[kind]

@@ -292,16 +292,25 @@ def quality_metric_params(duration_s: float) -> dict:
     }
 
 
-def compute_quality_metrics(sorting_analyzer, n_jobs: int = 1) -> pd.DataFrame:
+def compute_quality_metrics(sorting_analyzer, n_jobs: int = 1, seed: int = 0) -> pd.DataFrame:
     """What a user computes after sorting: templates, spike amplitudes and the quality metrics the gate reads."""
     job_kwargs = dict(n_jobs=n_jobs, progress_bar=False)
-    sorting_analyzer.compute(["random_spikes", "noise_levels", "templates"], **job_kwargs)
+    # Seeded: the spikes behind the templates and the noise chunks are drawn at random (SNR, amplitudes).
+    sorting_analyzer.compute(
+        {
+            "random_spikes": {"seed": seed},
+            "noise_levels": {"random_slices_kwargs": {"seed": seed}},
+            "templates": {},
+        },
+        **job_kwargs,
+    )
     sorting_analyzer.compute("spike_amplitudes", **job_kwargs)
     duration_s = sorting_analyzer.get_total_duration()
     return sorting_analyzer.compute(
         "quality_metrics",
         metric_names=list(SORTED_QUALITY_METRICS),
         metric_params=quality_metric_params(duration_s),
+        seed=seed,
     ).get_data()
 
 
@@ -365,7 +374,7 @@ def evaluate_sorting(
     performance = comparison.get_performance(method="by_unit")
     match = comparison.hungarian_match_12
     if sorting_analyzer is None:
-        sorting_analyzer = create_sorting_analyzer(sorting, truth.recording, format="memory", sparse=True)
+        sorting_analyzer = create_sorting_analyzer(sorting, truth.recording, format="memory", sparse=True, seed=0)
         compute_quality_metrics(sorting_analyzer, n_jobs=n_jobs)
     metrics = sorting_analyzer.get_extension("quality_metrics").get_data()
 
@@ -392,6 +401,7 @@ def evaluate_sorting(
             np.nan if neuron is None else dic_error(estimates.loc[unit, "g_s"], estimates.loc[unit, "g_u"], neuron)
         )
         row[f"fraction_matching_{suffix}"] = np.nan if twins is None else float(twins.loc[unit, "fraction_matching"])
+        row[f"fidelity_note_{suffix}"] = "" if twins is None else str(twins.loc[unit, "fidelity_note"])
         if suffix == "sorted":
             row["sorting_quality_ok"] = bool(estimates.loc[unit, "sorting_quality_ok"])
             row["sorting_quality_reason"] = str(estimates.loc[unit, "sorting_quality_reason"])
