@@ -171,10 +171,21 @@ def test_well_isolated_sorted_units_keep_their_dics(small_truth, tmp_path):
     assert table["sorting_quality_reason"].notna().all()
 
 
-def test_ground_truth_units_to_nwb(small_truth, tmp_path):
+def test_ground_truth_units_to_nwb_and_gate_columns_round_trip(small_truth, tmp_path):
     neurons, duration_s, truth = small_truth
     path = write_ground_truth_nwb(tmp_path / "gt.nwb", truth, neurons, duration_s)
     trains = sdic.read_spike_trains(path)
     assert sorted(trains) == sorted(n.name for n in neurons)
     for unit, neuron in enumerate(neurons):
         np.testing.assert_array_equal(trains[neuron.name], truth.sorting.get_unit_spike_train(unit, return_times=True))
+    # The gate's columns go into the NWB Units table (dic_sorting_quality_*) and come back with their dtypes.
+    analyzer = sdic.create_sorting_analyzer_from_sorting(truth.sorting, [duration_s])
+    analyzer.compute(DIC, model="stg")
+    analyzer.compute("twin_populations", population_size=2, simulate=False)
+    result = analyzer.get_extension("twin_populations").to_pipeline_result()
+    sdic.write_nwb(result, path)
+    back = sdic.read_nwb_results(path).estimates
+    assert back["sorting_quality_ok"].dtype == bool and not back["sorting_quality_ok"].any()
+    assert back["sorting_quality_reason"].tolist() == result.estimates["sorting_quality_reason"].tolist()
+    with pytest.raises(ValueError, match="unknown sorting quality thresholds"):
+        analyzer.compute(DIC, model="stg", sorting_quality={"min_snr": 5})
