@@ -241,6 +241,28 @@ def to_markdown(frame: pd.DataFrame, index: bool = False) -> str:
     return "\n".join(lines)
 
 
+def summaries(table: pd.DataFrame) -> dict:
+    """Matched units grouped by burst attenuation and by sorter accuracy: missed fraction, amplitude cutoff, DIC
+    error ratio (sorted / max(true, floor)) and twin fidelity (median over units)."""
+    matched = table[table["gt_unit"] >= 0].copy()
+    matched["missed"] = 1.0 - matched["recall"]
+    matched["error ratio"] = matched["dic_error_sorted"] / matched["dic_error_true"].clip(lower=DIC_ERROR_FLOOR)
+    matched["accuracy bin"] = pd.cut(matched["accuracy"], [0.0, 0.85, 0.9, 0.95, 1.0]).astype(str)
+    aggregations = dict(
+        units=("error ratio", "size"),
+        missed=("missed", "median"),
+        amplitude_cutoff=("amplitude_cutoff", "median"),
+        error_ratio=("error ratio", "median"),
+        error_ratio_max=("error ratio", "max"),
+        twins_true=("fraction_matching_true", "median"),
+        twins_sorted=("fraction_matching_sorted", "median"),
+    )
+    return {
+        "by burst attenuation": matched.groupby("burst_attenuation").agg(**aggregations),
+        "by sorter accuracy": matched.groupby("accuracy bin").agg(**aggregations),
+    }
+
+
 def markdown_table(table: pd.DataFrame) -> str:
     columns = {
         "condition": "condition",
@@ -327,6 +349,10 @@ def main(argv=None) -> None:
     quantiles.columns = [f"{statistic} ({kind})" for statistic, kind in quantiles.columns]
     print(to_markdown(quantiles, index=True))
     print()
+    for title, frame in summaries(table).items():
+        print(f"{title}:")
+        print(to_markdown(frame, index=True))
+        print()
     print("error doubles at:", thresholds)
     print("gate:", gate)
     print("timings (s):", {k: round(v, 1) for k, v in timings.items()})
