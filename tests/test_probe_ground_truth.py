@@ -116,6 +116,7 @@ def test_gate_in_the_dic_extension(small_truth, tmp_path):
     metrics = compute_quality_metrics(analyzer)
     analyzer.compute(DIC, model="stg")
     estimates = analyzer.get_extension(DIC).get_data()
+    assert estimates["sorting_quality_reason"].str.contains("not checked").sum() == 0
     expected_ok, expected_reasons = sorting_quality_flags(metrics, analyzer.unit_ids)
     assert estimates["sorting_quality_ok"].tolist() == expected_ok.tolist()
     assert estimates["sorting_quality_reason"].tolist() == expected_reasons

@@ -150,6 +150,12 @@ class ComputeDynamicInputConductances(_UnitwiseExtension):
     depend_on = []
     need_job_kwargs = False
 
+    @classmethod
+    def get_optional_dependencies(cls, **params):
+        # The gate reads "quality_metrics" when present: computed in one call, the metrics come first. Metrics
+        # recomputed later are not seen until this extension is computed again (its gate columns are stored).
+        return ["quality_metrics"]
+
     def _set_params(
         self,
         model: str = "stg",

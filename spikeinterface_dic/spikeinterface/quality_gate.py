@@ -75,6 +75,14 @@ class SortingQualityThresholds:
         return asdict(self)
 
 
+# Why SpikeInterface returns NaN for a metric (the reason text says it, so the user knows what to change).
+_NAN_HINTS = {
+    "amplitude_cutoff": "too few spikes for its amplitude histogram: SpikeInterface needs num_histogram_bins x "
+    "amplitudes_bins_min_ratio spikes (500 by default; lower them in metric_params)",
+    "presence_ratio": "recording shorter than its bin_duration_s (60 s by default; lower it in metric_params)",
+}
+
+
 def _checks(thresholds: SortingQualityThresholds):
     """(column, limit, is_upper_limit, words) of every active check."""
     checks = [
@@ -136,7 +144,8 @@ def sorting_quality_flags(metrics: pd.DataFrame | None, unit_ids, thresholds=Non
                 continue
             value = np.nan if row is None else float(row[column])
             if not np.isfinite(value):
-                problems.append(f"{words} could not be computed")
+                hint = _NAN_HINTS.get(column)
+                problems.append(f"{words} could not be computed" + (f" ({hint})" if hint else ""))
             elif (value > limit) if upper else (value < limit):
                 relation = "above" if upper else "below"
                 problems.append(f"{words} {value:.2f} {relation} {limit:g}")
