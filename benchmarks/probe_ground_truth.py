@@ -190,6 +190,7 @@ def sort_condition(out: Path, condition: str, trains, units, duration_s, num_cha
             folder=sorter_folder,
             remove_existing_folder=True,
             verbose=False,
+            seed=0,  # tridesclous2 draws noise chunks and clustering seeds: fixed, the same units every run
             job_kwargs=dict(n_jobs=n_jobs, progress_bar=False),
         )
     else:

@@ -159,6 +159,7 @@ def test_well_isolated_sorted_units_keep_their_dics(small_truth, tmp_path):
         recording,
         folder=tmp_path / "tdc2",
         verbose=False,
+        seed=0,
         job_kwargs=dict(n_jobs=1, progress_bar=False),
     )
     truth.recording = recording
