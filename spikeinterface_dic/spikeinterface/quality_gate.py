@@ -17,7 +17,10 @@ there, each model neuron's true 60 s train was degraded by a known fraction of m
 ones first, as a sorter loses them) or of Poisson contamination, and the DIC error was compared with the error of the
 intact train. The threshold is the smallest level at which a quarter of the study's neurons have a DIC error of
 twice their intact-train error or more (errors floored at :data:`DIC_ERROR_FLOOR`). See the docs for the measured
-curves and the precision / recall of the flag on the units of a real spike sorter (tridesclous2).
+curves and the precision / recall of the flag on the units of a real spike sorter (tridesclous2). Known limit,
+measured there: ``amplitude_cutoff`` does not see the late burst spikes a sorter misses (it assumes a symmetric
+amplitude distribution), so the flag catches contamination and missing metrics, not missed burst spikes; its absence
+is no guarantee.
 
 The gate never computes metrics itself (that needs the traces and can take minutes): when the analyzer has no
 "quality_metrics" extension, the unit is "not checked" and the reason says what to compute.
