@@ -113,6 +113,26 @@ ESTIMATE_COLUMNS: tuple[Column, ...] = (
     ),
 )
 
+# Columns the "dynamic_input_conductances" analyzer extension adds: the sorting-quality gate
+# (spikeinterface_dic.spikeinterface.quality_gate; thresholds measured in docs/probe_ground_truth.md).
+SORTING_QUALITY_COLUMNS: tuple[Column, ...] = (
+    Column(
+        "sorting_quality_ok",
+        "bool",
+        "",
+        "True when the unit's SpikeInterface quality metrics (amplitude_cutoff, rp_contamination, presence_ratio) "
+        "pass the thresholds under which sorting errors leave the DICs reliable; False when a threshold fails or "
+        "the metrics were not computed (see sorting_quality_reason). The unit is kept either way.",
+    ),
+    Column(
+        "sorting_quality_reason",
+        "str",
+        "",
+        "Why sorting_quality_ok is False: the failed thresholds with the unit's values, or 'not checked: ...' with "
+        "the extension to compute (empty when ok).",
+    ),
+)
+
 # Columns the pipeline adds to the estimates after inference.
 PIPELINE_ESTIMATE_COLUMNS: tuple[Column, ...] = (
     Column(
@@ -273,7 +293,14 @@ ANALYSIS_COLUMNS: tuple[Column, ...] = (
 
 ALL_COLUMNS: dict[str, Column] = {
     c.name: c
-    for c in (*ESTIMATE_COLUMNS, *PIPELINE_ESTIMATE_COLUMNS, *TWIN_COLUMNS, *ANALYSIS_COLUMNS, *MEMBER_COLUMNS)
+    for c in (
+        *ESTIMATE_COLUMNS,
+        *SORTING_QUALITY_COLUMNS,
+        *PIPELINE_ESTIMATE_COLUMNS,
+        *TWIN_COLUMNS,
+        *ANALYSIS_COLUMNS,
+        *MEMBER_COLUMNS,
+    )
 }
 
 
@@ -340,6 +367,7 @@ __all__ = [
     "Column",
     "ESTIMATE_COLUMNS",
     "PIPELINE_ESTIMATE_COLUMNS",
+    "SORTING_QUALITY_COLUMNS",
     "TWIN_COLUMNS",
     "MEMBER_COLUMNS",
     "MEMBER_NAMES",

@@ -130,6 +130,9 @@ def _estimates_frame(result) -> pd.DataFrame:
             "reason (if out of distribution)": e["ood_reason"].fillna("").astype(str).to_numpy(),
         }
     )
+    if "sorting_quality_ok" in e.columns:  # results of the analyzer extension (sorting-quality gate)
+        frame["sorting quality ok"] = e["sorting_quality_ok"].astype(bool).to_numpy()
+        frame["reason (if flagged)"] = e["sorting_quality_reason"].fillna("").astype(str).to_numpy()
     return frame
 
 

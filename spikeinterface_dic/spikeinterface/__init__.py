@@ -7,6 +7,11 @@ Importing ``spikeinterface_dic`` registers two ``SortingAnalyzer`` extensions:
 - "twin_populations" (:class:`ComputeTwinPopulations`, depends on the first): degenerate twin populations, their
   simulated spike trains and fidelity.
 
+The DIC extension also carries a sorting-quality gate (``sorting_quality_ok``, ``sorting_quality_reason``; see
+:mod:`.quality_gate`) read from the analyzer's "quality_metrics" extension. :mod:`.ground_truth` builds probe
+recordings of model neurons of known DICs (burst attenuation, drift) to validate a sorting pipeline
+(docs/probe_ground_truth.md).
+
 Example::
 
     import spikeinterface_dic as sdic

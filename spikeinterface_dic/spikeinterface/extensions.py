@@ -24,8 +24,9 @@ from spikeinterface.core.job_tools import fix_job_kwargs
 from spikeinterface.core.sortinganalyzer import AnalyzerExtension, register_result_extension
 
 from ..config import INFERENCE_SETTINGS, TWIN_SETTINGS, RunConfig
-from ..schema import ESTIMATE_COLUMNS, ESTIMATE_NAMES, MEMBER_NAMES, TWIN_NAMES
+from ..schema import ESTIMATE_COLUMNS, ESTIMATE_NAMES, MEMBER_NAMES, SORTING_QUALITY_COLUMNS, TWIN_NAMES
 from ..twin_stage import FINAL_TIME_SCALE_COLUMNS
+from .quality_gate import SortingQualityThresholds, sorting_quality_of
 from .ragged import unpack_rows
 from .trains import infer_dics_segments, unit_spike_trains
 from .twins import UNIT_KEYS, compute_twin_data, concatenate_twin_units, population_sizes, take_twin_units
@@ -51,6 +52,11 @@ def compute_dic_data(sorting, unit_ids, config: RunConfig) -> dict:
         time_scale_range=config.time_scale_range,
     )
     return _estimates_to_data(frame)
+
+
+def _inference_config(params: dict, **more) -> RunConfig:
+    """The run configuration of the extensions' params (the gate's thresholds are not a run setting)."""
+    return RunConfig.from_dict({key: value for key, value in {**params, **more}.items() if key != "sorting_quality"})
 
 
 def _take_units(data: dict, unit_indices) -> dict:
@@ -123,6 +129,11 @@ class ComputeDynamicInputConductances(_UnitwiseExtension):
     time_scale : float | None, default: None
         Known time scale k of every unit (e.g. from the recording temperature and a Q10): used as given, with a
         zero-width interval, instead of estimated (see :func:`spikeinterface_dic.infer_dics`).
+    sorting_quality : dict | None, default: None
+        Thresholds of the sorting-quality gate (keys of
+        :class:`spikeinterface_dic.spikeinterface.quality_gate.SortingQualityThresholds`; a None value disables that
+        check); None uses the thresholds measured in docs/probe_ground_truth.md. The gate reads the analyzer's
+        "quality_metrics" extension and never computes it: without it every unit is "not checked".
 
     Returns
     -------
@@ -130,13 +141,20 @@ class ComputeDynamicInputConductances(_UnitwiseExtension):
         Indexed by unit_id. Columns: g_s, g_u, g_s_std, g_u_std (leak-normalised DICs and their sd), time_scale,
         time_scale_std, time_scale_low, time_scale_high (k and its 1-sd interval), label ("silent" | "spiking" |
         "bursting"), in_distribution (bool), ood_reason (str, "" when in distribution), n_spikes (after removing
-        refractory violations), n_windows, n_refractory_violations, novelty. Units with fewer than 3 spikes in every
-        segment get NaN estimates and a reason, never an error.
+        refractory violations), n_windows, n_refractory_violations, novelty, and the sorting-quality gate:
+        sorting_quality_ok (bool), sorting_quality_reason (str). Units with fewer than 3 spikes in every
+        segment get NaN estimates and a reason, never an error; flagged units are kept.
     """
 
     extension_name = "dynamic_input_conductances"
     depend_on = []
     need_job_kwargs = False
+
+    @classmethod
+    def get_optional_dependencies(cls, **params):
+        # The gate reads "quality_metrics" when present: computed in one call, the metrics come first. Metrics
+        # recomputed later are not seen until this extension is computed again (its gate columns are stored).
+        return ["quality_metrics"]
 
     def _set_params(
         self,
@@ -145,6 +163,7 @@ class ComputeDynamicInputConductances(_UnitwiseExtension):
         time_scale: float | None = None,
         weights_dir=None,
         time_scale_range: tuple | None = None,
+        sorting_quality: dict | None = None,
     ):
         config = RunConfig(
             model=model,
@@ -156,10 +175,16 @@ class ComputeDynamicInputConductances(_UnitwiseExtension):
         if config.time_scale is not None and not isinstance(config.time_scale, float):
             raise ValueError("time_scale of the extension is one k for every unit (or None to estimate it)")
         settings = config.to_dict()
-        return {name: settings[name] for name in INFERENCE_SETTINGS}
+        if sorting_quality is not None:  # validated now, stored as a plain dict (JSON params)
+            sorting_quality = SortingQualityThresholds.from_dict(sorting_quality).to_dict()
+        return {**{name: settings[name] for name in INFERENCE_SETTINGS}, "sorting_quality": sorting_quality}
 
     def _compute_units(self, sorting_analyzer, unit_ids, job_kwargs) -> dict:
-        return compute_dic_data(sorting_analyzer.sorting, unit_ids, RunConfig.from_dict(self.params))
+        data = compute_dic_data(sorting_analyzer.sorting, unit_ids, _inference_config(self.params))
+        ok, reasons = sorting_quality_of(sorting_analyzer, unit_ids, self.params.get("sorting_quality"))
+        for column, values in zip(SORTING_QUALITY_COLUMNS, (ok, reasons), strict=True):
+            data[column.name] = column.as_array(values)
+        return data
 
     def _run(self, verbose=False):
         self.data.update(self._compute_units(self.sorting_analyzer, self.sorting_analyzer.unit_ids, {}))
@@ -169,6 +194,9 @@ class ComputeDynamicInputConductances(_UnitwiseExtension):
             {column: np.asarray(self.data[column]) for column in ESTIMATE_NAMES},
             index=pd.Index(self.sorting_analyzer.unit_ids, name="unit_id"),
         )
+        for column in SORTING_QUALITY_COLUMNS:  # absent from analyzers saved before the gate existed
+            if column.name in self.data:
+                frame[column.name] = np.asarray(self.data[column.name])
         return frame
 
 
@@ -262,7 +290,7 @@ class ComputeTwinPopulations(_UnitwiseExtension):
         parent = self.sorting_analyzer.get_extension(ComputeDynamicInputConductances.extension_name)
         if parent is None:
             raise ValueError("twin_populations needs the 'dynamic_input_conductances' extension: compute it first")
-        return RunConfig.from_dict({**parent.params, **self.params})
+        return _inference_config(parent.params, **self.params)
 
     def _compute_units(self, sorting_analyzer, unit_ids, job_kwargs) -> dict:
         parent = sorting_analyzer.get_extension(ComputeDynamicInputConductances.extension_name)
@@ -273,7 +301,7 @@ class ComputeTwinPopulations(_UnitwiseExtension):
             sorting_analyzer.sorting,
             unit_ids,
             parent.get_data(),
-            RunConfig.from_dict({**parent.params, **self.params}),
+            _inference_config(parent.params, **self.params),
             n_jobs=job_kwargs["n_jobs"],
             progress_bar=job_kwargs["progress_bar"],
         )
