@@ -26,11 +26,11 @@ HELDOUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "heldout"
 LEVELS = (0.50, 0.68, 0.90)
 
 
-def heldout_trains(model: str, n_trains: int, seed: int) -> dict:
+def heldout_trains(model: str, n_trains: int, seed: int, folder=None) -> dict:
     from spikeinterface_dic.features import spike_train_features
     from spikeinterface_dic.inference.data import load_training_data
 
-    data = load_training_data(HELDOUT / f"test_{model}")
+    data = load_training_data(Path(folder) if folder else HELDOUT / f"test_{model}")
     labels = spike_train_features(data["trains"])["label"].to_numpy()
     usable = np.flatnonzero(np.array([t.size >= 8 for t in data["trains"]]) & np.isin(labels, ["spiking", "bursting"]))
     rng = np.random.default_rng(seed)
@@ -74,13 +74,13 @@ def degrade(trains: list, seed: int, jitter_ms: float = 2.0, deletion: float = 0
 
 
 def evaluate(
-    model: str, n_trains: int, seed: int, n_samples: int = 400, weights_dir=None, jitter: bool = False
+    model: str, n_trains: int, seed: int, n_samples: int = 400, weights_dir=None, jitter: bool = False, heldout=None
 ) -> pd.DataFrame:
     import spikeinterface_dic as sdic
     from spikeinterface_dic.inference.posterior import load_posterior, train_context
     from spikeinterface_dic.inference.predict import load_predictor
 
-    held = heldout_trains(model, n_trains, seed)
+    held = heldout_trains(model, n_trains, seed, heldout)
     if jitter:  # labels stay those of the clean trains
         held["trains"] = degrade(held["trains"], seed)
     predictor = load_predictor(model)
@@ -185,6 +185,9 @@ def main() -> None:
     evaluation.add_argument("--weights-dir", default=None)
     evaluation.add_argument("--jitter", action="store_true", help="2 ms spike-time jitter and 5 %% deletions")
     evaluation.add_argument(
+        "--heldout", default=None, help="held-out data folder (default: tests/data/heldout/test_<model>)"
+    )
+    evaluation.add_argument(
         "--card", action="store_true", help="record the table in the posterior's model card (heldout_metrics)"
     )
     calibration = commands.add_parser(
@@ -250,7 +253,9 @@ def main() -> None:
         for name, metric in card["metrics"].items():
             print(f"{name}: validation NLL {metric['validation_nll']:.3f} from {metric['source']}")
     else:
-        table = evaluate(args.model, args.n_trains, args.seed, weights_dir=args.weights_dir, jitter=args.jitter)
+        table = evaluate(
+            args.model, args.n_trains, args.seed, weights_dir=args.weights_dir, jitter=args.jitter, heldout=args.heldout
+        )
         print(table.round(3).to_string(index=False))
         if args.card:
             import json
@@ -259,7 +264,9 @@ def main() -> None:
 
             path = Path(args.weights_dir or WEIGHTS_DIR) / f"{args.model}_posterior.json"
             card = json.loads(path.read_text())
-            key = "jitter_2ms_deletions_5pct" if args.jitter else "clean"
+            key = ("jitter_2ms_deletions_5pct" if args.jitter else "clean") + (
+                "_" + Path(args.heldout).name if args.heldout else ""
+            )
             card.setdefault("heldout_metrics", {})[key] = {
                 "n_trains": args.n_trains,
                 "seed": args.seed,

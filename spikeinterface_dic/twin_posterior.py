@@ -229,7 +229,7 @@ def _log_prior(theta: np.ndarray, unit: _Unit, posterior) -> np.ndarray:
     shifted = theta[:, unit.free].copy()
     if unit.flow == "joint":
         shifted[:, 2] -= unit.log_k_shift
-    per_segment = np.stack([posterior.log_prob(row, shifted, unit.flow) for row in unit.context])
+    per_segment = posterior.log_prob(unit.context, shifted, unit.flow)  # (segments, particles)
     peak = per_segment.max(axis=0)
     mixture = peak + np.log(np.exp(per_segment - peak).mean(axis=0))  # the segments' mixture, as drawn
     return mixture - unit.log_inside

@@ -292,9 +292,9 @@ class PosteriorEstimator:
         draws = np.moveaxis(draws, 0, 1).astype(np.float64) * scaling["target_std"] + scaling["target_mean"]
         return self.calibration.apply(draws, flow, class_of(np.atleast_2d(context))) if calibrated else draws
 
-    def log_prob(self, context_row: np.ndarray, parameters: np.ndarray, flow: str = "joint") -> np.ndarray:
-        """Log density of the (uncalibrated) flow at parameter rows (m, p) in (g_s, g_u[, ln k]) given one train's
-        context row.
+    def log_prob(self, context_rows: np.ndarray, parameters: np.ndarray, flow: str = "joint") -> np.ndarray:
+        """Log density of the (uncalibrated) flow at parameter rows (m, p) in (g_s, g_u[, ln k]) given each of the
+        context rows (s, n_context): (s, m), one flow call.
 
         Up to the standardisation's log-Jacobian, the same constant for every row: ratios of densities (importance
         weights) are exact.
@@ -303,13 +303,14 @@ class PosteriorEstimator:
 
         scaling = self.scaling[flow]
         parameters = np.atleast_2d(np.asarray(parameters, dtype=np.float64))
-        standardised = (np.asarray(context_row, dtype=np.float32).reshape(1, -1) - scaling["context_mean"]) / scaling[
-            "context_std"
-        ]
+        context_rows = np.atleast_2d(np.asarray(context_rows, dtype=np.float32))
+        standardised = ((context_rows - scaling["context_mean"]) / scaling["context_std"]).astype(np.float32)
         z = ((parameters - scaling["target_mean"]) / scaling["target_std"]).astype(np.float32)
         with torch.inference_mode():
-            context = torch.from_numpy(np.repeat(standardised.astype(np.float32), len(z), axis=0))
-            return self.flows[flow](context).log_prob(torch.from_numpy(z)).double().numpy()
+            context = torch.from_numpy(np.repeat(standardised, len(z), axis=0))
+            values = torch.from_numpy(np.tile(z, (len(standardised), 1)))
+            log_prob = self.flows[flow](context).log_prob(values).double().numpy()
+        return log_prob.reshape(len(standardised), len(z))
 
 
 @lru_cache(maxsize=8)
@@ -581,13 +582,20 @@ def pooled_samples(posterior, context, owners, pieces, n_trains: int, n: int, fl
     # A segment's noise is keyed on its own spike times (not on the context, whose float32 network part varies in
     # its last digits with the batch), so its samples never depend on the other trains. Rounded to 1 ns so that a
     # train given with its known k (times / k) keys like the same train at k = 1.
-    keys = [np.round(np.asarray(t, dtype=np.float64), 9).tobytes() for t in pieces]
-    draws = posterior.sample(context, n, flow, seed, keys, calibrated=calibrated)
-    out = np.empty((n_trains, n, draws.shape[2]))
-    for index in range(n_trains):
-        rows = np.flatnonzero(owners == index)
-        # Interleaved: sample i comes from segment i mod m, so any prefix of the samples is a mixture too.
-        out[index] = np.moveaxis(draws[rows], 0, 1).reshape(-1, draws.shape[2])[:n]
+    keys = np.array([np.round(np.asarray(t, dtype=np.float64), 9).tobytes() for t in pieces], dtype=object)
+    counts = np.bincount(owners, minlength=n_trains)
+    out = np.empty((n_trains, n, len(FLOWS[flow])))
+    # Trains with the same number of segments m are drawn together, ceil(n / m) samples per segment: a train's
+    # samples depend on its own segments only.
+    for m in np.unique(counts[counts > 0]):
+        trains = np.flatnonzero(counts == m)
+        rows = np.flatnonzero(np.isin(owners, trains))
+        per = math.ceil(n / m)
+        draws = posterior.sample(context[rows], per, flow, seed, list(keys[rows]), calibrated=calibrated)
+        for index in trains:
+            own = draws[owners[rows] == index]  # (m, per, p)
+            # Interleaved: sample i comes from segment i mod m, so any prefix of the samples is a mixture too.
+            out[index] = np.moveaxis(own, 0, 1).reshape(-1, own.shape[2])[:n]
     return out
 
 
