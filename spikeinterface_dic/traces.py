@@ -1,0 +1,107 @@
+"""Voltage and current traces of a unit's twins, regenerated on request.
+
+Traces are not stored with results: a twin is fully defined by its conductances (``result.populations``), its unit's
+time scale k and its noise seed (a function of the run's seed and the unit id), so :func:`twin_traces` re-simulates
+the chosen twins exactly as :func:`~spikeinterface_dic.twin_simulation.simulate_twins` did (same model time window,
+same per-row noise seeds, times multiplied by k) with the trace kernel (:mod:`.simulate.traces`), whose spikes are
+the spike-only kernel's. Storing them would cost rows x samples x (channels + 3) doubles per unit (STG, 100 twins,
+3 s at 0.1 ms: 290 MB) for data regenerable in a fraction of a second per twin.
+
+Exactness: the returned spikes equal the stored twin trains when the run had no noise (the default) or when the twin
+was not replaced by twin selection. A twin that selection drew in a later round had a noise seed of that round, which
+the result does not keep; with noise, such a twin's trace is a statistically equivalent realisation (same
+conductances, same noise level), not the stored one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .simulate.traces import Traces
+
+
+def _find_unit(mapping: dict, unit_id, what: str):
+    for key in mapping:
+        if key == unit_id or str(key) == str(unit_id):
+            return key
+    raise KeyError(f"unit {unit_id!r} has no {what}; units with one: {[str(u) for u in list(mapping)[:10]]}")
+
+
+def unit_time_scale(result, unit_id) -> float:
+    """k of a unit's twins (its final estimate, NaN read as 1, clipped as in the twin simulation)."""
+    from .twin_simulation import twin_time_scales
+
+    key = _find_unit({u: None for u in result.estimates.index}, unit_id, "estimate")
+    return float(twin_time_scales(result.estimates, [key])[0])
+
+
+def twin_traces(result, unit_id, twins=(0,), record_every_ms: float = 0.1, duration_s: float | None = None):
+    """Re-simulate some twins of a unit and record their voltage, currents and calcium.
+
+    Parameters
+    ----------
+    result : PipelineResult
+        A run's result (:func:`~spikeinterface_dic.run_pipeline`, or read back from CSV / NWB).
+    unit_id : int | str
+        The unit.
+    twins : sequence of int, default: (0,)
+        Twin indices (rows of ``result.populations[unit_id]``).
+    record_every_ms : float, default: 0.1
+        Sampling step of the traces in ms of real time (rounded to whole integration steps of model time x k).
+    duration_s : float | None, default: None
+        Recorded window in s of real time; None: the run's (``duration_s`` setting, else the model's default window
+        in its own time, as the twin simulation).
+
+    Returns
+    -------
+    spike_trains : list of np.ndarray
+        Spike times (s after the transient) of each requested twin, within the window: the stored twin trains (see
+        module docstring for the exact conditions).
+    traces : Traces
+        ``traces.t_s`` in s of real time, ``traces["V"]``, ``traces["I_Na"]``, ... one row per requested twin
+        (``traces.rows`` are the twin indices).
+
+    Examples
+    --------
+    >>> trains, traces = twin_traces(result, unit_id=3, twins=[0, 1, 2])  # doctest: +SKIP
+    >>> traces["V"].shape  # (3 twins, samples)  # doctest: +SKIP
+    """
+    from .config import RunConfig
+    from .simulate import simulate
+    from .twin_simulation import SPIKE_MARGIN_MS, unit_child_seed
+
+    key = _find_unit(result.populations, unit_id, "twin population")
+    population = np.asarray(result.populations[key], dtype=float)
+    twins = np.atleast_1d(np.asarray(twins, dtype=np.int64))
+    if twins.ndim != 1 or twins.size == 0 or (twins < 0).any() or (twins >= len(population)).any():
+        raise ValueError(
+            f"unit {unit_id!r} has {len(population)} twins; twins must be indices in [0, {len(population)})"
+        )
+    config = RunConfig.from_dict(result.parameters)
+    model = config.model_declaration
+    if model.name != result.model_name:
+        raise ValueError(f"result of model {result.model_name!r} but its parameters name {model.name!r}")
+    k = unit_time_scale(result, key)
+    transient_ms = model.default_transient_ms
+    window_s = config.duration_s if duration_s is None else float(duration_s)
+    record_ms = model.default_duration_ms - transient_ms if window_s is None else 1000.0 * window_s / k
+    # The seeds simulate_twins gives the rows of a unit's first population (selection round 0).
+    row_seeds = np.random.SeedSequence(unit_child_seed(config.seed, key)).generate_state(len(population), np.uint64)
+    trains, traces = simulate(
+        model,
+        population[twins],
+        duration_s=(transient_ms + record_ms + SPIKE_MARGIN_MS) / 1000.0,
+        transient_s=transient_ms / 1000.0,
+        noise_std=config.noise_std_uA_cm2,
+        seed=row_seeds[twins],
+        record=np.arange(twins.size),
+        record_every_ms=record_every_ms / k,
+    )
+    # Model time -> real time exactly as simulate_twins: keep the window, then multiply by k.
+    trains = [t[t < record_ms / 1000.0] * k for t in trains]
+    keep = traces.t_s < record_ms / 1000.0
+    traces = Traces(t_s=traces.t_s[keep] * k, rows=twins, names=traces.names, data=traces.data[:, keep])
+    return trains, traces
+
+
+__all__ = ["Traces", "twin_traces", "unit_time_scale"]
