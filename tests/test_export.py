@@ -171,3 +171,59 @@ def test_export_input_errors(tmp_path):
         export_twins(gbar, 0, "neuron", tmp_path, model="da")
     with pytest.raises(KeyError, match="not in the populations"):
         export_twins({"a": gbar}, "b", "neuron", tmp_path, model="stg")
+
+
+def _neuroml_skip_reason() -> str | None:
+    try:
+        import lxml  # noqa: F401
+        import neuroml  # noqa: F401
+    except ImportError:
+        return "libNeuroML is not installed (pip install libNeuroML)"
+    return None
+
+
+@pytest.mark.skipif(_neuroml_skip_reason() is not None, reason=str(_neuroml_skip_reason()))
+@pytest.mark.parametrize("model", ["stg", "da"])
+def test_neuroml_files_validate(model, tmp_path):
+    from spikeinterface_dic.export.neuroml import unexpressed_channels, validate
+
+    gbar = np.array(list(_example_sets(model).values()))
+    [path] = export_twins(gbar, "u 1", "neuroml", tmp_path, twins=[0, 2], model=model, time_scale=2.0)
+    validate(path)  # libNeuroML's validation and the NeuroML 2.3.1 XML schema, offline
+    text = path.read_text()
+    assert text.count("<cell ") == 2 and 'specificCapacitance value="2.0 uF_per_cm2"' in text
+    skipped = unexpressed_channels(get_model(model))
+    if model == "stg":
+        assert skipped == {} and "decayingPoolConcentrationModel" in text and "baseVoltageConcDepVariable" in text
+    else:
+        assert list(skipped) == ["ERG"] and 'ionChannel="da_ERG"' not in text and "ERG" in text  # named in notes
+    # A broken document is refused and nothing is left behind.
+    broken = tmp_path / "broken.cell.nml"
+    broken.write_text(text.replace("<cell ", "<cel ", 1))
+    with pytest.raises(Exception):  # noqa: B017 - libNeuroML raises its parser's own error types
+        validate(broken)
+
+
+def test_brian2_script_is_generated_from_the_backend_equations(tmp_path):
+    from spikeinterface_dic.simulate.brian2_backend import brian2_equations
+
+    gbar = np.array(list(_example_sets("stg").values()))
+    [path] = export_twins(gbar, 7, "brian2", tmp_path, twins=[0], model="stg", time_scale=2.0)
+    text = path.read_text()
+    compile(text, str(path), "exec")
+    assert brian2_equations("stg", noise=False) in text and "TIME_SCALE = 2.0" in text
+
+
+@pytest.mark.slow
+def test_brian2_script_runs_and_agrees(tmp_path):
+    pytest.importorskip("brian2")
+    gbar = np.array(list(_example_sets("stg").values()))[:3]
+    [path] = export_twins(gbar, 7, "brian2", tmp_path, model="stg", time_scale=2.0)
+    out = tmp_path / "spikes.json"
+    command = [sys.executable, str(path), "--duration-s", "6", "--transient-s", "2", "--out", str(out)]
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    brian2_trains = [np.asarray(t) for t in json.loads(out.read_text())["spike_times_s"]]
+    kernel_trains = simulate("stg", gbar, duration_s=6.0, transient_s=2.0, time_scale=2.0)
+    for ours, theirs in zip(kernel_trains, brian2_trains, strict=True):
+        assert abs(ours.size - theirs.size) <= 1
