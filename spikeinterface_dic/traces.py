@@ -20,18 +20,36 @@ import numpy as np
 from .simulate.traces import Traces
 
 
-def _find_unit(mapping: dict, unit_id, what: str):
+def find_unit(mapping: dict, unit_id, what: str):
+    """The key of ``mapping`` that is ``unit_id`` or its string form (ids read back from CSV / NWB are strings)."""
     for key in mapping:
         if key == unit_id or str(key) == str(unit_id):
             return key
     raise KeyError(f"unit {unit_id!r} has no {what}; units with one: {[str(u) for u in list(mapping)[:10]]}")
 
 
+def run_config_of(result):
+    """The run's settings as a RunConfig: the stored parameters it knows (results read back from CSV keep none, so
+    their seed and noise are the defaults), with the result's model."""
+    from .config import RunConfig
+
+    def known(key, value) -> bool:
+        try:
+            RunConfig.from_dict({key: value})
+        except TypeError:  # not a setting (e.g. "source" of a result read from CSV)
+            return False
+        return True
+
+    settings = {key: value for key, value in (result.parameters or {}).items() if known(key, value)}
+    settings["model"] = result.model_name
+    return RunConfig.from_dict(settings)
+
+
 def unit_time_scale(result, unit_id) -> float:
     """k of a unit's twins (its final estimate, NaN read as 1, clipped as in the twin simulation)."""
     from .twin_simulation import twin_time_scales
 
-    key = _find_unit({u: None for u in result.estimates.index}, unit_id, "estimate")
+    key = find_unit({u: None for u in result.estimates.index}, unit_id, "estimate")
     return float(twin_time_scales(result.estimates, [key])[0])
 
 
@@ -66,21 +84,18 @@ def twin_traces(result, unit_id, twins=(0,), record_every_ms: float = 0.1, durat
     >>> trains, traces = twin_traces(result, unit_id=3, twins=[0, 1, 2])  # doctest: +SKIP
     >>> traces["V"].shape  # (3 twins, samples)  # doctest: +SKIP
     """
-    from .config import RunConfig
     from .simulate import simulate
     from .twin_simulation import SPIKE_MARGIN_MS, unit_child_seed
 
-    key = _find_unit(result.populations, unit_id, "twin population")
+    key = find_unit(result.populations, unit_id, "twin population")
     population = np.asarray(result.populations[key], dtype=float)
     twins = np.atleast_1d(np.asarray(twins, dtype=np.int64))
     if twins.ndim != 1 or twins.size == 0 or (twins < 0).any() or (twins >= len(population)).any():
         raise ValueError(
             f"unit {unit_id!r} has {len(population)} twins; twins must be indices in [0, {len(population)})"
         )
-    config = RunConfig.from_dict(result.parameters)
+    config = run_config_of(result)
     model = config.model_declaration
-    if model.name != result.model_name:
-        raise ValueError(f"result of model {result.model_name!r} but its parameters name {model.name!r}")
     k = unit_time_scale(result, key)
     transient_ms = model.default_transient_ms
     window_s = config.duration_s if duration_s is None else float(duration_s)
@@ -104,4 +119,4 @@ def twin_traces(result, unit_id, twins=(0,), record_every_ms: float = 0.1, durat
     return trains, traces
 
 
-__all__ = ["Traces", "twin_traces", "unit_time_scale"]
+__all__ = ["Traces", "find_unit", "run_config_of", "twin_traces", "unit_time_scale"]

@@ -227,3 +227,22 @@ def test_brian2_script_runs_and_agrees(tmp_path):
     kernel_trains = simulate("stg", gbar, duration_s=6.0, transient_s=2.0, time_scale=2.0)
     for ours, theirs in zip(kernel_trains, brian2_trains, strict=True):
         assert abs(ours.size - theirs.size) <= 1
+
+
+def test_cli_export_reads_run_results(tmp_path, capsys):
+    from spikeinterface_dic.analysis import read_result
+    from spikeinterface_dic.cli import main
+
+    results = tmp_path / "results"
+    assert main(["example", "--out", str(results), "--population-size", "3", "--duration-s", "1.0", "--quiet"]) == 0
+    out = tmp_path / "neuron"
+    assert main(["export", str(results), "--unit", "bursting", "--twins", "0,2", "--out", str(out)]) == 0
+    assert "nrnivmodl" in capsys.readouterr().out
+    description = json.loads((out / "twins.json").read_text())
+    result = read_result(results / "example_results_units.csv")
+    np.testing.assert_allclose(description["gbar_mS_cm2"], result.populations["bursting"][[0, 2]])
+    assert description["time_scale"] == pytest.approx(float(result.estimates.loc["bursting", "time_scale"]))
+    assert main(["export", str(results), "--unit", "bursting", "--format", "brian2", "--out", str(out)]) == 0
+    assert main(["export", str(results), "--unit", "no-such-unit", "--out", str(out)]) == 1
+    assert "no twin population" in capsys.readouterr().err
+    assert main(["export", str(results), "--unit", "bursting", "--twins", "a,b", "--out", str(out)]) == 1

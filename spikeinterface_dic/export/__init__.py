@@ -21,15 +21,14 @@ def _twin_set(result_or_populations, unit_id, twins, model, time_scale):
     from ..result import PipelineResult
 
     if isinstance(result_or_populations, PipelineResult):
-        from ..config import RunConfig
-        from ..traces import _find_unit, unit_time_scale
+        from ..traces import find_unit, run_config_of, unit_time_scale
 
         result = result_or_populations
-        key = _find_unit(result.populations, unit_id, "twin population")
+        key = find_unit(result.populations, unit_id, "twin population")
         model = get_model(result.model_name) if model is None else get_model(model)
         population = np.asarray(result.populations[key], dtype=float)
         k = unit_time_scale(result, key) if time_scale is None else float(time_scale)
-        config = RunConfig.from_dict(result.parameters)
+        config = run_config_of(result)
         record_s = (model.default_duration_ms - model.default_transient_ms) / 1000.0 * k
         if config.duration_s is not None:
             record_s = config.duration_s
