@@ -102,3 +102,17 @@ def test_twin_traces_reproduce_the_stored_twin_trains():
         twin_traces(result, "no-such-unit")
     with pytest.raises(ValueError, match="4 twins"):
         twin_traces(result, unit, twins=[4])
+
+
+def test_trace_plots_draw():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from spikeinterface_dic.analysis import plot_twin_traces, plot_twins_with_raster
+
+    gbar = _example_sets("stg")
+    trains, traces = simulate("stg", gbar, duration_s=1.5, transient_s=1.0, record=[0, 1], record_every_ms=0.2)
+    figure = plot_twin_traces(traces, twin=1, window_s=(0.0, 0.3))
+    assert len(figure.axes) == 3  # V, currents, calcium
+    figure = plot_twins_with_raster(trains[2], trains[:2], traces, unit_label="u")
+    assert len(figure.axes) == 3  # raster + two twins
