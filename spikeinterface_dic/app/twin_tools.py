@@ -68,15 +68,18 @@ class TwinTools:
     def __init__(self):
         self.result = None
         self.unit_id = None
+        self.n_twins = 0
         self.unit_text = ""
-        self.twin_choice = pn.widgets.MultiChoice(name="Twins", options=[], max_items=6, width=300)
+        # A text field and radio buttons rather than <select> widgets: the page's end-to-end test picks the unit
+        # selector as the last <select> on the page.
+        self.twin_choice = pn.widgets.TextInput(name="Twins (indices, comma-separated)", value="0,1,2", width=300)
         self.traces_button = pn.widgets.Button(name="Show voltage traces", button_type="default", width=200)
         self.traces_button.on_click(self._on_traces)
         self.traces_note = pn.pane.Markdown("", sizing_mode="stretch_width")
         self.traces_pane = pn.pane.Bokeh(None, sizing_mode="stretch_width")
         # Shown and hidden through a container: a Bokeh pane's own ``visible`` follows the figure it is given.
         self.traces_box = pn.Column(self.traces_pane, visible=False, sizing_mode="stretch_width")
-        self.format_select = pn.widgets.Select(name="Export format", options=EXPORT_FORMATS, width=260)
+        self.format_select = pn.widgets.RadioButtonGroup(name="Export format", options=EXPORT_FORMATS, width=420)
         self.export_download = pn.widgets.FileDownload(
             label="Download the twins as model files (zip)", callback=self._export, filename="twins.zip", width=300
         )
@@ -103,19 +106,28 @@ class TwinTools:
         self.traces_note.object = ""
         if not has_population:
             return
-        options = [str(i) for i in range(len(result.populations[unit_id]))]
-        self.twin_choice.options = options
-        self.twin_choice.value = options[:TWINS_SHOWN_BY_DEFAULT]
+        self.n_twins = len(result.populations[unit_id])
+        self.twin_choice.value = ",".join(str(i) for i in range(min(TWINS_SHOWN_BY_DEFAULT, self.n_twins)))
         self._update_filename()
 
     def _twins(self) -> list[int]:
-        return [int(text) for text in self.twin_choice.value] or [0]
+        """The twin indices typed in, within the population (ValueError with a plain message otherwise)."""
+        try:
+            twins = [int(text) for text in self.twin_choice.value.replace(" ", "").split(",") if text]
+        except ValueError:
+            raise ValueError(
+                f"twins are indices separated by commas, e.g. 0,1,2; got {self.twin_choice.value!r}"
+            ) from None
+        if not twins or min(twins) < 0 or max(twins) >= self.n_twins:
+            raise ValueError(f"this unit has {self.n_twins} twins: give indices from 0 to {self.n_twins - 1}")
+        return twins
 
     def show_traces(self) -> bool:
         from ..traces import twin_traces
 
         try:
-            spikes, traces = twin_traces(self.result, self.unit_id, twins=self._twins(), record_every_ms=0.2)
+            twins = self._twins()
+            spikes, traces = twin_traces(self.result, self.unit_id, twins=twins, record_every_ms=0.2)
             figure = traces_figure(self.unit_text, spikes, traces)
         except Exception as error:
             _logger.exception("twin traces failed")
@@ -134,4 +146,9 @@ class TwinTools:
         self.export_download.filename = f"twins_unit_{safe}_{self.format_select.value}.zip"
 
     def _export(self):
-        return export_zip(self.result, self.unit_id, self.format_select.value, self._twins())
+        try:
+            twins = self._twins()
+        except ValueError as error:  # a download cannot show an error: export every twin and say why
+            self.traces_note.object = f"{html.escape(str(error))}; the download holds every twin of the unit."
+            twins = None
+        return export_zip(self.result, self.unit_id, self.format_select.value, twins)

@@ -14,11 +14,13 @@ What is expressed, and how
     declaration's alpha I / (k tau) for the exported soma (area 100 um2). The model's calcium numbers are carried as
     mM, NeuroML's concentration unit, so KCa's Ca / (Ca + 3) reads the same numbers.
 
-What is not expressed (skipped, listed in the document's notes and returned by :func:`write_neuroml`)
-    Channels with a gate whose relaxation target reads another gate (DA's 3-state ERG channel: do/dt and di/dt are
-    coupled). NeuroML2 expresses such a channel as a kinetic scheme (``ionChannelKS``) with one transition per rate
-    pair; that translation is not generated here, so DA cells lack the ERG current and are NOT the twins' dynamics.
-    The noise current of the kernel is not exported.
+    Coupled gates (DA's 3-state ERG channel, whose relaxation targets read each other) become an ``ionChannelKS``:
+    the transition rates are recovered symbolically from the declared relaxations (:mod:`.kinetic_scheme`; for ERG
+    exactly Qian et al.'s a0, b0, a_i, b_i), each a ``baseVoltageDepRate`` ComponentType divided by k.
+
+What is not expressed (skipped, listed in the document's notes and returned by :func:`unexpressed_channels`)
+    Coupled gates that are not an affine system with non-negative rates (none in the STG and DA models), and the
+    noise current of the kernel.
 
 Validation: the document is checked by libNeuroML (``validate_neuroml2``) and against the NeuroML 2.3.1 XML schema
 bundled with libNeuroML (lxml), offline. The files are not simulated here (jNeuroML / pyNeuroML are not dependencies):
@@ -51,19 +53,77 @@ class _LemsDialect(Dialect):
 
 
 def unexpressed_channels(model: Model) -> dict:
-    """{channel: reason} for the channels the NeuroML export skips."""
-    gate_names = {gate.name for gate in model.gates}
+    """{channel: reason} for the channels the NeuroML export skips (coupled gates that are not a kinetic scheme
+    :func:`.kinetic_scheme.kinetic_scheme` can recover)."""
+    from .kinetic_scheme import coupled_gates, kinetic_scheme
+
     skipped = {}
     for channel in model.channels:
-        for gate_name, _ in channel.gates:
-            gate = model.gate_by_name[gate_name]
-            coupled = expression_names(gate.dynamic_inf or gate.inf) & gate_names
-            if coupled:
-                skipped[channel.name] = (
-                    f"gate {gate_name}'s relaxation target reads gate(s) {', '.join(sorted(coupled))} (a coupled "
-                    "kinetic scheme; NeuroML needs an ionChannelKS, not generated)"
-                )
+        if not coupled_gates(model, channel):
+            continue
+        try:
+            kinetic_scheme(model, channel)
+        except ValueError as error:
+            skipped[channel.name] = f"coupled gates that are not a kinetic scheme NeuroML can express ({error})"
     return skipped
+
+
+def _rate_type(model: Model, channel, source: str, target: str, expression: str, time_scale: float):
+    """A LEMS rate (baseVoltageDepRate, 1/time) of a kinetic-scheme transition, slowed by k."""
+    import neuroml
+
+    names = {"V": "(v / VOLT_SCALE)", **{name: float(value) for name, value in model.constants.items()}}
+    value = print_expression(expression, _LemsDialect(names))
+    return neuroml.ComponentType(
+        name=f"{model.name}_{channel.name}_{source}_to_{target}" + f"_k{time_scale:g}".replace(".", "p"),
+        extends="baseVoltageDepRate",
+        Constant=[
+            neuroml.Constant(name="VOLT_SCALE", dimension="voltage", value="1 mV"),
+            neuroml.Constant(name="TIME_SCALE", dimension="time", value="1 ms"),
+        ],
+        Dynamics=[
+            neuroml.Dynamics(
+                DerivedVariable=[
+                    neuroml.DerivedVariable(
+                        name="r",
+                        dimension="per_time",
+                        exposure="r",
+                        value=f"{value} / ({float(time_scale)!r} * TIME_SCALE)",
+                    )
+                ]
+            )
+        ],
+    )
+
+
+def _kinetic_channel(model: Model, channel, time_scale: float, component_types: list):
+    """An ionChannelKS for a channel of coupled gates (one gateKS, its transitions as rate ComponentTypes)."""
+    import neuroml
+
+    from .kinetic_scheme import kinetic_scheme
+
+    scheme = kinetic_scheme(model, channel)
+    gate = neuroml.GateKS(
+        id=f"{channel.name}_scheme",
+        instances=1,
+        open_states=[neuroml.OpenState(id=state) for state in scheme.open_states],
+        closed_states=[neuroml.ClosedState(id=state) for state in scheme.states if state not in scheme.open_states],
+    )
+    pairs = sorted({tuple(sorted(pair)) for pair in scheme.rates})
+    for first, second in pairs:
+        transitions = []
+        for source, target in ((first, second), (second, first)):
+            rate = _rate_type(model, channel, source, target, scheme.rates.get((source, target), "0.0"), time_scale)
+            component_types.append(rate)
+            transitions.append(neuroml.HHRate(type=rate.name))  # written as <rate type=...> (see write_neuroml)
+        identifier = f"{first}_{second}"
+        gate.forward_transition.append(
+            neuroml.ForwardTransition(id=identifier, from_=first, to=second, anytypeobjs_=[transitions[0]])
+        )
+        gate.reverse_transition.append(
+            neuroml.ReverseTransition(id=identifier, from_=first, to=second, anytypeobjs_=[transitions[1]])
+        )
+    return neuroml.IonChannelKS(id=f"{model.name}_{channel.name}", conductance="10pS", gate_kses=[gate])
 
 
 def _component_type(model: Model, gate, kind: str, expression: str, time_scale: float):
@@ -108,6 +168,8 @@ def neuroml_document(model: Model, unit_id, gbar, indices, time_scale: float):
     """(NeuroMLDocument, {skipped channel: reason})."""
     import neuroml
 
+    from .kinetic_scheme import coupled_gates
+
     skipped = unexpressed_channels(model)
     if len(model.concentrations) > 1:
         raise ValueError(f"model {model.name!r}: the NeuroML export handles one concentration (calcium) at most")
@@ -121,6 +183,9 @@ def neuroml_document(model: Model, unit_id, gbar, indices, time_scale: float):
     component_types = []
     for channel in model.channels:
         if channel.name in skipped:
+            continue
+        if coupled_gates(model, channel):
+            document.ion_channel_kses.append(_kinetic_channel(model, channel, time_scale, component_types))
             continue
         channel_id = f"{model.name}_{channel.name}"
         ion = "ca" if any(channel.name in c.source_channels for c in model.concentrations) else "non_specific"
@@ -231,6 +296,28 @@ def validate(path: Path) -> None:
         raise ValueError(f"{path} does not validate against {schema_path.name}: {errors}")
 
 
+def _fix_kinetic_schemes(path: Path) -> None:
+    """Two fixes of libNeuroML's output for kinetic schemes, which the NeuroML schema and LEMS need: each forward
+    transition directly followed by its reverse (libNeuroML writes all forward ones first), and the rate element
+    named ``rate`` (libNeuroML names it after its class, HHRate)."""
+    from lxml import etree
+
+    tree = etree.parse(str(path))
+    namespace = tree.getroot().nsmap.get(None, "")
+    tag = (lambda name: f"{{{namespace}}}{name}") if namespace else (lambda name: name)
+    for gate in tree.iter(tag("gateKS")):
+        forward = list(gate.iterfind(tag("forwardTransition")))
+        reverse = list(gate.iterfind(tag("reverseTransition")))
+        for element in forward + reverse:
+            gate.remove(element)
+            for rate in element.iterfind(tag("HHRate")):
+                rate.tag = tag("rate")
+        for first, second in zip(forward, reverse, strict=True):
+            gate.append(first)
+            gate.append(second)
+    tree.write(str(path), xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
 def write_neuroml(model: Model, unit_id, gbar, indices, time_scale: float, folder: Path) -> list[Path]:
     """Write ``<model>_twins.cell.nml`` into ``folder`` and validate it; return [path]."""
     try:
@@ -243,6 +330,7 @@ def write_neuroml(model: Model, unit_id, gbar, indices, time_scale: float, folde
     path = folder / f"{model.name}_twins.cell.nml"
     temporary = folder / f".{path.name}.tmp"
     NeuroMLWriter.write(document, str(temporary))
+    _fix_kinetic_schemes(temporary)
     try:
         validate(temporary)
     except Exception:
