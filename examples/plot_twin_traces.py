@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     # The recorded train on the twins' clock: its first spike at twin 0's first spike.
     recorded = np.asarray(trains[UNIT], dtype=float)
     recorded = recorded - recorded[0] + (spikes[0][0] if spikes[0].size else 0.0)
-    window = (0.0, min(traces.t_s[-1], recorded[-1] + 0.5))
+    window = (0.0, min(traces.time_of(0)[-1], recorded[-1] + 0.5))
     figure = plt.figure(figsize=(15, 7.5), layout="constrained")
     left, right = figure.subfigures(1, 2, width_ratios=[1.1, 1])
     plot_twins_with_raster(recorded, spikes, traces, window_s=window, unit_label=UNIT, figure=left)

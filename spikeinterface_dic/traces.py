@@ -53,6 +53,29 @@ def unit_time_scale(result, unit_id) -> float:
     return float(twin_time_scales(result.estimates, [key])[0])
 
 
+def twin_time_scales_of(result, unit_id, twins) -> np.ndarray:
+    """k of each chosen twin: its own (``result.twin_parameters``, twins drawn from the posterior) or the unit's,
+    NaN read as 1 and clipped to the simulated range, as the twin simulation does."""
+    from .twin_simulation import SIMULATED_TIME_SCALES
+
+    key = find_unit(result.populations, unit_id, "twin population")
+    parameters = getattr(result, "twin_parameters", {}) or {}
+    if key in parameters and parameters[key] is not None and len(parameters[key]):
+        k = np.asarray(parameters[key], dtype=float)[np.asarray(twins), 2]
+        return np.clip(np.nan_to_num(k, nan=1.0), *SIMULATED_TIME_SCALES)
+    return np.full(len(twins), unit_time_scale(result, key))
+
+
+def _noise_seeds(config, unit_key, n: int, posterior: bool) -> np.ndarray:
+    """Per-row noise seeds of the twins' first simulation: selection round 0 of the point path
+    (:func:`.twin_simulation.simulate_twins`) or round 0 of the posterior path (:mod:`.twin_posterior`)."""
+    from .twin_simulation import unit_child_seed
+
+    seed = unit_child_seed(config.seed, unit_key)
+    entropy = [seed, 1000] if posterior else seed
+    return np.random.SeedSequence(entropy).generate_state(n, dtype=np.uint64)
+
+
 def twin_traces(result, unit_id, twins=(0,), record_every_ms: float = 0.1, duration_s: float | None = None):
     """Re-simulate some twins of a unit and record their voltage, currents and calcium.
 
@@ -76,8 +99,9 @@ def twin_traces(result, unit_id, twins=(0,), record_every_ms: float = 0.1, durat
         Spike times (s after the transient) of each requested twin, within the window: the stored twin trains (see
         module docstring for the exact conditions).
     traces : Traces
-        ``traces.t_s`` in s of real time, ``traces["V"]``, ``traces["I_Na"]``, ... one row per requested twin
-        (``traces.rows`` are the twin indices).
+        ``traces["V"]``, ``traces["I_Na"]``, ... one row per requested twin (``traces.rows`` are the twin indices).
+        Twins drawn from the posterior each have their own k, so their sample times differ: ``traces.t_s`` is then
+        (n_twins, n_samples), padded with NaN; ``traces.time_of(i)`` and ``traces.values(name, i)`` give one twin's.
 
     Examples
     --------
@@ -85,7 +109,7 @@ def twin_traces(result, unit_id, twins=(0,), record_every_ms: float = 0.1, durat
     >>> traces["V"].shape  # (3 twins, samples)  # doctest: +SKIP
     """
     from .simulate import simulate
-    from .twin_simulation import SPIKE_MARGIN_MS, unit_child_seed
+    from .twin_simulation import SPIKE_MARGIN_MS
 
     key = find_unit(result.populations, unit_id, "twin population")
     population = np.asarray(result.populations[key], dtype=float)
@@ -96,27 +120,47 @@ def twin_traces(result, unit_id, twins=(0,), record_every_ms: float = 0.1, durat
         )
     config = run_config_of(result)
     model = config.model_declaration
-    k = unit_time_scale(result, key)
+    time_scales = twin_time_scales_of(result, key, twins)
+    posterior = getattr(config, "twin_sampling", "point") == "posterior" and key in (result.twin_parameters or {})
+    seeds = _noise_seeds(config, key, len(population), posterior)[twins]
     transient_ms = model.default_transient_ms
     window_s = config.duration_s if duration_s is None else float(duration_s)
-    record_ms = model.default_duration_ms - transient_ms if window_s is None else 1000.0 * window_s / k
-    # The seeds simulate_twins gives the rows of a unit's first population (selection round 0).
-    row_seeds = np.random.SeedSequence(unit_child_seed(config.seed, key)).generate_state(len(population), np.uint64)
-    trains, traces = simulate(
-        model,
-        population[twins],
-        duration_s=(transient_ms + record_ms + SPIKE_MARGIN_MS) / 1000.0,
-        transient_s=transient_ms / 1000.0,
-        noise_std=config.noise_std_uA_cm2,
-        seed=row_seeds[twins],
-        record=np.arange(twins.size),
-        record_every_ms=record_every_ms / k,
-    )
-    # Model time -> real time exactly as simulate_twins: keep the window, then multiply by k.
-    trains = [t[t < record_ms / 1000.0] * k for t in trains]
-    keep = traces.t_s < record_ms / 1000.0
-    traces = Traces(t_s=traces.t_s[keep] * k, rows=twins, names=traces.names, data=traces.data[:, keep])
-    return trains, traces
+    trains, parts = [None] * twins.size, []
+    # Twins of equal k share one kernel call; each is integrated in model time and its times multiplied by its k,
+    # exactly as the twin simulation does.
+    for k in np.unique(time_scales):
+        rows = np.flatnonzero(time_scales == k)
+        record_ms = model.default_duration_ms - transient_ms if window_s is None else 1000.0 * window_s / k
+        group_trains, traces = simulate(
+            model,
+            population[twins[rows]],
+            duration_s=(transient_ms + record_ms + SPIKE_MARGIN_MS) / 1000.0,
+            transient_s=transient_ms / 1000.0,
+            noise_std=config.noise_std_uA_cm2,
+            seed=seeds[rows],
+            record=np.arange(rows.size),
+            record_every_ms=record_every_ms / k,
+        )
+        for row, train in zip(rows, group_trains, strict=True):
+            trains[row] = train[train < record_ms / 1000.0] * k
+        keep = traces.t_s < record_ms / 1000.0
+        parts.append((rows, traces.t_s[keep] * k, traces.data[:, keep]))
+    return trains, _combine(parts, twins, traces.names)
 
 
-__all__ = ["Traces", "find_unit", "run_config_of", "twin_traces", "unit_time_scale"]
+def _combine(parts, twins, names) -> Traces:
+    """One Traces of the twins, in the requested order (per-twin times, NaN-padded, when their k differ)."""
+    if len(parts) == 1:
+        rows, t_s, data = parts[0]
+        order = np.argsort(rows)
+        return Traces(t_s=t_s, rows=twins, names=names, data=data[order])
+    n_samples = max(t_s.size for _, t_s, _ in parts)
+    t_all = np.full((twins.size, n_samples), np.nan)
+    data_all = np.full((twins.size, n_samples, len(names)), np.nan)
+    for rows, t_s, data in parts:
+        t_all[rows, : t_s.size] = t_s
+        data_all[rows, : t_s.size] = data
+    return Traces(t_s=t_all, rows=twins, names=names, data=data_all)
+
+
+__all__ = ["Traces", "find_unit", "run_config_of", "twin_time_scales_of", "twin_traces", "unit_time_scale"]

@@ -80,28 +80,44 @@ def test_record_input_errors():
         simulate("stg", gbar, duration_s=0.1, transient_s=0.0, record=[0], backend="brian2")
 
 
-def test_twin_traces_reproduce_the_stored_twin_trains():
+@pytest.mark.parametrize(
+    "settings",
+    [
+        # The default: twins drawn from the posterior, each with its own k (no noise: later rounds' seeds are not kept).
+        dict(population_size=4, duration_s=1.5, seed=3),
+        # Point sampling with noise, no twin selection: the first population's seeds.
+        dict(population_size=4, duration_s=1.5, seed=3, twin_sampling="point", twin_selection=False, noise_std=0.5),
+    ],
+    ids=["posterior", "point-noise"],
+)
+def test_twin_traces_reproduce_the_stored_twin_trains(settings):
     trains = sdic.read_spike_trains(EXAMPLE_UNITS)
     units = list(trains)[:2]
-    settings = dict(population_size=4, duration_s=1.5, twin_selection=False, seed=3, noise_std_uA_cm2=0.5)
     result = sdic.run_pipeline({u: trains[u] for u in units}, adapt_time_scale=False, **settings)
     unit = units[0]
     spikes, traces = twin_traces(result, unit, twins=[0, 3], record_every_ms=0.2)
     stored = result.twin_spike_trains[unit]
+    assert sum(stored[i].size for i in (0, 3)) > 5
     for twin, train in zip([0, 3], spikes, strict=True):
         np.testing.assert_allclose(train, stored[twin], rtol=1e-12, atol=1e-12)
-    assert traces["V"].shape[0] == 2 and traces.t_s[-1] < 1.5
-    # With an adapted k the stored trains were rescaled and cut at the window simulated before adaptation: they are
-    # the start of the regenerated ones.
-    adapted = sdic.run_pipeline({u: trains[u] for u in units}, **settings)
-    spikes, _ = twin_traces(adapted, unit, twins=[1])
-    stored = adapted.twin_spike_trains[unit][1]
-    assert stored.size > 5
-    np.testing.assert_allclose(spikes[0][: stored.size], stored, rtol=1e-12, atol=1e-12)
+    assert traces["V"].shape[0] == 2 and np.nanmax(traces.t_s) < 1.5
+    assert traces.values("V", 1).size == traces.time_of(1).size
     with pytest.raises(KeyError, match="no twin population"):
         twin_traces(result, "no-such-unit")
     with pytest.raises(ValueError, match="4 twins"):
         twin_traces(result, unit, twins=[4])
+
+
+def test_twin_traces_after_time_scale_adaptation():
+    """With an adapted k the stored trains were rescaled and cut at the window simulated before adaptation: they
+    are the start of the regenerated ones."""
+    trains = sdic.read_spike_trains(EXAMPLE_UNITS)
+    unit = list(trains)[0]
+    adapted = sdic.run_pipeline({unit: trains[unit]}, population_size=4, duration_s=1.5, seed=3, twin_sampling="point")
+    spikes, _ = twin_traces(adapted, unit, twins=[1])
+    stored = adapted.twin_spike_trains[unit][1]
+    assert stored.size > 5
+    np.testing.assert_allclose(spikes[0][: stored.size], stored, rtol=1e-12, atol=1e-12)
 
 
 def test_trace_plots_draw():

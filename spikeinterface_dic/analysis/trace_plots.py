@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 
-def _window(traces, window_s):
-    t = traces.t_s
+def _row(traces, row: int, window_s):
+    """(times, mask) of one recorded row within the window (rows of different k have their own times)."""
+    t = traces.time_of(row)
     if window_s is None:
-        return np.ones(t.size, dtype=bool)
-    start, stop = window_s
-    return (t >= start) & (t <= stop)
+        return t, np.ones(t.size, dtype=bool)
+    return t, (t >= window_s[0]) & (t <= window_s[1])
 
 
 def plot_twin_traces(traces, twin: int = 0, window_s=None, currents=None, figure=None, figsize=(9, 6)):
@@ -34,8 +34,8 @@ def plot_twin_traces(traces, twin: int = 0, window_s=None, currents=None, figure
     """
     import matplotlib.pyplot as plt
 
-    keep = _window(traces, window_s)
-    t = traces.t_s[keep]
+    t, keep = _row(traces, twin, window_s)
+    t = t[keep]
     names = [f"I_{c}" for c in currents] if currents is not None else list(traces.current_names)
     concentrations = [n for n in traces.names if n != "V" and not n.startswith("I_")]
     n_axes = 2 + len(concentrations)
@@ -44,17 +44,17 @@ def plot_twin_traces(traces, twin: int = 0, window_s=None, currents=None, figure
     else:
         figure.clear()
     axes = figure.subplots(n_axes, 1, sharex=True, gridspec_kw={"height_ratios": [2, 2] + [1] * len(concentrations)})
-    axes[0].plot(t, traces["V"][twin, keep], color="k", lw=0.8)
+    axes[0].plot(t, traces.values("V", twin)[keep], color="k", lw=0.8)
     axes[0].set_ylabel("V (mV)")
     axes[0].set_title(f"twin {int(traces.rows[twin])}")
     colors = plt.get_cmap("tab10")
     for j, name in enumerate(names):
-        axes[1].plot(t, traces[name][twin, keep], lw=0.8, color=colors(j % 10), label=name[2:])
+        axes[1].plot(t, traces.values(name, twin)[keep], lw=0.8, color=colors(j % 10), label=name[2:])
     axes[1].set_yscale("symlog", linthresh=1.0)
     axes[1].set_ylabel("current (uA/cm2)\ninward < 0 < outward")
     axes[1].legend(ncol=min(len(names), 8), fontsize="small", loc="upper right", frameon=False)
     for ax, name in zip(axes[2:], concentrations, strict=True):
-        ax.plot(t, traces[name][twin, keep], color="tab:green", lw=0.8)
+        ax.plot(t, traces.values(name, twin)[keep], color="tab:green", lw=0.8)
         ax.set_ylabel(name)
     axes[-1].set_xlabel("time (s)")
     figure.align_ylabels(axes)
@@ -77,8 +77,6 @@ def plot_twins_with_raster(
     """
     import matplotlib.pyplot as plt
 
-    keep = _window(traces, window_s)
-    t = traces.t_s[keep]
     n = traces.data.shape[0]
     if figure is None:
         figure = plt.figure(figsize=figsize or (9, 1.2 + 1.6 * n))
@@ -94,7 +92,8 @@ def plot_twins_with_raster(
     axes[0].set_title(f"unit {unit_label}: recorded spikes and twins" if unit_label != "" else "recorded and twins")
     for row in range(n):
         ax = axes[row + 1]
-        ax.plot(t, traces["V"][row, keep], color="k", lw=0.7)
+        t, keep = _row(traces, row, window_s)
+        ax.plot(t[keep], traces.values("V", row)[keep], color="k", lw=0.7)
         train = np.asarray(spike_trains[row], dtype=float)
         if window_s is not None:
             train = train[(train >= window_s[0]) & (train <= window_s[1])]

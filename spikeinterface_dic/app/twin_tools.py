@@ -28,7 +28,6 @@ def traces_figure(unit_text, spike_trains, traces, window_s: float = 2.0):
     from bokeh.layouts import column
     from bokeh.plotting import figure
 
-    keep = traces.t_s <= traces.t_s[0] + window_s
     plots = []
     for row in range(traces.data.shape[0]):
         plot = figure(
@@ -40,9 +39,11 @@ def traces_figure(unit_text, spike_trains, traces, window_s: float = 2.0):
             tools="pan,wheel_zoom,box_zoom,reset,save",
             **({"x_range": plots[0].x_range} if plots else {}),
         )
-        plot.line(traces.t_s[keep], traces["V"][row, keep], line_width=1, color="black")
+        t = traces.time_of(row)
+        keep = t <= window_s
+        plot.line(t[keep], traces.values("V", row)[keep], line_width=1, color="black")
         train = np.asarray(spike_trains[row], dtype=float)
-        train = train[train <= traces.t_s[0] + window_s]
+        train = train[train <= window_s]
         plot.scatter(train, np.full(train.size, 55.0), marker="dash", angle=np.pi / 2, size=7, color="#c0392b")
         plots.append(plot)
     return column(*plots, sizing_mode="stretch_width")

@@ -34,8 +34,9 @@ class Traces:
 
     Attributes
     ----------
-    t_s : np.ndarray, shape (n_samples,)
-        Sample times in seconds after the transient (the spike trains' clock).
+    t_s : np.ndarray, shape (n_samples,) or (n_rows, n_samples)
+        Sample times in seconds after the transient (the spike trains' clock); per row, NaN-padded, when the rows were
+        simulated at different time scales (see :meth:`time_of`).
     rows : np.ndarray of int
         The rows of ``gbar`` recorded, in the order of ``data``.
     names : tuple of str
@@ -54,6 +55,15 @@ class Traces:
         if name not in self.names:
             raise KeyError(f"no recorded trace {name!r}; recorded: {', '.join(self.names)}")
         return self.data[:, :, self.names.index(name)]
+
+    def time_of(self, row: int) -> np.ndarray:
+        """Sample times (s) of one recorded row (``t_s`` is 2-D, NaN-padded, when rows have different k)."""
+        t = self.t_s if self.t_s.ndim == 1 else self.t_s[row]
+        return t[np.isfinite(t)]
+
+    def values(self, name: str, row: int) -> np.ndarray:
+        """One row's samples of a column, matching :meth:`time_of`."""
+        return self[name][row][: self.time_of(row).size]
 
     @property
     def current_names(self) -> tuple:
