@@ -57,6 +57,15 @@ def _neuron_skip_reason() -> str | None:
 requires_neuron = pytest.mark.skipif(_neuron_skip_reason() is not None, reason=str(_neuron_skip_reason()))
 
 
+def _neuroml_skip_reason() -> str | None:
+    try:
+        import lxml  # noqa: F401
+        import neuroml  # noqa: F401
+    except ImportError:
+        return "libNeuroML is not installed (pip install libNeuroML)"
+    return None
+
+
 def compile_mechanisms(folder: Path) -> None:
     completed = subprocess.run([_nrnivmodl(), "."], cwd=folder, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
@@ -101,7 +110,8 @@ def cross_check_sets(model: str, example_names=None) -> dict:
     return {
         "examples": (np.array(list(examples.values())), 1.0),
         "random": (members, 1.0),
-        f"{first} at k=2": (np.array([examples[first]]), 2.0),
+        # Two twins of one file with their own k (as twins drawn from the posterior): k = 2 and 0.5.
+        f"{first} at k=2 and 0.5": (np.array([examples[first]] * 2), np.array([2.0, 0.5])),
     }
 
 
@@ -116,7 +126,10 @@ def check_model_against_neuron(model: str, tmp_path: Path, example_names=None, a
     for index, (label, (gbar, k)) in enumerate(sets.items()):
         twins_file = (folder if index == 0 else tmp_path / f"set{index}") / "twins.json"
         neuron_trains = run_neuron(folder, twins_file, atol)
-        kernel_trains = simulate(model, gbar, time_scale=k, dt_ms=CONVERGED_DT_MS[model])
+        kernel_trains = [
+            simulate(model, row, time_scale=row_k, dt_ms=CONVERGED_DT_MS[model])[0]
+            for row, row_k in zip(gbar, np.broadcast_to(k, (len(gbar),)), strict=True)
+        ]
         assert_agree(f"{model} {label}", kernel_trains, neuron_trains)
 
 
@@ -159,6 +172,27 @@ def test_neuron_files_come_from_the_declaration(tmp_path):
     assert "STATE" not in nmda and "B_NMDA = " in nmda
 
 
+@pytest.mark.skipif(_neuroml_skip_reason() is not None, reason=str(_neuroml_skip_reason()))
+def test_twins_with_their_own_time_scales_export(tmp_path):
+    """Twins drawn from the posterior have their own k: NEURON lists them, NeuroML writes channels per k."""
+    from spikeinterface_dic.export.neuroml import validate
+
+    gbar = np.array(list(_example_sets("stg").values()))[:3]
+    k = [1.0, 2.0, 1.0]
+    export_twins(gbar, "u", "neuron", tmp_path / "neuron", model="stg", time_scale=k)
+    description = json.loads((tmp_path / "neuron" / "twins.json").read_text())
+    assert description["time_scale"] == k and description["transient_s"] == [3.0, 6.0, 3.0]
+    [path] = export_twins(gbar, "u", "neuroml", tmp_path / "nml", model="stg", time_scale=k)
+    validate(path)
+    text = path.read_text()
+    assert 'id="stg_Na_k1"' in text and 'id="stg_Na_k2"' in text and 'ionChannel="stg_Na_k2"' in text
+    assert text.count('specificCapacitance value="2.0 uF_per_cm2"') == 1
+    [script] = export_twins(gbar, "u", "brian2", tmp_path / "b", model="stg", time_scale=k)
+    assert "TIME_SCALES = [1.0, 2.0, 1.0]" in script.read_text()
+    with pytest.raises(ValueError, match="one per exported twin"):
+        export_twins(gbar, "u", "neuron", tmp_path, model="stg", time_scale=[1.0, 2.0])
+
+
 def test_export_input_errors(tmp_path):
     gbar = np.array(list(_example_sets("stg").values()))
     with pytest.raises(ValueError, match="unknown export format"):
@@ -171,15 +205,6 @@ def test_export_input_errors(tmp_path):
         export_twins(gbar, 0, "neuron", tmp_path, model="da")
     with pytest.raises(KeyError, match="not in the populations"):
         export_twins({"a": gbar}, "b", "neuron", tmp_path, model="stg")
-
-
-def _neuroml_skip_reason() -> str | None:
-    try:
-        import lxml  # noqa: F401
-        import neuroml  # noqa: F401
-    except ImportError:
-        return "libNeuroML is not installed (pip install libNeuroML)"
-    return None
 
 
 @pytest.mark.skipif(_neuroml_skip_reason() is not None, reason=str(_neuroml_skip_reason()))
@@ -235,7 +260,7 @@ def test_brian2_script_is_generated_from_the_backend_equations(tmp_path):
     [path] = export_twins(gbar, 7, "brian2", tmp_path, twins=[0], model="stg", time_scale=2.0)
     text = path.read_text()
     compile(text, str(path), "exec")
-    assert brian2_equations("stg", noise=False) in text and "TIME_SCALE = 2.0" in text
+    assert brian2_equations("stg", noise=False) in text and "TIME_SCALES = [2.0]" in text
 
 
 @pytest.mark.slow
@@ -265,7 +290,11 @@ def test_cli_export_reads_run_results(tmp_path, capsys):
     description = json.loads((out / "twins.json").read_text())
     result = read_result(results / "example_results_units.csv")
     np.testing.assert_allclose(description["gbar_mS_cm2"], result.populations["bursting"][[0, 2]])
-    assert description["time_scale"] == pytest.approx(float(result.estimates.loc["bursting", "time_scale"]))
+    # Twins drawn from the posterior each have their own k: twins.json lists them (one number when equal).
+    expected_k = result.twin_parameters["bursting"][[0, 2], 2]
+    np.testing.assert_allclose(np.broadcast_to(description["time_scale"], (2,)), expected_k)
+    windows = np.broadcast_to(description["transient_s"], (2,))
+    np.testing.assert_allclose(windows, 3.0 * expected_k)  # the model's 3 s transient in its own time, x k
     assert main(["export", str(results), "--unit", "bursting", "--format", "brian2", "--out", str(out)]) == 0
     assert main(["export", str(results), "--unit", "no-such-unit", "--out", str(out)]) == 1
     assert "no twin population" in capsys.readouterr().err

@@ -16,22 +16,20 @@ FORMATS = ("neuron", "neuroml", "brian2")
 
 
 def _twin_set(result_or_populations, unit_id, twins, model, time_scale):
-    """(model, unit key, gbar of the chosen twins, their indices, k, window (duration_s, transient_s))."""
+    """(model, unit key, gbar of the chosen twins, their indices, k of each, windows (duration_s, transient_s) of
+    each, in s of real time)."""
     from ..models import get_model
     from ..result import PipelineResult
 
     if isinstance(result_or_populations, PipelineResult):
-        from ..traces import find_unit, run_config_of, unit_time_scale
+        from ..traces import find_unit, run_config_of
 
         result = result_or_populations
         key = find_unit(result.populations, unit_id, "twin population")
         model = get_model(result.model_name) if model is None else get_model(model)
         population = np.asarray(result.populations[key], dtype=float)
-        k = unit_time_scale(result, key) if time_scale is None else float(time_scale)
         config = run_config_of(result)
-        record_s = (model.default_duration_ms - model.default_transient_ms) / 1000.0 * k
-        if config.duration_s is not None:
-            record_s = config.duration_s
+        record_duration_s = config.duration_s
     else:
         if model is None:
             raise ValueError("give model= ('stg' | 'da') with a populations mapping or array")
@@ -45,8 +43,7 @@ def _twin_set(result_or_populations, unit_id, twins, model, time_scale):
         else:
             key = unit_id
             population = np.atleast_2d(np.asarray(result_or_populations, dtype=float))
-        k = 1.0 if time_scale is None else float(time_scale)
-        record_s = (model.default_duration_ms - model.default_transient_ms) / 1000.0 * k
+        record_duration_s = None
     if population.ndim != 2 or population.shape[1] != model.n_channels:
         raise ValueError(
             f"unit {unit_id!r}: conductances of shape {population.shape}; model {model.name!r} needs "
@@ -57,9 +54,26 @@ def _twin_set(result_or_populations, unit_id, twins, model, time_scale):
         raise ValueError(
             f"unit {unit_id!r} has {len(population)} twins; twins must be indices in [0, {len(population)})"
         )
-    if not (np.isfinite(k) and k > 0):
-        raise ValueError(f"unit {unit_id!r}: time scale k must be a positive number; got {k}")
+    if time_scale is not None:
+        k = np.asarray(time_scale, dtype=float)
+        if k.ndim and k.shape != (indices.size,):
+            raise ValueError(f"time_scale: one k, or one per exported twin ({indices.size}); got {k.shape[0]} values")
+        k = np.broadcast_to(k, (indices.size,)).copy()
+    elif isinstance(result_or_populations, PipelineResult):
+        from ..traces import twin_time_scales_of
+
+        k = twin_time_scales_of(result_or_populations, key, indices)  # each twin's own k (posterior twins)
+    else:
+        k = np.ones(indices.size)
+    if not (np.isfinite(k).all() and (k > 0).all()):
+        raise ValueError(f"unit {unit_id!r}: time scale k must be a positive number; got {time_scale}")
+    # Each twin's window in real time: the model's transient and window in its own time x k (the twin simulation's),
+    # or the run's duration_s after the transient.
     transient_s = model.default_transient_ms / 1000.0 * k
+    if record_duration_s is None:
+        record_s = (model.default_duration_ms - model.default_transient_ms) / 1000.0 * k
+    else:
+        record_s = np.full(indices.size, float(record_duration_s))
     return model, key, population[indices], indices, k, (transient_s + record_s, transient_s)
 
 
@@ -92,8 +106,9 @@ def export_twins(
         Twin indices to export (None: all).
     model : str | Model, default: None
         Needed for a populations mapping or array; for a result, overrides nothing unless given.
-    time_scale : float, default: None
-        k of the twins (None: the unit's final k from the result, or 1 for populations).
+    time_scale : float | sequence of float, default: None
+        k of the twins, one or one per twin (None: each twin's own k from the result - twins drawn from the
+        posterior have their own - or the unit's; 1 for populations).
 
     Returns
     -------

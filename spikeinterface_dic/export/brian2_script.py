@@ -2,9 +2,10 @@
 :func:`~spikeinterface_dic.simulate.brian2_backend.brian2_equations`, without noise) in one file that needs only
 Brian2.
 
-Time scale: as in the backend, the script integrates the unscaled model over duration / k and multiplies spike times
-by k (exact: the k-scaled model is V(t / k)). Scheme: Brian2's ``exponential_euler`` at half the model's numba step
-(STG 0.025 ms: within 0.25 % of the kernel in mean ISI, tests/test_brian2.py); any Brian2 method may be passed.
+Time scale: as in the backend, the script integrates the unscaled model over each twin's window / k and multiplies
+its spike times by its k (exact: the k-scaled model is V(t / k); twins drawn from the posterior have their own k).
+Scheme: Brian2's ``exponential_euler`` at half the model's numba step (STG 0.025 ms: within 0.25 % of the kernel in
+mean ISI, tests/test_brian2.py); any Brian2 method may be passed.
 Spike rule: the kernel's (onset = upward crossing of spike_up_mV interpolated between steps, kept only if V later
 crosses spike_down_mV downwards).
 """
@@ -20,7 +21,7 @@ _TEMPLATE = '''"""Twins of unit {unit!r} of model {model!r} as a standalone Bria
 
 Run:  python {filename} [--duration-s S] [--transient-s S] [--dt-ms DT] [--method NAME]
 Prints each twin's spike count and writes spike times (s after the transient, real time) to {stem}_spikes.json.
-Time scale k = {time_scale!r}: the unscaled model runs over duration / k and spike times are multiplied by k.
+Time scale: each twin's unscaled model runs over its window / k and its spike times are multiplied by its k.
 """
 
 import argparse
@@ -35,17 +36,17 @@ EQUATIONS = """
 CONDUCTANCE_NAMES = {names!r}
 GBAR_MS_CM2 = {gbar!r}
 TWIN_INDICES = {indices!r}
-TIME_SCALE = {time_scale!r}
+TIME_SCALES = {time_scale!r}  # k of each twin
 INITIAL_STATE = {initial!r}
 CAPACITANCE_UF_CM2 = {capacitance!r}
 SPIKE_UP_MV, SPIKE_DOWN_MV = {up!r}, {down!r}
-DURATION_S, TRANSIENT_S = {duration!r}, {transient!r}
+DURATION_S, TRANSIENT_S = {duration!r}, {transient!r}  # each twin's window, s of real time
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="simulate the twins")
-    parser.add_argument("--duration-s", type=float, default=DURATION_S, help="total time (s, real time)")
-    parser.add_argument("--transient-s", type=float, default=TRANSIENT_S, help="initial time discarded (s)")
+    parser.add_argument("--duration-s", type=float, default=None, help="total time, s of real time (default: twins')")
+    parser.add_argument("--transient-s", type=float, default=None, help="initial time discarded, s (default: twins')")
     parser.add_argument("--dt-ms", type=float, default={dt!r}, help="step in ms of model time")
     parser.add_argument("--method", default="exponential_euler", help="Brian2 integration method")
     parser.add_argument("--out", default="{stem}_spikes.json")
@@ -69,15 +70,18 @@ def main(argv=None):
     neurons.run_regularly("v_prev = v", when="start")
     neurons.run_on_event("repolarised", "t_repol = t")
     onsets = EventMonitor(neurons, "onset", variables=["v", "v_prev"])
-    run(arguments.duration_s / TIME_SCALE * 1000 * ms)
+    k = np.asarray(TIME_SCALES, dtype=float)
+    duration = np.asarray(DURATION_S if arguments.duration_s is None else [arguments.duration_s] * len(k))
+    transient = np.asarray(TRANSIENT_S if arguments.transient_s is None else [arguments.transient_s] * len(k))
+    end_ms, transient_ms = duration / k * 1000, transient / k * 1000  # model time
+    run(end_ms.max() * ms)
     dt = arguments.dt_ms
-    transient_ms = arguments.transient_s / TIME_SCALE * 1000
     t_repol_ms = np.asarray(neurons.t_repol / ms)
     trains = [[] for _ in GBAR_MS_CM2]
     for i, t, v, v_prev in zip(onsets.i, onsets.t / ms, onsets.v / mV, onsets.v_prev / mV):
         onset = t - dt + dt * (SPIKE_UP_MV - v_prev) / (v - v_prev)  # interpolated between the two steps
-        if transient_ms <= onset < t_repol_ms[i]:
-            trains[i].append((onset - transient_ms) / 1000 * TIME_SCALE)
+        if transient_ms[i] <= onset < min(t_repol_ms[i], end_ms[i]):
+            trains[i].append((onset - transient_ms[i]) / 1000 * k[i])
     with open(arguments.out, "w") as file:
         json.dump({{"unit_id": {unit!r}, "twin_indices": TWIN_INDICES, "spike_times_s": trains}}, file)
     print("spike counts", [len(train) for train in trains], "-> written to", arguments.out)
@@ -102,7 +106,7 @@ def brian2_script(model, unit_id, gbar, indices, time_scale, duration_s, transie
         digest=model.digest[:16],
         filename=filename,
         stem=Path(filename).stem,
-        time_scale=float(time_scale),
+        time_scale=np.broadcast_to(np.asarray(time_scale, dtype=float), (len(gbar),)).tolist(),
         equations=brian2_equations(model, noise=False),
         names=list(model.conductance_names),
         gbar=np.asarray(gbar, dtype=float).tolist(),
@@ -111,8 +115,8 @@ def brian2_script(model, unit_id, gbar, indices, time_scale, duration_s, transie
         capacitance=float(model.capacitance_uF_cm2),
         up=float(model.spike_up_mV),
         down=float(model.spike_down_mV),
-        duration=float(duration_s),
-        transient=float(transient_s),
+        duration=np.broadcast_to(np.asarray(duration_s, dtype=float), (len(gbar),)).tolist(),
+        transient=np.broadcast_to(np.asarray(transient_s, dtype=float), (len(gbar),)).tolist(),
         dt=float(model.default_dt_ms) / 2.0,
     )
 

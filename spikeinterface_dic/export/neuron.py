@@ -276,13 +276,19 @@ def write_neuron(model: Model, twins: dict, folder: Path) -> list[Path]:
     return written
 
 
-def twins_record(unit_id, gbar: np.ndarray, time_scale: float, duration_s: float, transient_s: float, indices) -> dict:
-    """The twin part of twins.json."""
+def _one_or_each(values):
+    """A number when every twin has the same value, else one per twin (twins.json stays simple in the common case)."""
+    values = np.atleast_1d(np.asarray(values, dtype=float))
+    return float(values[0]) if np.all(values == values[0]) else values.tolist()
+
+
+def twins_record(unit_id, gbar: np.ndarray, time_scale, duration_s, transient_s, indices) -> dict:
+    """The twin part of twins.json (k and windows: one number, or one per twin when they differ)."""
     return {
         "unit_id": str(unit_id),
-        "time_scale": float(time_scale),
-        "duration_s": float(duration_s),
-        "transient_s": float(transient_s),
+        "time_scale": _one_or_each(time_scale),
+        "duration_s": _one_or_each(duration_s),
+        "transient_s": _one_or_each(transient_s),
         "twin_indices": [int(i) for i in indices],
         "gbar_mS_cm2": np.asarray(gbar, dtype=float).tolist(),
     }

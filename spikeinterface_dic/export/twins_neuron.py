@@ -97,11 +97,13 @@ def simulate(description, dt_ms=None, atol=1e-6, duration_s=None, transient_s=No
 
     h.load_file("stdrun.hoc")
     rows = description["gbar_mS_cm2"]
-    time_scales = description["time_scale"]
-    if not isinstance(time_scales, list):
-        time_scales = [time_scales] * len(rows)
-    duration_ms = 1000.0 * (description["duration_s"] if duration_s is None else duration_s)
-    transient_ms = 1000.0 * (description["transient_s"] if transient_s is None else transient_s)
+
+    def each(value) -> list:  # twins.json holds one number, or one per twin when the twins' k differ
+        return value if isinstance(value, list) else [value] * len(rows)
+
+    time_scales = each(description["time_scale"])
+    durations_ms = [1000.0 * d for d in each(description["duration_s"] if duration_s is None else duration_s)]
+    transients_ms = [1000.0 * t for t in each(description["transient_s"] if transient_s is None else transient_s)]
     cells, counters, recordings = [], [], []
     for index, (gbar, k) in enumerate(zip(rows, time_scales, strict=True)):
         section = build_cell(description, gbar, k, name=f"twin{index}")
@@ -128,12 +130,15 @@ def simulate(description, dt_ms=None, atol=1e-6, duration_s=None, transient_s=No
         solver = f"fixed step {dt_ms} ms, Crank-Nicolson (secondorder=2)"
     started = time.perf_counter()
     h.finitialize(description["v_init_mV"])
-    h.continuerun(duration_ms)
+    h.continuerun(max(durations_ms))
     wall_s = time.perf_counter() - started
     trains = []
-    for (_, onsets), v_vector in zip(counters, recordings, strict=True):
+    for (_, onsets), v_vector, transient_ms, end_ms in zip(
+        counters, recordings, transients_ms, durations_ms, strict=True
+    ):
         t_ms = [RECORD_DT_MS * j for j in range(len(v_vector))]
-        trains.append(spike_onsets(description, list(onsets), t_ms, list(v_vector), transient_ms))
+        kept = [t for t in onsets if t < end_ms]
+        trains.append(spike_onsets(description, kept, t_ms, list(v_vector), transient_ms))
     return {"spike_times_s": trains, "solver": solver, "wall_s": wall_s}
 
 
