@@ -59,12 +59,13 @@ def main(argv=None) -> int:
     figure = plt.figure(figsize=(15, 7.5), layout="constrained")
     left, right = figure.subfigures(1, 2, width_ratios=[1.1, 1])
     plot_twins_with_raster(recorded, spikes, traces, window_s=window, unit_label=UNIT, figure=left)
-    burst = spikes[0][(spikes[0] >= window[0])]
-    start = burst[0] - 0.02 if burst.size else window[0]
+    # Currents over the onset of a burst: the first spike after the longest silence.
+    train = spikes[0]
+    start = train[int(np.argmax(np.diff(train))) + 1] - 0.02 if train.size > 1 else window[0]
     plot_twin_traces(traces, twin=0, window_s=(start, start + 0.12), figure=right)
     figure.suptitle(
         f"DA twins of a recorded fast-spiking interneuron: g_s = {estimate['g_s']:.2f}, g_u = {estimate['g_u']:.2f} "
-        f"mS/cm2, k = {estimate['time_scale']:.2f}"
+        f"mS/cm2, k = {estimate['time_scale']:.2f} (the unit's; each twin has its own)"
     )
     figure.savefig(arguments.out, dpi=110)
     print(f"wrote {arguments.out}")
