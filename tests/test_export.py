@@ -7,8 +7,8 @@ on every state; the slow test: 1e-8); the kernel runs at a converged step (STG 0
 DA's default step (0.0125 ms) some population members fire up to ~7 % slower than the converged solution (measured
 here; docs/export.md). NEURON's mechanisms load once per process, so each NEURON run is a subprocess.
 
-Cost: ~70 s on 2 cores (two nrnivmodl builds ~12 s each, NEURON runs ~25 s, kernel runs ~5 s); skipped with the
-reason when NEURON or a C++ compiler is missing.
+Cost: 60-95 s on 2 shared cores (two nrnivmodl builds ~12 s each, NEURON runs ~30 s, kernel runs ~10 s); skipped
+with the reason when NEURON or a C++ compiler is missing.
 """
 
 import json
