@@ -7,6 +7,7 @@ SpikeInterface is installed.
 
 from .config import RunConfig
 from .dic import compute_dics, compute_threshold, sensitivity_matrix
+from .export import export_twins
 from .features import isi_distance, pattern_matches, spike_train_features
 from .inference.predict import infer_dics, sample_posterior
 from .io import SpikeTrains, read_spike_trains, write_csv
@@ -16,6 +17,7 @@ from .pipeline import run_pipeline
 from .population import Population, default_compensation_channels, generate_population, generate_spiking_population
 from .result import PipelineResult
 from .simulate import simulate
+from .traces import twin_traces
 from .version import __version__
 
 __all__ = [
@@ -42,6 +44,8 @@ __all__ = [
     "write_csv",
     "write_nwb",
     "read_nwb_results",
+    "export_twins",
+    "twin_traces",
 ]
 
 try:  # SpikeInterface is optional at run time; when present, register the analyzer extensions

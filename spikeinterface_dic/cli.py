@@ -417,6 +417,21 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", default=None, metavar="X.csv", help="write X_units.csv and X_channels.csv")
     compare.add_argument("--plot", default=None, metavar="FIGURE", help="save the figure (.png, .pdf or .svg)")
     compare.set_defaults(handler=_command_compare)
+    export = commands.add_parser(
+        "export",
+        parents=[common],
+        help="export a unit's twins to NEURON, NeuroML2 or Brian2",
+        description="Write one unit's twins (conductances and time scale k from the results of 'run': X.nwb, "
+        "X_units.csv next to X_populations.csv, or a folder of such CSV files) as NEURON mechanisms and a script "
+        "(then run `nrnivmodl .` and `python twins_neuron.py` in OUT), a NeuroML2 document validated against the "
+        "schema, or a standalone Brian2 script. See docs/export.md.",
+    )
+    export.add_argument("results", metavar="RESULTS", help="X.nwb, X_units.csv / X.csv, or a folder written by run")
+    export.add_argument("--unit", required=True, help="unit id")
+    export.add_argument("--format", choices=("neuron", "neuroml", "brian2"), default="neuron", help="(default: neuron)")
+    export.add_argument("--twins", default=None, metavar="I,J,...", help="twin indices (default: all)")
+    export.add_argument("--out", default="twins_export", metavar="DIR", help="output folder (default: ./twins_export/)")
+    export.set_defaults(handler=_command_export)
     app = commands.add_parser(
         "app",
         parents=[common],
@@ -429,6 +444,34 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--no-browser", action="store_true", help="do not open a browser; print the address only")
     app.set_defaults(handler=_command_app)
     return parser
+
+
+def _command_export(args) -> int:
+    from .analysis import read_result
+    from .export import export_twins
+
+    path = Path(args.results)
+    candidates = sorted(path.glob("*_units.csv")) if path.is_dir() else [path]
+    if not candidates:
+        raise CommandError(f"{path} holds no results (X_units.csv written by `{PROGRAM} run`)")
+    results = [read_result(candidate) for candidate in candidates]
+    holding = [r for r in results if any(str(u) == str(args.unit) for u in r.populations)]
+    if not holding:
+        raise CommandError(f"unit {args.unit!r} has no twin population in {path}")
+    if len(holding) > 1:
+        raise CommandError(f"unit {args.unit!r} is in several results under {path}: give one file")
+    twins = None
+    if args.twins:
+        try:
+            twins = [int(text) for text in args.twins.split(",")]
+        except ValueError:
+            raise CommandError(f"--twins takes comma-separated twin indices (e.g. 0,1,2); got {args.twins!r}") from None
+    written = export_twins(holding[0], args.unit, format=args.format, folder=args.out, twins=twins)
+    for file in written:
+        print(file)
+    if args.format == "neuron":
+        print(f"next: cd {args.out} && nrnivmodl . && python twins_neuron.py")
+    return 0
 
 
 # ------------------------------------------------------------------------------------------------------ entry point

@@ -283,3 +283,22 @@ def test_serve_is_local_only_and_inline(monkeypatch, capsys):
     assert app_main._SESSIONS_DIR is None
     assert "http://127.0.0.1:5123/" in capsys.readouterr().out
     assert pn.config.inline is True
+
+
+def test_twin_tools_show_traces_and_export(ran_app):
+    """The selected unit's twins: voltage traces on request and a zip of model files (docs/export.md)."""
+    import io
+    import zipfile
+
+    tools = ran_app.twin_tools
+    unit = next(str(u) for u in ran_app.result.populations)
+    ran_app.unit_select.value = unit
+    assert tools.view.visible and tools.twin_choice.value == "0,1,2"
+    assert tools.show_traces(), tools.traces_note.object
+    assert tools.traces_box.visible and tools.traces_pane.object is not None
+    tools.format_select.value = "neuron"
+    names = zipfile.ZipFile(io.BytesIO(tools._export().getvalue())).namelist()
+    assert "twins_neuron.py" in names and "twins.json" in names
+    assert tools.export_download.filename.endswith("_neuron.zip")
+    tools.twin_choice.value = "0,99"
+    assert not tools.show_traces() and "twins" in tools.traces_note.object

@@ -276,3 +276,15 @@ def test_widget(analyzer):
     assert "no estimate (1): 3" in [text.get_text() for text in widget.ax.texts]
     widget = plot_dynamic_input_conductances(analyzer, unit_ids=["0", "2"], annotate=False)
     plt.close("all")
+
+
+def test_twin_traces_on_request_reproduce_the_extension_twins(analyzer):
+    """Traces are not stored; regenerated from conductances, k and seed, their spikes are the extension's twins."""
+    extension = analyzer.get_extension(TWINS)
+    assert not any("trace" in key for key in extension.data)
+    spikes, traces = extension.get_twin_traces("1", twins=[0, 1], record_every_ms=0.5)
+    stored_trains = extension.get_twin_spike_trains("1")[:2]
+    assert all(train.size > 3 for train in stored_trains)
+    for regenerated, stored in zip(spikes, stored_trains, strict=True):
+        np.testing.assert_allclose(regenerated[: stored.size], stored, rtol=1e-12, atol=1e-12)
+    assert traces["V"].shape[0] == 2

@@ -36,8 +36,11 @@ from .plots import (
 from .probe import dics_along_probe
 from .results_io import read_result, write_comparison
 from .time_course import dics_over_time
+from .trace_plots import plot_twin_traces, plot_twins_with_raster
 
 __all__ = [
+    "plot_twin_traces",
+    "plot_twins_with_raster",
     "dics_along_probe",
     "classify_units",
     "UnitClasses",

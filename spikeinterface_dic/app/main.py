@@ -26,6 +26,7 @@ import pandas as pd
 import panel as pn
 
 from . import plots
+from .twin_tools import TwinTools
 
 TITLE = "spikeinterface-dic"
 EXAMPLE_FILE = "example_units.csv"
@@ -259,6 +260,7 @@ class DicApp:
         self.raster_pane = pn.pane.Bokeh(None, sizing_mode="stretch_width")
         self.histogram_note = pn.pane.Markdown("", sizing_mode="stretch_width")
         self.histogram_pane = pn.pane.Bokeh(None)
+        self.twin_tools = TwinTools()  # traces and model-file export of the selected unit's twins
         self.fidelity_note = pn.pane.Markdown("", sizing_mode="stretch_width")
         self.fidelity_table = pn.widgets.Tabulator(
             pd.DataFrame(),
@@ -301,6 +303,7 @@ class DicApp:
             self.raster_pane,
             self.histogram_note,
             self.histogram_pane,
+            self.twin_tools.view,
             "### Fidelity of the twins",
             self.fidelity_note,
             self.fidelity_table,
@@ -791,6 +794,7 @@ class DicApp:
             )
             self.histogram_pane.object = plots.histograms_figure(unit_text, gbar, result.conductance_names)
             self.histogram_pane.visible = True
+            self.twin_tools.set_unit(result, unit_id, unit_text)
         else:
             reason = (
                 str(result.estimates.loc[unit_id].get("population_error", "") or "")
@@ -799,6 +803,7 @@ class DicApp:
             )
             self.histogram_note.object = f"Unit **{html.escape(str(unit_text))}** has no twin population. {reason}"
             self.histogram_pane.visible = False
+            self.twin_tools.set_unit(result, unit_id, unit_text)
 
     # ----------------------------------------------------------------------------------------------- cleanup
     def close(self) -> None:

@@ -27,10 +27,10 @@ TABLE_STEP_MV = 0.01
 _TABLE_CACHE: dict = {}  # (model digest, dt_ms, order) -> lookup table: keyed by content, not by name
 
 
-def _table(model, dt_ms: float, order=2):
+def _table(model, dt_ms: float, order=2, record: bool = False):
     from .codegen import get_kernel, slope_table
 
-    kernel, builder = get_kernel(model, order)
+    kernel, builder = get_kernel(model, order, record=record)
     key = (model.digest, dt_ms, order)
     if key not in _TABLE_CACHE:
         grid = np.arange(TABLE_RANGE_MV[0], TABLE_RANGE_MV[1] + TABLE_STEP_MV / 2, TABLE_STEP_MV)
@@ -54,6 +54,8 @@ def simulate(
     return_voltage_of: int | None = None,
     voltage_stride: int = 4,
     order: int | str | None = None,
+    record=None,
+    record_every_ms: float | None = None,
 ):
     """Simulate every row of ``gbar`` and return its spike times.
 
@@ -90,6 +92,12 @@ def simulate(
         step) or "staggered" (second order, gates half a step after V: one stage per step; models whose gates all
         have time constants and whose targets depend on V and concentrations only). None uses the model's
         ``default_scheme`` (STG "staggered", DA 2).
+    record : sequence of int, default: None
+        Rows whose voltage, channel currents, noise current and concentrations are recorded after the transient
+        (numba backend; a separate trace kernel, see :mod:`.traces`: the spikes are exactly the spike-only run's).
+    record_every_ms : float, default: None
+        Sampling step of the recorded traces in ms (of the returned time, i.e. after scaling by ``time_scale``),
+        rounded to a whole number of integration steps; None records every step.
 
     Returns
     -------
@@ -97,6 +105,8 @@ def simulate(
         One float64 array per row, spike times in seconds after the transient.
     (t_s, v_mV) : tuple of np.ndarray
         Only when ``return_voltage_of`` is given: the result is then (spike_trains, (t_s, v_mV)).
+    traces : Traces
+        Only when ``record`` is given: the result is then (spike_trains, traces) (see :class:`.traces.Traces`).
     """
     model = get_model(model)
     dt_ms = model.default_dt_ms if dt_ms is None else float(dt_ms)
@@ -125,7 +135,11 @@ def simulate(
     if backend == "brian2":
         unsupported = [
             name
-            for name, value in (("initial_state", initial_state), ("return_voltage_of", return_voltage_of))
+            for name, value in (
+                ("initial_state", initial_state),
+                ("return_voltage_of", return_voltage_of),
+                ("record", record),
+            )
             if value is not None
         ] + (["order"] if order is not None else [])
         if unsupported:
@@ -146,7 +160,28 @@ def simulate(
     if backend != "numba":
         raise ValueError(f"unknown backend {backend!r}; choose 'numba' or 'brian2'")
     order = model.default_scheme if order is None else order
-    result = _simulate_numba(
+    if record is not None:
+        if return_voltage_of is not None:
+            raise ValueError("give either return_voltage_of or record (record includes the voltage), not both")
+        from .traces import simulate_with_traces
+
+        return simulate_with_traces(
+            model,
+            gbar,
+            record,
+            record_every_ms,
+            duration_ms=duration_ms,
+            transient_ms=transient_ms,
+            dt_ms=dt_ms,
+            noise_std=noise_std,
+            seed=seed,
+            time_scale=time_scale,
+            noise_cutoff_hz=noise_cutoff_hz,
+            max_rate_hz=max_rate_hz,
+            initial_state=initial_state,
+            order=order,
+        )
+    result = run_numba_kernel(
         model,
         gbar,
         duration_ms / time_scale,
@@ -169,7 +204,18 @@ def simulate(
     return trains, (t_ms * (time_scale / 1000.0), v)
 
 
-def _simulate_numba(
+def row_noise_seeds(seed, n_neurons: int) -> np.ndarray:
+    """The 64-bit noise seed of each row: ``seed`` itself when it is one int per row (keeps each row's noise
+    independent of batching), else drawn from ``SeedSequence(seed)`` in row order."""
+    if np.ndim(seed) == 1:
+        noise_seeds = np.asarray(seed, dtype=np.uint64)
+        if noise_seeds.shape != (n_neurons,):
+            raise ValueError(f"seed must be an int or one int per row ({n_neurons}); got shape {noise_seeds.shape}")
+        return noise_seeds
+    return np.random.SeedSequence(seed).generate_state(max(n_neurons, 1), dtype=np.uint64)[:n_neurons]
+
+
+def run_numba_kernel(
     model,
     gbar,
     duration_ms,
@@ -183,8 +229,11 @@ def _simulate_numba(
     return_voltage_of,
     voltage_stride,
     order,
+    record_arguments: tuple = (),
 ):
-    kernel, table = _table(model, dt_ms, order)
+    """Run the kernel; ``record_arguments`` (record_slot, record_start, record_every, record_out) selects the trace
+    kernel (see :mod:`.traces`)."""
+    kernel, table = _table(model, dt_ms, order, record=bool(record_arguments))
     n_neurons = gbar.shape[0]
     n_steps = int(round(duration_ms / dt_ms))
     if initial_state is None:
@@ -196,12 +245,7 @@ def _simulate_numba(
     out_times = np.empty((n_neurons, max_spikes))
     out_counts = np.zeros(n_neurons, dtype=np.int64)
     out_overflow = np.zeros(n_neurons, dtype=np.bool_)
-    if np.ndim(seed) == 1:  # one seed per row (keeps each row's noise independent of batching)
-        noise_seeds = np.asarray(seed, dtype=np.uint64)
-        if noise_seeds.shape != (n_neurons,):
-            raise ValueError(f"seed must be an int or one int per row ({n_neurons}); got shape {noise_seeds.shape}")
-    else:
-        noise_seeds = np.random.SeedSequence(seed).generate_state(max(n_neurons, 1), dtype=np.uint64)[:n_neurons]
+    noise_seeds = row_noise_seeds(seed, n_neurons)
     noise_tau_ms = 1000.0 / (2.0 * np.pi * noise_cutoff_hz)
     noise_decay = float(np.exp(-dt_ms / noise_tau_ms))
     noise_scale = np.ascontiguousarray(noise_std * np.sqrt(1.0 - noise_decay**2))
@@ -229,6 +273,7 @@ def _simulate_numba(
         trace_index,
         voltage_stride,
         trace,
+        *record_arguments,
     )
     if out_overflow.any():
         rows = np.flatnonzero(out_overflow)[:5].tolist()
@@ -238,4 +283,4 @@ def _simulate_numba(
     return trains, (t_trace, trace)
 
 
-__all__ = ["simulate"]
+__all__ = ["simulate", "row_noise_seeds"]

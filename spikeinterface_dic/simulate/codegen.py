@@ -275,7 +275,41 @@ def fraction_tag(fraction: float) -> str:
     return str(float(fraction)).replace(".", "_")
 
 
-def _generate(model: Model, order=2):
+def record_names(model: Model) -> tuple[str, ...]:
+    """Columns a trace kernel records, in order: V (mV), each channel's current I_<channel> (uA/cm2, outward
+    positive), the injected noise current I_noise (uA/cm2, inward positive) and each concentration."""
+    return (
+        ("V",)
+        + tuple(f"I_{c.name}" for c in model.channels)
+        + ("I_noise",)
+        + tuple(c.name for c in model.concentrations)
+    )
+
+
+def _record_lines(model: Model) -> list[str]:
+    """Trace-kernel code run once per step after the rates are computed and before the states are committed.
+
+    It only reads: V and the concentrations at t_n, and the channel conductances ``a_<channel>`` the step used
+    (gates at the step's midpoint for the second-order schemes, which is where they drive V), so a trace run gives
+    exactly the spike-only run's spikes. Each current is a_<channel> * (V - E_<channel>) with the declared reversal.
+    """
+    lines = [
+        "if record_slot[n] >= 0 and step >= record_start and (step - record_start) % record_every == 0:",
+        "    sample = (step - record_start) // record_every",
+        "    record_out[record_slot[n], sample, 0] = V",
+    ]
+    for j, channel in enumerate(model.channels):
+        reversal = float(model.constants[channel.reversal])
+        lines.append(f"    record_out[record_slot[n], sample, {j + 1}] = a_{channel.name} * (V - ({reversal!r}))")
+    lines.append(f"    record_out[record_slot[n], sample, {model.n_channels + 1}] = noise")
+    for j, c in enumerate(model.concentrations):
+        lines.append(f"    record_out[record_slot[n], sample, {model.n_channels + 2 + j}] = {c.name}")
+    return lines
+
+
+def _generate(model: Model, order=2, record: bool = False):
+    """Source of the kernel; ``record`` adds the trace recording (a separate specialisation: the spike-only kernel's
+    source, and so its compiled code and speed, stay exactly as they are)."""
     tables = _TableBuilder(model)
     state_names = model.state_names
     indent = " " * 12
@@ -297,6 +331,8 @@ def _generate(model: Model, order=2):
     body_lines = []
     for stage in stages:
         body_lines.extend(_expand_interpolation(stage))
+    if record:
+        body_lines.extend(_record_lines(model))
     body = "\n".join(indent + line for line in body_lines)
     if order == "staggered":  # the gates were updated in place; V and the concentrations commit below
         commit = "\n".join(f"{indent}{c.name} = {c.name}_new" for c in model.concentrations)
@@ -318,10 +354,11 @@ def _generate(model: Model, order=2):
         )
         or "    pass"
     )
+    record_arguments = ",\n           record_slot, record_start, record_every, record_out" if record else ""
     source = f"""
 def kernel(gbar, y0, y_end, table, v_min, inv_step, dt, capacitance, n_steps, t_record_start, up_mV, down_mV,
            noise_decay, noise_scale, noise_seeds, out_times, out_counts, out_overflow, trace_index, trace_stride,
-           trace):
+           trace{record_arguments}):
 {decays}
 {membrane}
     n_neurons = gbar.shape[0]
@@ -510,23 +547,27 @@ def _load_module(source: str, name: str):
 LANES = 2
 
 
-def get_kernel(model: Model, order=2, lanes: int | None = None):
+def get_kernel(model: Model, order=2, lanes: int | None = None, record: bool = False):
     """Return (compiled kernel, table builder) for a model: generated once per process, compiled once per machine
-    (numba's on-disk cache in :func:`kernel_cache_dir`)."""
-    lanes = LANES if lanes is None else int(lanes)
-    key = (model.digest, order, lanes)
+    (numba's on-disk cache in :func:`kernel_cache_dir`). ``record`` gives the trace kernel (one neuron per
+    iteration: traces are asked for a few rows, and the lanes' interleaving does not change any neuron's
+    arithmetic)."""
+    lanes = 1 if record else LANES if lanes is None else int(lanes)
+    key = (model.digest, order, lanes, record)
     with _LOCK:
         if key not in _KERNELS:
-            source, tables = _generate(model, order)
+            source, tables = _generate(model, order, record)
             if lanes > 1:
                 source = _interleaved_source(source, lanes)
-            name = f"{model.name}_order{order}" + (f"_lanes{lanes}" if lanes > 1 else "")
+            name = (
+                f"{model.name}_order{order}" + (f"_lanes{lanes}" if lanes > 1 else "") + ("_record" if record else "")
+            )
             _KERNELS[key] = (_load_module(source, name), tables, source)
         compiled, tables, _ = _KERNELS[key]
         return compiled, tables
 
 
-def kernel_source(model: Model, order=2, lanes: int = 1) -> str:
+def kernel_source(model: Model, order=2, lanes: int = 1, record: bool = False) -> str:
     """The generated Python source of a model's kernel (for inspection and documentation)."""
-    source = _generate(model, order)[0]
+    source = _generate(model, order, record)[0]
     return _interleaved_source(source, lanes) if lanes > 1 else source

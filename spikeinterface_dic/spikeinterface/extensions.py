@@ -355,6 +355,16 @@ class ComputeTwinPopulations(_UnitwiseExtension):
             raise ValueError("the twins were not simulated: compute 'twin_populations' with simulate=True")
         return unpack_rows(self.data["twin_spike_times"], self.data["twin_spike_offsets"], self._member_rows(unit_id))
 
+    def get_twin_traces(self, unit_id, twins=(0,), record_every_ms: float = 0.1):
+        """Voltage, currents and calcium of some twins of a unit, regenerated on request (not stored: they follow
+        from the stored conductances, time scale and seed; see :func:`spikeinterface_dic.twin_traces`).
+
+        Returns (spike_trains, traces) as :func:`~spikeinterface_dic.twin_traces`.
+        """
+        from ..traces import twin_traces
+
+        return twin_traces(self.to_pipeline_result(), unit_id, twins=twins, record_every_ms=record_every_ms)
+
     def to_pipeline_result(self):
         """A :class:`spikeinterface_dic.PipelineResult` (e.g. for ``write_nwb``) of the analyzer's units."""
         from ..result import PipelineResult
