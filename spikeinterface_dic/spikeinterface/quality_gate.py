@@ -36,7 +36,7 @@ import pandas as pd
 # Measured in docs/probe_ground_truth.md ("Thresholds"): the missed-spike fraction (lowest amplitudes first) and the
 # Poisson contamination fraction at which a quarter of the study's 11 model neurons (k known) have their DIC error
 # doubled. Contamination hurts far more than missed spikes: foreign spikes fill the silences between bursts.
-MAX_AMPLITUDE_CUTOFF = 0.1
+MAX_AMPLITUDE_CUTOFF = 0.15
 MAX_RP_CONTAMINATION = 0.02
 # Not measured as a DIC-error threshold (the study's units are present throughout): the usual curation default,
 # so that a unit absent for more than a tenth of the recording is not silently trusted.
