@@ -16,7 +16,10 @@ any match, else those within the median pattern distance of the pool, :func:`.fe
 weights each new particle by q0 / (the kernel mixture), so that the matching particles are a weighted sample of pi
 whatever the proposals were. A unit stops when it has ``population_size`` matching twins or when its budget is spent
 (``MAX_CANDIDATES_PER_TWIN`` x population_size candidates after round 0, in at most ``SMC_ROUNDS`` rounds); a
-unit none of whose first twins matches keeps going from its closest ones instead of stopping at zero accepted.
+unit none of whose first twins matches keeps going from its closest ones instead of stopping at zero accepted, with
+a kernel widened by ``NO_MATCH_WIDENING`` per round while nothing matches. Twins may lie ``TWIN_SUPPORT_MARGIN`` of
+the training region beyond it. A long recorded train is read in segments (:func:`.inference.posterior.segments`):
+q0 is then the mixture of the segments' posteriors, drawn and evaluated as such.
 
 Time scale: for a unit whose k is estimated and ``adapt_time_scale``, round 0's twins also fix the network's bias
 on k, as the point-estimate path does (:func:`.twin_simulation.adapt_time_scales`): q0 is shifted in ln k by the
