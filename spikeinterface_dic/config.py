@@ -77,8 +77,9 @@ class RunConfig:
         members drawn for the same DICs replace the others.
     twin_sampling : "posterior" | "point", default: "posterior"
         "posterior": each twin gets its own (g_s, g_u, k) drawn from the unit's posterior (models with posterior
-        flows; the others, and units whose estimates were given, use "point"). "point": every twin of a unit is
-        built for its point estimate (the median), as Spike2Pop does.
+        flows; the others, and units whose estimates were given, use "point"; with ``simulate=False`` the populations
+        are built for the point estimate, since the draws are refined against simulated twins). "point": every twin
+        of a unit is built for its point estimate (the median), as Spike2Pop does.
     """
 
     model: str | Model = "stg"
