@@ -418,7 +418,53 @@ def run_posterior_twins(config, estimates: pd.DataFrame, recorded_trains: dict, 
                 unit.matches.append(matches)
                 unit.spent += len(theta)
                 unit.rounds = round_index
+    for unit in units.values():
+        if unit.matched == 0:
+            _match_frequency_by_time_scale(config, unit)
     return _collect(config, units, recorded_trains)
+
+
+def _match_frequency_by_time_scale(config, unit: _Unit) -> None:
+    """Last resort for a unit none of whose twins matched within the budget: the twins that fire in its pattern
+    (label, spikes per burst) at another main frequency get the k that makes their frequency the recorded one.
+
+    Time scaling is exact (a twin at k x r fires exactly r times slower), so this is the time-scale adaptation of
+    the point path applied twin by twin. Only for an estimated k and within the support of k (the user's range);
+    these twins' weights stay those of their draws, and the unit's ``selection_note`` says how many were rescaled.
+    """
+    if unit.flow != "joint" or not config.adapt_time_scale:
+        return
+    reference_hz = float(unit.reference["main_frequency_hz"])
+    if not np.isfinite(reference_hz) or reference_hz <= 0:
+        return
+    rescaled = 0
+    for block, trains in enumerate(unit.trains):
+        features = spike_train_features(trains)
+        same = pattern_matches(unit.reference, features, np.inf, config.spikes_per_burst_tolerance) & np.isfinite(
+            unit.distance[block]
+        )
+        frequency = features["main_frequency_hz"].to_numpy(float)
+        for i in np.flatnonzero(same & np.isfinite(frequency) & (frequency > 0)):
+            ratio = float(frequency[i] / reference_hz)
+            theta = unit.theta[block][i].copy()
+            theta[2] += math.log(ratio)
+            if not _inside(theta[None], unit)[0]:
+                continue
+            train = trains[i] * ratio
+            if config.duration_s is not None:
+                train = train[train <= config.duration_s]
+            unit.theta[block][i] = theta
+            trains[i] = train
+            rescaled += 1
+        if rescaled:
+            distance, matches = _score(config, unit, trains, np.isfinite(unit.distance[block]))
+            unit.distance[block], unit.matches[block] = distance, matches
+    if rescaled:
+        note = (
+            f"no twin matched within the budget; the k of {rescaled} twins firing in the unit's pattern at another "
+            "frequency was set by their frequency (exact time scaling)"
+        )
+        unit.note = f"{unit.note}; {note}" if unit.note else note
 
 
 def _collect(config, units: dict, recorded_trains: dict):

@@ -133,3 +133,25 @@ def test_twin_parameters_are_stored_in_csv_and_nwb(tmp_path, trains, result):
     back = read_result(path)
     for unit_id, parameters in result.twin_parameters.items():
         np.testing.assert_array_equal(back.twin_parameters[unit_id], parameters)
+
+
+def test_unmatched_unit_gets_twins_whose_k_is_set_by_their_frequency(trains, monkeypatch):
+    """With no refinement budget, a unit none of whose first twins matches falls back to time scaling: twins in the
+    unit's pattern (label, spikes per burst) at another frequency get the k that gives the recorded frequency."""
+    import spikeinterface_dic.twin_posterior as twin_posterior
+
+    monkeypatch.setattr(twin_posterior, "MAX_CANDIDATES_PER_TWIN", 0.0)
+    result = sdic.run_pipeline(trains, **SETTINGS)
+    fidelity = result.fidelity
+    rescued = fidelity.index[fidelity["selection_note"].str.contains("set by their frequency")]
+    assert len(rescued), "a unit of the reference set has no matching first twin at these settings"
+    for unit_id in rescued:
+        assert fidelity.loc[unit_id, "fraction_matching_before_selection"] == 0
+        assert fidelity.loc[unit_id, "fraction_matching"] > 0 and fidelity.loc[unit_id, "n_candidates"] == 0
+        # Time scaling is exact: each rescued twin simulated again at its new k fires like its stored train.
+        parameters, twins = result.twin_parameters[unit_id], result.twin_spike_trains[unit_id]
+        model = sdic.get_model("stg")
+        again = sdic.simulate(model, result.populations[unit_id][:1], duration_s=3.0 + 2.0, transient_s=3.0)[0]
+        scaled = again * parameters[0, 2]
+        window = min(scaled[-1], twins[0][-1]) if len(scaled) and len(twins[0]) else 0.0
+        np.testing.assert_allclose(twins[0][twins[0] <= window * 0.9], scaled[scaled <= window * 0.9], atol=1e-6)
