@@ -93,7 +93,6 @@ class _Unit:
     first_fraction: float = math.nan
     first_fraction_network_k: float = math.nan
     spent: int = 0
-    rounds: int = 0
     note: str = ""
 
     def stacked(self):
@@ -417,7 +416,6 @@ def run_posterior_twins(config, estimates: pd.DataFrame, recorded_trains: dict, 
                 unit.distance.append(distance)
                 unit.matches.append(matches)
                 unit.spent += len(theta)
-                unit.rounds = round_index
     for unit in units.values():
         if unit.matched == 0:
             _match_frequency_by_time_scale(config, unit)
