@@ -1,6 +1,6 @@
 """Train the posterior flows of a model and measure them on held-out trains (accuracy, coverage, SBC).
 
-    python benchmarks/posterior.py fit --model stg --data training_data/stg_s11 --out my_weights
+    python benchmarks/posterior.py fit --model stg --data training_data/stg_s11 --out my_weights --work-dir run1
     python benchmarks/posterior.py evaluate --model stg [--n-trains 1500]
 
 ``fit`` is CPU-only and bounded by ``--time-budget-s`` (both flows together); ``evaluate`` reads the held-out set
@@ -174,6 +174,11 @@ def main() -> None:
     fit.add_argument("--time-budget-s", type=float, default=1800.0)
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--flows", nargs="+", default=["joint", "known_k"], choices=["joint", "known_k"])
+    fit.add_argument(
+        "--work-dir",
+        default=None,
+        help="keep the run's state here (example blocks, a checkpoint per epoch): the same command resumes it",
+    )
     merge = commands.add_parser("merge", help="each flow from the run with the lowest validation NLL")
     merge.add_argument("--model", required=True, choices=("stg", "da"))
     merge.add_argument("--inputs", nargs="+", required=True, help="folders written by fit")
@@ -243,10 +248,15 @@ def main() -> None:
             epochs=args.epochs,
             time_budget_s=args.time_budget_s,
             flows=tuple(args.flows),
+            work_dir=args.work_dir,
+            progress=lambda *state: print("progress", *state, flush=True),
         )
         for name, metric in card["metrics"].items():
             print(f"{name}: validation NLL {metric['validation_nll']:.3f} after {metric['epochs']} epochs")
-        print(f"{card['training']['n_examples']} examples, {card['training']['seconds']:.0f} s")
+        training = card["training"]
+        print(f"{training['n_examples']} examples, {training['seconds_this_call']:.0f} s this call")
+        if not training["complete"]:
+            print("the time budget ran out: run the same command again to continue")
     elif args.command == "merge":
         from spikeinterface_dic.inference.posterior import merge_runs
 

@@ -127,3 +127,28 @@ def test_long_trains_are_read_in_segments_of_the_training_window():
     # As the one-window reading of the same neuron (S4's own bias included: the network overestimates |g_s| there).
     assert abs(estimate["g_s"] - one_window["g_s"]) < 1.5 and abs(estimate["g_u"] - one_window["g_u"]) < 1.5
     assert estimate["g_s_q16"] < estimate["g_s"] < estimate["g_s_q84"]
+
+
+def test_training_resumes_to_the_same_weights(tmp_path):
+    """A run stopped by its time budget and run again continues from its example blocks and epoch checkpoints to
+    the weights an uninterrupted run gives."""
+    import torch
+
+    from spikeinterface_dic.inference.data import load_training_data
+    from spikeinterface_dic.inference.posterior import fit_posterior
+    from spikeinterface_dic.inference.predict import load_predictor
+
+    data = load_training_data(DATA / "heldout" / "current_stg")
+    data = {key: data[key][:240] for key in ("g_s", "g_u", "target_index", "trains")} | {"recipe": data["recipe"]}
+    predictor = load_predictor("stg")
+    config = {"transforms": 1, "bins": 4, "hidden_features": [16], "passes": 2}
+    settings = dict(copies=1, epochs=2, batch_size=64, config=config, flows=("known_k",))
+    straight = fit_posterior(predictor, data, tmp_path / "a", "stg", work_dir=tmp_path / "wa", **settings)
+    first = fit_posterior(predictor, data, tmp_path / "b", "stg", work_dir=tmp_path / "wb", time_budget_s=0, **settings)
+    assert not first["training"]["complete"] and first["metrics"]["known_k"]["epochs"] == 1
+    resumed = fit_posterior(predictor, data, tmp_path / "b", "stg", work_dir=tmp_path / "wb", **settings)
+    assert resumed["training"]["complete"] and resumed["metrics"]["known_k"]["epochs"] == 2
+    assert resumed["metrics"]["known_k"]["history"] == straight["metrics"]["known_k"]["history"]
+    a = torch.load(tmp_path / "a" / "stg_posterior.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "stg_posterior.pt", weights_only=True)
+    assert all(torch.equal(a[key], b[key]) for key in a)

@@ -31,6 +31,7 @@ import hashlib
 import json
 import math
 import time
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -68,6 +69,9 @@ CONTEXT_NAMES = (
     "log_inter_burst_hz",
 )
 FLOWS = {"joint": ("g_s", "g_u", "log_k"), "known_k": ("g_s", "g_u")}
+# Flow architecture of new training runs (a card records its own): 3 spline transforms of 8 bins, conditioners of
+# two hidden layers of 128, coupling (2 passes) so that sampling inverts each transform in 2 passes, not 3.
+DEFAULT_FLOW_CONFIG = {"transforms": 3, "bins": 8, "hidden_features": [128, 128], "passes": 2}
 
 
 def network_outputs(predictor, trains_s: list[np.ndarray], batch_size: int = 1024) -> np.ndarray:
@@ -139,6 +143,9 @@ def _build_flow(n_features: int, n_context: int, config: dict):
         transforms=int(config["transforms"]),
         bins=int(config["bins"]),
         hidden_features=tuple(config["hidden_features"]),
+        # passes=2 (coupling) inverts in 2 passes instead of one per parameter: sampling costs 2/3 (cards without
+        # the key were trained fully autoregressive).
+        passes=config.get("passes"),
     )
 
 
@@ -188,6 +195,8 @@ class MarginalCalibration:
         sorted_samples = np.take_along_axis(samples, order, axis=1)
         for index, name in enumerate(CLASSES):
             rows = np.flatnonzero(classes == index)
+            if not rows.size:
+                continue
             for p in range(samples.shape[2]):
                 position = rank_levels[ranks[rows, :, p]]  # (rows, n)
                 level = np.abs(2.0 * position - 1.0)
@@ -245,6 +254,26 @@ def class_of(context: np.ndarray) -> np.ndarray:
     return (np.asarray(context)[:, CONTEXT_NAMES.index("burst_flag")] > 0.5).astype(int)
 
 
+# Flow calls on at most this many rows run on one thread: their matrices are too small for intra-op parallelism to
+# pay, and on a busy machine torch's waiting threads made 1,000 samples of one unit 20-40x slower than one thread.
+SINGLE_THREAD_ROWS = 16384
+
+
+@contextmanager
+def _threads_for(rows: int):
+    import torch
+
+    threads = torch.get_num_threads()
+    if rows > SINGLE_THREAD_ROWS or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class PosteriorEstimator:
     """The two flows of a model with their standardisation and calibration (see module docstring)."""
 
@@ -294,7 +323,7 @@ class PosteriorEstimator:
         for j, key in enumerate(keys):
             entropy = int.from_bytes(hashlib.sha256(bytes(key)).digest()[:8], "little")
             noise[:, j, :] = np.random.default_rng([int(seed), entropy]).standard_normal((int(n), n_parameters))
-        with torch.inference_mode():
+        with torch.inference_mode(), _threads_for(noise.shape[0] * noise.shape[1]):
             distribution = self.flows[flow](torch.from_numpy(standardised.astype(np.float32)))
             draws = distribution.transform.inv(torch.from_numpy(noise)).numpy()  # (n, n_trains, p)
         draws = np.moveaxis(draws, 0, 1).astype(np.float64) * scaling["target_std"] + scaling["target_mean"]
@@ -338,18 +367,18 @@ def augmented_examples(
     """Contexts and targets of ``copies`` augmented versions of every training train.
 
     Each copy draws ln k from the prior (the train's times multiplied by k), a spike-time jitter with sd
-    ~ U(0, 2) ms for half of the copies, deletion of up to 5 % of spikes, and, for a third of the copies, a
-    truncation to the first n spikes (n log-uniform from 8 to the train's length), so that short recordings get
-    honestly wide posteriors. ``known_k`` contexts are those of the same augmented train at k = 1.
+    ~ U(0, 2) ms with probability 1/2, deletion of up to 5 % of spikes, and, with probability 1/3, a truncation to
+    the first n spikes (n log-uniform from 8 to the train's length), so that short recordings get honestly wide
+    posteriors. ``known_k`` contexts are those of the same augmented train at k = 1.
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 17]))
     trains, targets, groups, scaled = [], [], [], []
-    for copy in range(copies):
+    for _copy in range(copies):
         for index, train in enumerate(data["trains"]):
             t = np.asarray(train, dtype=float)
             if t.size < min_spikes:
                 continue
-            if copy % 2 == 1:
+            if rng.random() < 0.5:
                 t = np.sort(t + rng.normal(0.0, rng.uniform(0.0, 0.002), t.size))
             keep = rng.random(t.size) >= rng.uniform(0.0, 0.05)
             if keep.sum() >= min_spikes:
@@ -368,9 +397,45 @@ def augmented_examples(
     contexts = {"joint": lambda: train_context(predictor, scaled), "known_k": lambda: train_context(predictor, trains)}
     return {
         **{name: contexts[name]() for name in flows},
-        "targets": np.asarray(targets, dtype=np.float64),
+        "targets": np.asarray(targets, dtype=np.float64).reshape(-1, 3),
         "groups": np.asarray(groups),
     }
+
+
+# Trains per block of cached training examples: a block is the unit of resumption (~1-2 min of context on 2 cores).
+EXAMPLE_BLOCK = 16384
+
+
+def cached_examples(
+    predictor, data: dict, copies: int, seed: int, work_dir, flows: tuple = tuple(FLOWS), progress=None
+) -> dict:
+    """:func:`augmented_examples` of ``data`` built block by block (EXAMPLE_BLOCK trains per copy), each block
+    saved in ``work_dir`` and reused when the run is resumed; block b of copy c is augmented with seed
+    (seed, c, b), so a resumed run builds exactly the examples an uninterrupted one would."""
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    keys = ("targets", "groups", *flows)
+    n = len(data["trains"])
+    parts = {key: [] for key in keys}
+    blocks = [(c, b) for c in range(copies) for b in range(0, n, EXAMPLE_BLOCK)]
+    for number, (copy, start) in enumerate(blocks):
+        path = work_dir / f"examples_{'-'.join(flows)}_c{copy}_b{start // EXAMPLE_BLOCK:05d}.npz"
+        if not path.exists():
+            rows = slice(start, start + EXAMPLE_BLOCK)
+            block = {key: data[key][rows] for key in ("g_s", "g_u", "target_index")}
+            block["trains"] = data["trains"][rows]
+            examples = augmented_examples(
+                predictor, block, 1, seed * 100003 + copy * 1009 + start // EXAMPLE_BLOCK, flows=flows
+            )
+            partial = path.with_suffix(".tmp.npz")
+            np.savez(partial, **{key: examples[key] for key in keys})
+            partial.replace(path)  # a block on disk is always complete
+        with np.load(path) as stored:
+            for key in keys:
+                parts[key].append(stored[key])
+        if progress:
+            progress(number + 1, len(blocks))
+    return {key: np.concatenate(value) for key, value in parts.items()}
 
 
 def fit_posterior(
@@ -387,25 +452,37 @@ def fit_posterior(
     config: dict | None = None,
     examples: dict | None = None,
     flows: tuple = tuple(FLOWS),
+    work_dir=None,
+    progress=None,
 ) -> dict:
     """Train both flows on simulated data (``load_training_data`` output) and write ``<model>_posterior.pt/.json``.
 
     The validation split is by population target (members of one population never straddle it); the weights with
     the best validation NLL are kept. ``flows``: the flows to train (a run of one flow is combined with others by
-    :func:`merge_runs`). Returns the card.
+    :func:`merge_runs`). ``work_dir``: where the run keeps its state (example blocks, :func:`cached_examples`, and a
+    checkpoint per flow after every epoch): run the same command again after an interruption (or after the time
+    budget ran out) and it continues where it stopped, to the same result. ``time_budget_s`` bounds one call.
+    Returns the card.
     """
     import torch
 
-    config = config or {"transforms": 3, "bins": 8, "hidden_features": [128, 128]}
+    config = config or DEFAULT_FLOW_CONFIG
     torch.manual_seed(seed)
     started = time.perf_counter()
-    examples = examples or augmented_examples(predictor, data, copies, seed, flows=flows)
+    if examples is None:
+        examples = (
+            cached_examples(predictor, data, copies, seed, work_dir, flows, progress)
+            if work_dir is not None
+            else augmented_examples(predictor, data, copies, seed, flows=flows)
+        )
+    examples_s = time.perf_counter() - started
     groups = examples["groups"]
     unique = np.unique(groups)
     rng = np.random.default_rng(seed)
     validation_groups = rng.choice(unique, size=max(1, len(unique) // 10), replace=False)
     validation = np.isin(groups, validation_groups)
     state, scaling, metrics = {}, {}, {}
+    complete = True
     for name, parameters in FLOWS.items():
         if name not in flows:
             continue
@@ -427,12 +504,22 @@ def fit_posterior(
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
         train_rows = torch.from_numpy(np.flatnonzero(~validation))
         validation_rows = torch.from_numpy(np.flatnonzero(validation))
-        best, best_state, history = math.inf, None, []
+        best, best_state, history, train_s = math.inf, None, [], 0.0
+        checkpoint = Path(work_dir) / f"checkpoint_{name}.pt" if work_dir is not None else None
+        generator = torch.Generator().manual_seed(seed)
+        if checkpoint is not None and checkpoint.exists():
+            saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+            flow.load_state_dict(saved["flow"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            generator.set_state(saved["generator"])
+            best, best_state, history, train_s = saved["best"], saved["best_state"], saved["history"], saved["seconds"]
         budget = time_budget_s / len(flows)
         flow_started = time.perf_counter()
-        for _ in range(epochs):
+        while len(history) < epochs:
+            epoch_started = time.perf_counter()
             flow.train()
-            order = train_rows[torch.randperm(len(train_rows))]
+            order = train_rows[torch.randperm(len(train_rows), generator=generator)]
             for start in range(0, steps_per_epoch * batch_size, batch_size):
                 rows = order[start : start + batch_size]
                 loss = -flow(xs[rows]).log_prob(ys[rows]).mean()
@@ -445,13 +532,30 @@ def fit_posterior(
             with torch.no_grad():
                 nll = float(-flow(xs[validation_rows]).log_prob(ys[validation_rows]).mean())
             history.append(nll)
+            train_s += time.perf_counter() - epoch_started
             if nll < best:
                 best, best_state = nll, {k: v.clone() for k, v in flow.state_dict().items()}
-            if time.perf_counter() - flow_started > budget:
+            if progress:
+                progress(len(history), epochs, name, nll)
+            if checkpoint is not None:
+                saved = {
+                    "flow": flow.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "generator": generator.get_state(),
+                    "best": best,
+                    "best_state": best_state,
+                    "history": history,
+                    "seconds": train_s,
+                }
+                torch.save(saved, checkpoint.with_suffix(".tmp"))
+                checkpoint.with_suffix(".tmp").replace(checkpoint)
+            if len(history) < epochs and time.perf_counter() - flow_started > budget:
+                complete = False  # at least one epoch per call: a resumed run always advances
                 break
         flow.load_state_dict(best_state)
         state.update({f"{name}.{k}": v for k, v in best_state.items()})
-        metrics[name] = {"validation_nll": best, "epochs": len(history), "history": history}
+        metrics[name] = {"validation_nll": best, "epochs": len(history), "history": history, "train_s": train_s}
     card = {
         "model": model_name,
         "kind": "conditional neural spline flow (zuko NSF) over (g_s, g_u, ln k) and (g_s, g_u)",
@@ -464,10 +568,12 @@ def fit_posterior(
             "copies": copies,
             "seed": seed,
             "k_prior": f"k = 1 with probability {K_PRIOR_POINT_MASS}, else log2 k uniform on {list(K_LOG2_RANGE)}",
-            "augmentation": "jitter sd ~ U(0, 2) ms on half the copies, deletions <= 5 %, truncation on a third",
+            "augmentation": "jitter sd ~ U(0, 2) ms with probability 1/2, deletions <= 5 %, truncation on a third",
             "data_recipe": data.get("recipe"),
             "network_weights_sha256": predictor.weights_sha256,
-            "seconds": time.perf_counter() - started,
+            "seconds_this_call": time.perf_counter() - started,
+            "examples_s_this_call": examples_s,
+            "complete": complete,
             "device": "cpu",
             "torch_threads": torch.get_num_threads(),
         },
