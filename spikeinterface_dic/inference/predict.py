@@ -98,16 +98,14 @@ class Predictor:
         means = np.empty((len(windows), 3))
         stds = np.empty((len(windows), 3))
         p_bursting = np.empty(len(windows))
-        order = np.argsort([len(w) for w in windows])
+        lengths = np.array([len(w) for w in windows], dtype=np.int64)
+        order = np.argsort(lengths)
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 rows = order[start : start + batch_size]
-                width = max(len(windows[i]) for i in rows)
-                log_isi = np.zeros((len(rows), width), dtype=np.float32)
-                mask = np.zeros((len(rows), width), dtype=bool)
-                for j, i in enumerate(rows):
-                    log_isi[j, : len(windows[i])] = np.log(windows[i])
-                    mask[j, : len(windows[i])] = True
+                mask = np.arange(lengths[rows].max()) < lengths[rows, None]
+                log_isi = np.zeros(mask.shape, dtype=np.float32)
+                log_isi[mask] = np.log(np.concatenate([windows[i] for i in rows]))  # row by row, as mask is
                 out = self.net(torch.from_numpy(log_isi).to(self.device), torch.from_numpy(mask).to(self.device))
                 means[rows] = out["mean"].float().cpu().numpy()
                 stds[rows] = out["log_std"].float().exp().cpu().numpy()
