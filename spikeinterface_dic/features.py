@@ -198,6 +198,51 @@ def missed_spike_cv(isi_ms) -> float:
     return float(corrected.std() / corrected.mean())
 
 
+def _missed_spike_cv_rows(isi: np.ndarray) -> np.ndarray:
+    """:func:`missed_spike_cv` of each row of an (m, n) array of ISIs (n >= 2), with the same numpy operations
+    along the rows (equal results)."""
+    median = np.median(isi, axis=1)
+    positive = median > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        multiple = np.maximum(np.rint(isi / median[:, None]), 1.0)
+        corrected = isi / multiple
+        cv = corrected.std(axis=1) / corrected.mean(axis=1)
+    explained = (multiple.max(axis=1) <= _MAX_MISSED_IN_A_ROW + 1) & (
+        np.mean(multiple >= 2, axis=1) <= _MAX_MISSED_FRACTION
+    )
+    return np.where(positive & explained, cv, np.nan)
+
+
+def _burst_structure_rows(isi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`burst_structure` of each row of an (m, n) array of ISIs in ms (n >= 2), with the same numpy
+    operations along the rows (equal results): separation, gap and n_runs arrays."""
+    resolved = np.sort(np.maximum(isi, ISI_RESOLUTION_MS), axis=1)
+    m, n = resolved.shape
+    distinct = resolved[:, 0] != resolved[:, -1]
+    log_isi = np.log(resolved)
+    below = np.arange(1, n)
+    cumulative = np.cumsum(log_isi, axis=1)
+    mean_below = cumulative[:, :-1] / below
+    mean_above = (cumulative[:, -1:] - cumulative[:, :-1]) / (n - below)
+    between = below * (n - below) / n**2 * (mean_above - mean_below) ** 2
+    split = np.argmax(between, axis=1) + 1
+    rows = np.arange(m)
+    upper, lower = log_isi[rows, split], log_isi[rows, split - 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        separation = between[rows, split - 1] / log_isi.var(axis=1)
+    gap = np.exp(upper - lower)
+    threshold = np.exp(0.5 * (upper + lower))
+    cut = isi > threshold[:, None]
+    # A run of >= 2 spikes is a maximal block of uncut ISIs: count the blocks' first ISIs.
+    after_cut = np.concatenate((np.ones((m, 1), dtype=bool), cut[:, :-1]), axis=1)
+    n_runs = np.count_nonzero(~cut & after_cut, axis=1)
+    return (
+        np.where(distinct, separation, np.nan),
+        np.where(distinct, gap, np.nan),
+        np.where(distinct, n_runs, 0),
+    )
+
+
 def is_repeated_bursting(separation: float, gap: float, n_runs: int) -> bool:
     """The improved-mode burster test on :func:`burst_structure`'s numbers: a two-fold gap, a clear bimodality and
     at least :data:`MIN_REPEATED_BURSTS` bursts of >= 2 spikes."""
@@ -385,15 +430,24 @@ def spike_train_features(spike_trains, mode: str = "improved", cv_threshold: flo
     separation = np.full(n_trains, np.nan)
     n_runs = np.full(n_trains, np.nan)
     if mode == "improved":
-        # A per-train loop over the irregular ones only: the split is a sort plus cumulative sums per train.
-        for train in np.flatnonzero(label_code == 2):
-            times = times_ms[offsets[train] : offsets[train + 1]]
-            if missed_spike_cv(np.diff(times)) <= cv_threshold:
-                label_code[train] = 1
-                continue
-            separation[train], gap, n_runs[train] = burst_structure(times)
-            if not is_repeated_bursting(separation[train], gap, int(n_runs[train])):
-                label_code[train] = 3
+        # The trains above the CV threshold, those with the same number of ISIs as one 2-D array (the one-train
+        # functions' operations along its rows): tonic with missed spikes, repeated bursts, or irregular.
+        isi_first = np.concatenate(([0], np.cumsum(n_isi)[:-1])).astype(np.int64)
+        candidates = np.flatnonzero(label_code == 2)
+        for count in np.unique(n_isi[candidates]).astype(np.int64):
+            group = candidates[n_isi[candidates] == count]
+            rows = isi[isi_first[group, None] + np.arange(count)]
+            tonic = _missed_spike_cv_rows(rows) <= cv_threshold
+            label_code[group[tonic]] = 1
+            group, rows = group[~tonic], rows[~tonic]
+            separation[group], gap, n_runs[group] = _burst_structure_rows(rows)
+            repeated = (
+                np.isfinite(separation[group])
+                & (separation[group] >= MIN_LOG_ISI_SEPARATION)
+                & (gap >= np.exp(_MIN_LOG_GAP))
+                & (n_runs[group] >= MIN_REPEATED_BURSTS)
+            )
+            label_code[group[~repeated]] = 3
 
     not_applicable = 0.0 if mode == "original" else np.nan
     f_spiking[label_code != 1] = not_applicable

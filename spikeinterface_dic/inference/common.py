@@ -32,6 +32,67 @@ def combine_windows(means: np.ndarray, stds: np.ndarray) -> tuple[np.ndarray, np
     return mean, np.sqrt(within + between)
 
 
+def _sums_by_owner(values: np.ndarray, first: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Sums over each owner's rows values[first:first + count], added row by row in order as numpy's sum over
+    axis 0 of a 2-D array does (so the results equal it bit for bit); one numpy call per window position."""
+    out = values[first].copy()
+    for position in range(1, int(counts.max(initial=0))):
+        alive = counts > position
+        out[alive] += values[first[alive] + position]
+    return out
+
+
+def combine_windows_by_owner(
+    means: np.ndarray, stds: np.ndarray, owner: np.ndarray, n_owners: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`combine_windows` for every owner at once: (n_owners, p) means and sds, equal to the one-owner
+    function's, and the number of windows of each owner (NaN rows where it has none).
+
+    ``owner`` (one entry per window row) must be non-decreasing, as windows are cut train by train.
+    """
+    owner = np.asarray(owner, dtype=np.int64)
+    if owner.size and np.any(owner[1:] < owner[:-1]):
+        raise ValueError("window owners must be non-decreasing (windows grouped train by train)")
+    n_windows = np.bincount(owner, minlength=n_owners)[:n_owners]
+    first = np.concatenate(([0], np.cumsum(n_windows)[:-1])).astype(np.int64)
+    width = means.shape[1] if means.ndim == 2 else 0
+    mean = np.full((n_owners, width), np.nan)
+    std = np.full((n_owners, width), np.nan)
+    single = np.flatnonzero(n_windows == 1)
+    mean[single], std[single] = means[first[single]], stds[first[single]]
+    several = np.flatnonzero(n_windows > 1)
+    if several.size:
+        start, count = first[several], n_windows[several]
+        weights = 1.0 / stds**2
+        weight_sum = _sums_by_owner(weights, start, count)
+        mean[several] = _sums_by_owner(weights * means, start, count) / weight_sum
+        # np.var's steps: the mean, squared deviations, their mean.
+        centre = _sums_by_owner(means, start, count) / count[:, None]
+        deviation = means[np.repeat(start, count) + _positions(count)] - np.repeat(centre, count, axis=0)
+        between = _sums_by_owner(deviation * deviation, np.concatenate(([0], np.cumsum(count)[:-1])), count)
+        std[several] = np.sqrt(2.0 / weight_sum + between / count[:, None])
+    return mean, std, n_windows
+
+
+def mean_by_owner(values: np.ndarray, owner: np.ndarray, n_owners: int) -> np.ndarray:
+    """(n_owners,) mean of each owner's values (NaN where it has none), equal to ``values[owner == i].mean()``: the
+    owners with the same number of rows are averaged together along the rows of one 2-D array, which numpy sums
+    like a 1-D array. ``owner`` must be non-decreasing."""
+    owner = np.asarray(owner, dtype=np.int64)
+    counts = np.bincount(owner, minlength=n_owners)[:n_owners]
+    first = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+    out = np.full(n_owners, np.nan)
+    for count in np.unique(counts[counts > 0]):
+        owners = np.flatnonzero(counts == count)
+        out[owners] = values[first[owners, None] + np.arange(count)].mean(axis=1)
+    return out
+
+
+def _positions(counts: np.ndarray) -> np.ndarray:
+    """0, 1, ..., count - 1 for each count, concatenated."""
+    return np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
 def as_trains(spike_trains) -> tuple[list, list[np.ndarray]]:
     if isinstance(spike_trains, dict):
         ids = list(spike_trains.keys())

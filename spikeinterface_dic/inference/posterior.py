@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from ..features import spike_train_features
-from .common import WEIGHTS_DIR, combine_windows, isi_windows
-from .shape import library_statistics, shape_statistics
+from .common import WEIGHTS_DIR, combine_windows_by_owner, isi_windows, mean_by_owner
+from .shape import library_statistics_batch, shape_statistics_batch
 from .train import K_LOG2_RANGE, K_PRIOR_POINT_MASS  # the network's prior of k: the flows use the same
 
 CONTEXT_NAMES = (
@@ -81,49 +81,58 @@ def network_outputs(predictor, trains_s: list[np.ndarray], batch_size: int = 102
         for window in isi_windows(np.maximum(np.diff(train) * 1000.0, 0.05), predictor.window):
             windows.append(window)
             owner.append(index)
-    owner = np.asarray(owner)
+    owner = np.asarray(owner, dtype=np.int64)
     means, stds, p_bursting = predictor.predict_windows(windows, batch_size)
     out = np.empty((len(trains_s), 7))
-    starts = np.searchsorted(owner, np.arange(len(trains_s) + 1))
-    for index in range(len(trains_s)):
-        rows = slice(starts[index], starts[index + 1])
-        mean, std = combine_windows(means[rows], stds[rows])
-        out[index, :3], out[index, 3:6], out[index, 6] = mean, np.log(std), p_bursting[rows].mean()
+    out[:, :3], std, _ = combine_windows_by_owner(means, stds, owner, len(trains_s))
+    out[:, 3:6] = np.log(std)
+    out[:, 6] = mean_by_owner(p_bursting, owner, len(trains_s))
     return out
 
 
-def train_context(predictor, trains_s: list[np.ndarray], network: np.ndarray | None = None) -> np.ndarray:
-    """(n, len(CONTEXT_NAMES)) context rows of trains with at least 4 spikes (spike times in s); ``network``: the
-    network's outputs for them (:func:`network_outputs`), when already computed."""
+def train_context(
+    predictor, trains_s: list[np.ndarray], network: np.ndarray | None = None, features=None
+) -> np.ndarray:
+    """(n, len(CONTEXT_NAMES)) context rows of trains with at least 4 spikes (spike times in s).
+
+    ``network``: the network's outputs for them (:func:`network_outputs`), and ``features``: their
+    :func:`~spikeinterface_dic.features.spike_train_features` (a DataFrame, one row per train in order), when
+    already computed. Statistics are computed for all trains at once (:func:`.shape.shape_statistics_batch`).
+    """
     trains_s = [np.asarray(t, dtype=float) for t in trains_s]
     network = network_outputs(predictor, trains_s) if network is None else network
-    shapes = np.array([shape_statistics(t) for t in trains_s])
+    shapes = shape_statistics_batch(trains_s)
     library = np.full((len(trains_s), 3), [0.0, 0.0, 0.0])
-    if predictor.time_scale_library is not None:
-        statistics = [library_statistics(t) for t in trains_s]
-        shape_rows = np.array([s for s, _ in statistics])
-        speeds = np.array([v for _, v in statistics])
-        # Only trains with long gaps (a bursting shape) get a library estimate, as in infer_dics.
-        gapped = shapes[:, 6] > 0.0
-        log_k, log_sd = predictor.time_scale_library.estimate(shape_rows[gapped], speeds[gapped])
+    # Only trains with long gaps (a bursting shape) get a library estimate, as in infer_dics.
+    gapped = np.flatnonzero(shapes[:, 6] > 0.0)
+    if predictor.time_scale_library is not None and gapped.size:
+        shape_rows, speeds = library_statistics_batch([trains_s[i] for i in gapped])
+        log_k, log_sd = predictor.time_scale_library.estimate(shape_rows, speeds)
         finite = np.isfinite(log_k)
-        rows = np.flatnonzero(gapped)[finite]
+        rows = gapped[finite]
         library[rows] = np.stack([log_k[finite], np.log(log_sd[finite]), np.ones(finite.sum())], axis=1)
-    features = spike_train_features(trains_s)
+    if features is None:
+        features = spike_train_features(trains_s)
+    elif len(features) != len(trains_s):
+        raise ValueError(f"features has {len(features)} rows for {len(trains_s)} trains; give one row per train")
     bursting = features["label"].to_numpy() == "bursting"
 
     def log_or_zero(column):
         values = features[column].to_numpy(float)
         return np.where(bursting & (values > 0), np.log(np.where(values > 0, values, 1.0)), 0.0)
 
-    mean_isi = np.array([np.mean(np.diff(t)) for t in trains_s])
+    lengths = np.array([t.size for t in trains_s], dtype=np.int64)
+    train_of_spike = np.repeat(np.arange(len(trains_s)), lengths)
+    same_train = train_of_spike[1:] == train_of_spike[:-1]
+    isi = np.diff(np.concatenate(trains_s)) if trains_s else np.zeros(0)
+    mean_isi = mean_by_owner(isi[same_train], train_of_spike[1:][same_train], len(trains_s))
     context = np.column_stack(
         [
             network,
             library,
             np.nan_to_num(shapes, nan=0.0),
             np.log(mean_isi),
-            np.log([t.size for t in trains_s]),
+            np.log(lengths),
             bursting.astype(float),
             log_or_zero("nbr_spikes_bursting"),
             log_or_zero("f_intra_bursting_hz"),
@@ -672,11 +681,15 @@ def segments(train_s: np.ndarray, window_s: float) -> list[np.ndarray]:
     return out or [train_s]
 
 
-def segment_contexts(predictor, trains_s: list[np.ndarray], flow: str, network: np.ndarray | None = None):
+def segment_contexts(
+    predictor, trains_s: list[np.ndarray], flow: str, network: np.ndarray | None = None, features=None
+):
     """Context rows of the segments of each train (see :func:`segments`) and each row's train index.
 
     Segment windows: the flows' training window, times the network's k of the whole train for the joint flow
-    (trains of the known_k flow are already divided by their k).
+    (trains of the known_k flow are already divided by their k). ``network`` and ``features``: the whole trains'
+    network outputs and :func:`~spikeinterface_dic.features.spike_train_features`, when already computed (used
+    when no train is cut).
     """
     network = network_outputs(predictor, trains_s) if network is None else network
     window = training_window_s(predictor.model_name)
@@ -688,7 +701,8 @@ def segment_contexts(predictor, trains_s: list[np.ndarray], flow: str, network: 
         owners += [index] * len(parts)
     owners = np.asarray(owners)
     whole = len(pieces) == len(trains_s)  # no train was cut: the whole-train network outputs serve
-    return train_context(predictor, pieces, network if whole else None), owners, pieces
+    context = train_context(predictor, pieces, network if whole else None, features if whole else None)
+    return context, owners, pieces
 
 
 def pooled_samples(posterior, context, owners, pieces, n_trains: int, n: int, flow: str, seed: int, calibrated=True):

@@ -21,8 +21,16 @@ import pandas as pd
 from ..features import label_reason, spike_train_features
 from ..models import get_model
 from ..schema import ESTIMATE_COLUMNS, ESTIMATE_NAMES
-from .common import WEIGHTS_DIR, as_trains, combine_windows, isi_windows, known_time_scales
-from .shape import ShapeReference, TimeScaleLibrary, library_statistics, shape_statistics
+from .common import (
+    WEIGHTS_DIR,
+    as_trains,
+    combine_windows,
+    combine_windows_by_owner,
+    isi_windows,
+    known_time_scales,
+    mean_by_owner,
+)
+from .shape import ShapeReference, TimeScaleLibrary, library_statistics_batch, shape_statistics_batch
 
 K_RANGE = (0.25, 8.0)
 # The estimate columns of a train without an estimate (too few spikes), shared by every place that reports one.
@@ -90,16 +98,14 @@ class Predictor:
         means = np.empty((len(windows), 3))
         stds = np.empty((len(windows), 3))
         p_bursting = np.empty(len(windows))
-        order = np.argsort([len(w) for w in windows])
+        lengths = np.array([len(w) for w in windows], dtype=np.int64)
+        order = np.argsort(lengths)
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 rows = order[start : start + batch_size]
-                width = max(len(windows[i]) for i in rows)
-                log_isi = np.zeros((len(rows), width), dtype=np.float32)
-                mask = np.zeros((len(rows), width), dtype=bool)
-                for j, i in enumerate(rows):
-                    log_isi[j, : len(windows[i])] = np.log(windows[i])
-                    mask[j, : len(windows[i])] = True
+                mask = np.arange(lengths[rows].max()) < lengths[rows, None]
+                log_isi = np.zeros(mask.shape, dtype=np.float32)
+                log_isi[mask] = np.log(np.concatenate([windows[i] for i in rows]))  # row by row, as mask is
                 out = self.net(torch.from_numpy(log_isi).to(self.device), torch.from_numpy(mask).to(self.device))
                 means[rows] = out["mean"].float().cpu().numpy()
                 stds[rows] = out["log_std"].float().exp().cpu().numpy()
@@ -114,7 +120,7 @@ def load_predictor(model="stg", weights_dir=None, device: str = "cpu") -> Predic
     return Predictor(name, Path(weights_dir) if weights_dir else WEIGHTS_DIR, device)
 
 
-def _with_library(library: TimeScaleLibrary, train, log_k: float, log_k_std: float) -> tuple[float, float]:
+def _with_library(log_k: float, log_k_std: float, library_log_k: float, library_std: float) -> tuple[float, float]:
     """Combine the network's log k with the library's: inverse-variance weighted mean, the smaller of the two sds.
 
     Used for bursting trains only: their shape (spikes per burst, duty cycle, long ISIs) picks out neighbours whose
@@ -122,14 +128,13 @@ def _with_library(library: TimeScaleLibrary, train, log_k: float, log_k_std: flo
     tonic speeds - nothing beyond the network's prior - and is not used. Both estimates read the same train, so they
     are not independent: the product-of-Gaussians sd would be over-confident (held-out 1 sd coverage 0.59); the
     smaller of the two sds claims no gain from combining and covers 0.66-0.72 off k = 1 (model cards, STG).
+    ``library_log_k``, ``library_std``: :meth:`TimeScaleLibrary.estimate` for the train (NaN: the network's alone).
     """
-    shape, speed = library_statistics(train)
-    library_log_k, library_std = library.estimate(shape, speed)
-    if not np.isfinite(library_log_k[0]):
+    if not math.isfinite(library_log_k):
         return log_k, log_k_std
-    w_network, w_library = 1.0 / log_k_std**2, 1.0 / float(library_std[0]) ** 2
-    combined = (w_network * log_k + w_library * float(library_log_k[0])) / (w_network + w_library)
-    return combined, min(log_k_std, float(library_std[0]))
+    w_network, w_library = 1.0 / log_k_std**2, 1.0 / library_std**2
+    combined = (w_network * log_k + w_library * library_log_k) / (w_network + w_library)
+    return combined, min(log_k_std, library_std)
 
 
 def _posterior_summaries(
@@ -295,13 +300,33 @@ def infer_dics(
         posterior,
         time_scale_range,
     )
+    n_trains = len(cleaned)
+    # Everything per train that numpy can do for all trains at once (equal to the one-train functions' results);
+    # the loop below is scalar arithmetic and the reasons in words.
+    combined_means, combined_stds, n_windows = combine_windows_by_owner(means, stds, owner, n_trains)
+    mean_p_bursting = mean_by_owner(p_bursting, owner, n_trains)
+    novelty = predictor.shape_reference.score(shape_statistics_batch(cleaned)).tolist()
+    library_log_k, library_std = np.full(n_trains, np.nan), np.full(n_trains, np.nan)
+    labels = features["label"].tolist()
+    estimable = np.array([train.size >= 3 for train in cleaned], dtype=bool) & ~np.array(too_many_violations, bool)
+    if predictor.time_scale_library is not None:
+        chosen = np.flatnonzero(estimable & np.isnan(known_k) & (features["label"].to_numpy() == "bursting"))
+        if chosen.size:
+            shapes, speeds = library_statistics_batch([cleaned[i] for i in chosen])
+            library_log_k[chosen], library_std[chosen] = predictor.time_scale_library.estimate(shapes, speeds)
+    feature_rows = features.to_dict("records")
+    main_frequency = features["main_frequency_hz"].tolist()
+    combined_means, combined_stds = combined_means.tolist(), combined_stds.tolist()
+    library_log_k, library_std = library_log_k.tolist(), library_std.tolist()
+    mean_p_bursting, n_windows = mean_p_bursting.tolist(), n_windows.tolist()
     rows = []
     rate_low, rate_high = predictor.card["training_rate_hz_range"]
+    threshold = predictor.shape_reference.threshold
     for index, train in enumerate(cleaned):
         row = {
             "n_spikes": int(train.size),
             "n_refractory_violations": violations[index],
-            "label": features["label"].iloc[index],
+            "label": labels[index],
         }
         if too_many_violations[index]:
             total = trains[index].size
@@ -324,21 +349,19 @@ def infer_dics(
             )
             rows.append(row)
             continue
-        selected = owner == index
-        mean, std = combine_windows(means[selected], stds[selected])
-        log_k, log_k_std = float(mean[2]), float(std[2])
-        shape = shape_statistics(train)
-        if not np.isnan(known_k[index]):
+        mean, std = combined_means[index], combined_stds[index]
+        log_k, log_k_std = mean[2], std[2]
+        if not math.isnan(known_k[index]):
             # The network saw train / k; whatever time scale it reads there is not reported: k is given.
             log_k, log_k_std = math.log(known_k[index]), 0.0
         elif predictor.time_scale_library is not None and row["label"] == "bursting":
-            log_k, log_k_std = _with_library(predictor.time_scale_library, train, log_k, log_k_std)
+            log_k, log_k_std = _with_library(log_k, log_k_std, library_log_k[index], library_std[index])
         k = math.exp(log_k)
         estimate = {
-            "g_s": 10.0 * float(mean[0]),
-            "g_u": 10.0 * float(mean[1]),
-            "g_s_std": 10.0 * float(std[0]),
-            "g_u_std": 10.0 * float(std[1]),
+            "g_s": 10.0 * mean[0],
+            "g_u": 10.0 * mean[1],
+            "g_s_std": 10.0 * std[0],
+            "g_u_std": 10.0 * std[1],
             "time_scale": k,
             "time_scale_std": k * log_k_std,
             "time_scale_low": math.exp(log_k - log_k_std),
@@ -349,19 +372,18 @@ def infer_dics(
         if summary:
             estimate.update(summary)
             k = estimate["time_scale"] if np.isfinite(estimate["time_scale"]) else k
-        novelty = float(predictor.shape_reference.score(shape)[0])
-        reasons = _information_reasons(features.iloc[index], model.name)
+        reasons = _information_reasons(feature_rows[index], model.name)
         if range_reason:
             reasons.append(range_reason)
-        if np.isfinite(novelty) and novelty > predictor.shape_reference.threshold:
+        if math.isfinite(novelty[index]) and novelty[index] > threshold:
             reasons.append(
                 f"ISI pattern unlike any {model.name} model train at any time scale (novelty "
-                f"{novelty:.2f} > {predictor.shape_reference.threshold:.2f})"
+                f"{novelty[index]:.2f} > {threshold:.2f})"
             )
         if not (K_RANGE[0] / 1.5 <= k <= K_RANGE[1] * 1.5):
             reasons.append(f"time scale k = {k:.3g} is outside the modelled range [{K_RANGE[0]}, {K_RANGE[1]}]")
-        main = features["main_frequency_hz"].iloc[index]
-        if np.isfinite(main) and not (rate_low / 1.5 <= main * k <= rate_high * 1.5):
+        main = main_frequency[index]
+        if math.isfinite(main) and not (rate_low / 1.5 <= main * k <= rate_high * 1.5):
             reasons.append(
                 f"main frequency {main:.3g} Hz is {main * k:.3g} Hz at k = 1, outside the training range "
                 f"[{rate_low:.3g}, {rate_high:.3g}] Hz"
@@ -370,9 +392,9 @@ def infer_dics(
             estimate,
             in_distribution=not reasons,
             ood_reason="; ".join(reasons),
-            n_windows=int(selected.sum()),
-            novelty=novelty,
-            p_bursting=float(p_bursting[selected].mean()),
+            n_windows=n_windows[index],
+            novelty=novelty[index],
+            p_bursting=mean_p_bursting[index],
         )
         rows.append(row)
     frame = pd.DataFrame(rows, columns=list(ESTIMATE_NAMES), index=pd.Index(ids, name="unit_id"))
