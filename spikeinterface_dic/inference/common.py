@@ -4,6 +4,7 @@ of trains and known time scales."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +125,25 @@ def known_time_scales(time_scale, ids: list) -> np.ndarray:
     if bad:
         raise ValueError(f"unit {bad[0]!r}: time_scale must be a positive number (or NaN / absent when unknown)")
     return known
+
+
+# Torch calls on at most this many rows (flow samples, network windows) run on one thread: their matrices are too
+# small for intra-op parallelism to pay, and on a busy machine torch's waiting threads made 1,000 posterior samples of
+# one unit 20-40x slower than one thread.
+SINGLE_THREAD_ROWS = 16384
+
+
+@contextmanager
+def threads_for(rows: int):
+    """Context: torch on one thread for a call of at most SINGLE_THREAD_ROWS rows (the setting is restored)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if rows > SINGLE_THREAD_ROWS or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -31,14 +31,13 @@ import hashlib
 import json
 import math
 import time
-from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from ..features import spike_train_features
-from .common import WEIGHTS_DIR, combine_windows_by_owner, isi_windows, mean_by_owner
+from .common import WEIGHTS_DIR, combine_windows_by_owner, isi_windows, mean_by_owner, threads_for
 from .shape import library_statistics_batch, shape_statistics_batch
 from .train import K_LOG2_RANGE, K_PRIOR_POINT_MASS  # the network's prior of k: the flows use the same
 
@@ -263,26 +262,6 @@ def class_of(context: np.ndarray) -> np.ndarray:
     return (np.asarray(context)[:, CONTEXT_NAMES.index("burst_flag")] > 0.5).astype(int)
 
 
-# Flow calls on at most this many rows run on one thread: their matrices are too small for intra-op parallelism to
-# pay, and on a busy machine torch's waiting threads made 1,000 samples of one unit 20-40x slower than one thread.
-SINGLE_THREAD_ROWS = 16384
-
-
-@contextmanager
-def _threads_for(rows: int):
-    import torch
-
-    threads = torch.get_num_threads()
-    if rows > SINGLE_THREAD_ROWS or threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 class PosteriorEstimator:
     """The two flows of a model with their standardisation and calibration (see module docstring)."""
 
@@ -332,7 +311,7 @@ class PosteriorEstimator:
         for j, key in enumerate(keys):
             entropy = int.from_bytes(hashlib.sha256(bytes(key)).digest()[:8], "little")
             noise[:, j, :] = np.random.default_rng([int(seed), entropy]).standard_normal((int(n), n_parameters))
-        with torch.inference_mode(), _threads_for(noise.shape[0] * noise.shape[1]):
+        with torch.inference_mode(), threads_for(noise.shape[0] * noise.shape[1]):
             distribution = self.flows[flow](torch.from_numpy(standardised.astype(np.float32)))
             draws = distribution.transform.inv(torch.from_numpy(noise)).numpy()  # (n, n_trains, p)
         draws = np.moveaxis(draws, 0, 1).astype(np.float64) * scaling["target_std"] + scaling["target_mean"]

@@ -29,6 +29,7 @@ from .common import (
     isi_windows,
     known_time_scales,
     mean_by_owner,
+    threads_for,
 )
 from .shape import ShapeReference, TimeScaleLibrary, library_statistics_batch, shape_statistics_batch
 
@@ -100,7 +101,8 @@ class Predictor:
         p_bursting = np.empty(len(windows))
         lengths = np.array([len(w) for w in windows], dtype=np.int64)
         order = np.argsort(lengths)
-        with torch.inference_mode():
+        # A window is one row per ISI token: the single-thread rule counts tokens.
+        with torch.inference_mode(), threads_for(int(lengths.sum())):
             for start in range(0, len(order), batch_size):
                 rows = order[start : start + batch_size]
                 mask = np.arange(lengths[rows].max()) < lengths[rows, None]
