@@ -144,6 +144,7 @@ def _posterior_summaries(
 ) -> dict:
     """{train index: posterior summary columns} for the trains of at least 4 spikes, when the model has posterior
     flows and ``enabled``; the network's window outputs are reused as the flows' embedding."""
+    from . import summary_head
     from .posterior import SUMMARY_SAMPLES, draw, has_posterior, load_posterior, summarise
 
     folder = str(weights_dir) if weights_dir else None
@@ -156,7 +157,9 @@ def _posterior_summaries(
             raise ValueError(f"time_scale_range needs the posterior flows of model {model_name!r} (posterior=True)")
     if not available:
         return {}
-    rows = [i for i, train in enumerate(cleaned) if train.size >= 4]
+    # Trains without network windows (too many refractory violations) get no estimate: their outputs would be NaN.
+    n_windows = np.bincount(owner, minlength=len(cleaned))
+    rows = [i for i, train in enumerate(cleaned) if train.size >= 4 and n_windows[i] > 0]
     if not rows:
         return {}
     network = np.empty((len(rows), 7))
@@ -164,16 +167,32 @@ def _posterior_summaries(
         selected = owner == index
         mean, std = combine_windows(means[selected], stds[selected])
         network[j] = [*mean, *np.log(std), p_bursting[selected].mean()]
-    samples = draw(
-        load_posterior(model_name, folder),
-        predictor,
-        [cleaned[i] for i in rows],
-        SUMMARY_SAMPLES,
-        known_k[rows],
-        k_range,
-        network=network,
-    )
-    table = summarise(samples)
+    posterior = load_posterior(model_name, folder)
+    trains = [cleaned[i] for i in rows]
+    # Trains read whole with no range of k: the amortised head (distilled from this very posterior, else refused)
+    # gives the summaries in one pass; long trains (segment mixtures) and ranges of k are sampled.
+    head = None
+    if summary_head.ENABLED and k_range is None:
+        head = summary_head.load_summary_head(model_name, folder, posterior)
+    done, from_head = (np.zeros(0, dtype=int), {})
+    if head is not None:
+        done, from_head = summary_head.head_summaries(head, predictor, trains, known_k[rows], network)
+    sampled = np.setdiff1d(np.arange(len(rows)), done)
+    table = {name: np.full(len(rows), np.nan) for name in from_head}
+    if sampled.size:
+        samples = draw(
+            posterior,
+            predictor,
+            [trains[j] for j in sampled],
+            SUMMARY_SAMPLES,
+            known_k[rows][sampled],
+            k_range,
+            network=network[sampled],
+        )
+        for name, values in summarise(samples).items():
+            table.setdefault(name, np.full(len(rows), np.nan))[sampled] = values
+    for name, values in from_head.items():
+        table[name][done] = values
     out = {}
     for j, index in enumerate(rows):
         summary = {name: float(values[j]) for name, values in table.items()}
