@@ -24,7 +24,6 @@ from ..schema import ESTIMATE_COLUMNS, ESTIMATE_NAMES
 from .common import (
     WEIGHTS_DIR,
     as_trains,
-    combine_windows,
     combine_windows_by_owner,
     isi_windows,
     known_time_scales,
@@ -162,11 +161,9 @@ def _posterior_summaries(
     rows = [i for i, train in enumerate(cleaned) if train.size >= 4 and n_windows[i] > 0]
     if not rows:
         return {}
-    network = np.empty((len(rows), 7))
-    for j, index in enumerate(rows):
-        selected = owner == index
-        mean, std = combine_windows(means[selected], stds[selected])
-        network[j] = [*mean, *np.log(std), p_bursting[selected].mean()]
+    combined_means, combined_stds, _ = combine_windows_by_owner(means, stds, owner, len(cleaned))
+    mean_p_bursting = mean_by_owner(p_bursting, owner, len(cleaned))
+    network = np.column_stack([combined_means[rows], np.log(combined_stds[rows]), mean_p_bursting[rows]])
     posterior = load_posterior(model_name, folder)
     trains = [cleaned[i] for i in rows]
     # Trains read whole with no range of k: the amortised head (distilled from this very posterior, else refused)
