@@ -15,6 +15,7 @@ the 95 % point of chi-square with 9 degrees of freedom).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from pathlib import Path
@@ -175,6 +176,12 @@ def main() -> None:
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--flows", nargs="+", default=["joint", "known_k"], choices=["joint", "known_k"])
     fit.add_argument(
+        "--config",
+        default=None,
+        help='flow architecture as JSON, e.g. \'{"transforms": 4, "bins": 8, "hidden_features": [256, 256], '
+        '"passes": 2}\' (default: DEFAULT_FLOW_CONFIG of spikeinterface_dic/inference/posterior.py)',
+    )
+    fit.add_argument(
         "--work-dir",
         default=None,
         help="keep the run's state here (example blocks, a checkpoint per epoch): the same command resumes it",
@@ -208,8 +215,6 @@ def main() -> None:
     args = parser.parse_args()
     pd.set_option("display.width", 200)
     if args.command == "calibrate":
-        import json
-
         from spikeinterface_dic.inference.posterior import CALIBRATION_LEVELS, PosteriorEstimator, fit_calibration
         from spikeinterface_dic.inference.predict import WEIGHTS_DIR
 
@@ -249,6 +254,7 @@ def main() -> None:
             time_budget_s=args.time_budget_s,
             flows=tuple(args.flows),
             work_dir=args.work_dir,
+            config=json.loads(args.config) if args.config else None,
             progress=lambda *state: print("progress", *state, flush=True),
         )
         for name, metric in card["metrics"].items():
@@ -269,8 +275,6 @@ def main() -> None:
         )
         print(table.round(3).to_string(index=False))
         if args.card:
-            import json
-
             from spikeinterface_dic.inference.predict import WEIGHTS_DIR
 
             path = Path(args.weights_dir or WEIGHTS_DIR) / f"{args.model}_posterior.json"
