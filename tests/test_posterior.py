@@ -152,3 +152,26 @@ def test_training_resumes_to_the_same_weights(tmp_path):
     a = torch.load(tmp_path / "a" / "stg_posterior.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "stg_posterior.pt", weights_only=True)
     assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_runs_of_different_architectures_merge_flow_by_flow(tmp_path):
+    """Each flow of a merged posterior keeps the architecture of the run it comes from (the card records it per
+    flow), and the merged posterior loads and samples."""
+    from spikeinterface_dic.inference.data import load_training_data
+    from spikeinterface_dic.inference.posterior import PosteriorEstimator, fit_posterior, flow_config, merge_runs
+
+    data = load_training_data(DATA / "heldout" / "current_stg")
+    data = {key: data[key][:160] for key in ("g_s", "g_u", "target_index", "trains")} | {"recipe": data["recipe"]}
+    predictor = load_predictor("stg")
+    small = {"transforms": 1, "bins": 4, "hidden_features": [8], "passes": 2}
+    large = {"transforms": 2, "bins": 4, "hidden_features": [16, 16], "passes": 2}
+    settings = dict(copies=1, epochs=1, batch_size=64)
+    fit_posterior(predictor, data, tmp_path / "a", "stg", config=small, flows=("joint",), **settings)
+    fit_posterior(predictor, data, tmp_path / "b", "stg", config=large, flows=("known_k",), **settings)
+    card = merge_runs("stg", [tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
+    assert flow_config(card, "joint") == small and flow_config(card, "known_k") == large
+    posterior = PosteriorEstimator(tmp_path / "merged", "stg")
+    context = train_context(predictor, data["trains"][:3])
+    for flow, width in (("joint", 3), ("known_k", 2)):
+        samples = posterior.sample(context, 50, flow, calibrated=False)
+        assert samples.shape == (3, 50, width) and np.isfinite(samples).all()

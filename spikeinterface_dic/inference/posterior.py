@@ -282,7 +282,7 @@ class PosteriorEstimator:
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
         self.flows = {}
         for name, parameters in FLOWS.items():
-            flow = _build_flow(len(parameters), len(CONTEXT_NAMES), self.card["config"])
+            flow = _build_flow(len(parameters), len(CONTEXT_NAMES), flow_config(self.card, name))
             flow.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items() if k.split(".", 1)[0] == name})
             flow.eval()
             self.flows[name] = flow
@@ -336,6 +336,13 @@ class PosteriorEstimator:
             values = torch.from_numpy(np.tile(z, (len(standardised), 1)))
             log_prob = self.flows[flow](context).log_prob(values).double().numpy()
         return log_prob.reshape(len(standardised), len(z))
+
+
+def flow_config(card: dict, flow: str) -> dict:
+    """A flow's architecture from a posterior card: ``config`` is one architecture for both flows, or one per flow
+    (cards merged from runs of different architectures, :func:`merge_runs`)."""
+    config = card["config"]
+    return config[flow] if flow in config else config
 
 
 @lru_cache(maxsize=8)
@@ -587,7 +594,7 @@ def _write_posterior(out_dir, model_name: str, state: dict, card: dict) -> dict:
 def merge_runs(model_name: str, folders, out_dir) -> dict:
     """Write ``<model>_posterior.pt/.json`` in ``out_dir`` taking each flow from the training run (folder written by
     :func:`fit_posterior`) with the lowest validation NLL; the card lists every run and which one each flow comes
-    from. Runs must share the flow configuration and context."""
+    from, and each flow's architecture. Runs must share the context."""
     import torch
 
     runs = []
@@ -595,17 +602,20 @@ def merge_runs(model_name: str, folders, out_dir) -> dict:
         card = json.loads((folder / f"{model_name}_posterior.json").read_text())
         state = torch.load(folder / f"{model_name}_posterior.pt", map_location="cpu", weights_only=True)
         runs.append((folder, card, state))
-    if len({json.dumps([c["config"], c["context"]]) for _, c, _ in runs}) != 1:
-        raise ValueError("the runs differ in flow configuration or context; they cannot be merged")
-    merged_state, scaling, metrics = {}, {}, {}
+    if len({json.dumps(c["context"]) for _, c, _ in runs}) != 1:
+        raise ValueError("the runs differ in their context; they cannot be merged")
+    merged_state, scaling, metrics, configs = {}, {}, {}, {}
     for name in FLOWS:
         having = [run for run in runs if name in run[1]["metrics"]]
         folder, card, state = min(having, key=lambda run: run[1]["metrics"][name]["validation_nll"])
         merged_state.update({k: v for k, v in state.items() if k.split(".", 1)[0] == name})
         scaling[name] = card["scaling"][name]
         metrics[name] = {**card["metrics"][name], "source": str(folder)}
+        configs[name] = flow_config(card, name)
+    same = len({json.dumps(c, sort_keys=True) for c in configs.values()}) == 1
     card = {
         **runs[0][1],
+        "config": next(iter(configs.values())) if same else configs,
         "scaling": scaling,
         "metrics": metrics,
         "training_runs": [card["training"] for _, card, _ in runs],
