@@ -12,8 +12,10 @@ Cost model (per train of n spikes, k unknown):
   look-ups. These run for all trains at once: a few numpy calls per distinct train length (not per train), one
   k-nearest-neighbour scan of the reference shapes (O(n_trains x n_reference)) and one k-d tree query, then a
   Python loop of scalar arithmetic and reason strings (a few microseconds per train).
-- posterior=True adds the flows: ``SUMMARY_SAMPLES`` draws per train through the flows (timed by wrapping
-  ``PosteriorEstimator.sample``), plus the train context (statistics as above).
+- posterior=True adds the train context (statistics as above) and the summaries: one pass of the amortised summary
+  head (:mod:`spikeinterface_dic.inference.summary_head`, a 3-layer MLP per train) by default; "sampled" forces the
+  flows' ``SUMMARY_SAMPLES`` draws per train (timed by wrapping ``PosteriorEstimator.sample``), the same run.
+- one unit's 1,000 samples: the flow's inversion (3 spline transforms, 2 passes each) on 1,000 rows, on one thread.
 
 The baseline section times the per-train reference functions the batched ones replaced (one call per train) against
 the batched calls on the same trains, and prints the ratios. For the whole ``infer_dics`` before the change, run this
@@ -151,6 +153,19 @@ def baseline_components(trains, repeats: int) -> list[tuple[str, float, float]]:
     return rows
 
 
+def one_unit_samples(trains, repeats: int, n: int = 1000) -> None:
+    """1,000 posterior samples of one unit (k unknown): the flow's draws from a ready context, and
+    ``sample_posterior`` end to end (network, context, draws, calibration); best of several units x repeats."""
+    from spikeinterface_dic.inference.posterior import load_posterior, train_context
+
+    posterior, predictor = load_posterior("stg"), load_predictor("stg")
+    units = trains[:10]
+    contexts = train_context(predictor, units)
+    flow = min(best_of(lambda row=row: posterior.sample(contexts[row : row + 1], n), repeats) for row in range(10))
+    whole = min(best_of(lambda t=t: sdic.sample_posterior([t], model="stg", n=n), repeats) for t in units)
+    print(f"{n} posterior samples of one unit: flow draws {1000 * flow:5.1f} ms, end to end {1000 * whole:5.1f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trains", type=int, default=2000)
@@ -170,13 +185,22 @@ def main() -> None:
     sdic.infer_dics(trains[:64], model="stg", posterior=True)  # warm-up: weights, flows, first calls
     threads = torch.get_num_threads()
     print(f"{len(trains)} trains of {args.spikes} spikes, torch threads {threads}, package {sdic.__file__}")
-    for posterior, repeats in ((False, args.repeats), (True, args.posterior_repeats)):
-        total, network, flows = time_infer_dics(trains, posterior, repeats)
+    from spikeinterface_dic.inference import summary_head
+
+    settings = [("network only", False, True, args.repeats), ("posterior, head", True, True, args.repeats)]
+    settings.append(("posterior, sampled", True, False, args.posterior_repeats))
+    for name, posterior, head, repeats in settings:
+        summary_head.ENABLED = head
+        try:
+            total, network, flows = time_infer_dics(trains, posterior, repeats)
+        finally:
+            summary_head.ENABLED = True
         rest = total - network - flows
         print(
-            f"infer_dics posterior={posterior!s:5}: {total:6.2f} s = {len(trains) / total:6.0f} trains/s | network "
+            f"infer_dics {name:18s}: {total:6.2f} s = {len(trains) / total:6.0f} trains/s | network "
             f"{network:5.2f} s, flows {flows:5.2f} s, rest {rest:5.2f} s ({len(trains) / rest:7.0f} trains/s)"
         )
+    one_unit_samples(trains, args.repeats)
     from spikeinterface_dic.inference import shape
 
     if args.skip_baseline or not hasattr(shape, "shape_statistics_batch"):  # an older checkout has no batch API
