@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 
 import spikeinterface_dic as sdic
-from spikeinterface_dic.inference import summary_head
 
 DATA = Path(__file__).parent / "data"
 SNAPSHOT = DATA / "frozen_outputs.npz"
@@ -127,13 +126,6 @@ def extension_outputs() -> dict:
     return out
 
 
-@pytest.fixture(autouse=True)
-def sampled_posterior_summaries(monkeypatch):
-    """The snapshot pins the sampled posterior summaries (it predates the amortised summary head, which
-    tests/test_summary_head.py checks against sampling), so refactors of either path are checked number for number."""
-    monkeypatch.setattr(summary_head, "ENABLED", False)
-
-
 @pytest.fixture(scope="module")
 def frozen():
     with np.load(SNAPSHOT) as data:
@@ -186,7 +178,6 @@ def test_extension_data_frozen(frozen):
 
 
 if __name__ == "__main__":
-    summary_head.ENABLED = False
     np.savez_compressed(
         SNAPSHOT, **kernel_outputs(), **pipeline_outputs(), **posterior_twin_outputs(), **extension_outputs()
     )
