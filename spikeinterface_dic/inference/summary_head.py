@@ -148,11 +148,45 @@ def head_summaries(head: SummaryHead, predictor, trains_s: list, known_k: np.nda
         if not whole.any():
             continue
         context = train_context(predictor, [t for t, w in zip(trains, whole, strict=True) if w], network[rows[whole]])
-        indices.append(rows[whole])
-        tables.append(summary_columns(head.statistics(context, flow)))
+        statistics = head.statistics(context, flow)
+        trusted = plausible(statistics, context, predictor.model_name)
+        indices.append(rows[whole][trusted])
+        tables.append(summary_columns(statistics[trusted]))
     if not indices:
         return np.zeros(0, dtype=int), {}
     return np.concatenate(indices), {name: np.concatenate([t[name] for t in tables]) for name in tables[0]}
+
+
+# A head's summary is used only where it is plausible; elsewhere the train's posterior is sampled. Why: the head is a
+# regression fitted where distillation contexts are dense; at the edge of the training region it can extrapolate
+# (e.g. a noisy tonic STG train at the network's g_u ~ 21 got g_u 29.8 +- 0.06 from the head, 19.6 +- 0.7 from the
+# flow). Plausible: every quantile inside the training region widened by HEAD_SUPPORT_MARGIN of its width on each
+# side (the flow's own samples stay there), and the median within HEAD_MAX_NETWORK_SDS of the network's sds of the
+# network's mean (the network is the context's main part; the flow never moved a held-out train that far from it).
+HEAD_SUPPORT_MARGIN = 0.25
+HEAD_MAX_NETWORK_SDS = 4.0
+
+
+def plausible(statistics: np.ndarray, context: np.ndarray, model_name: str) -> np.ndarray:
+    """(n,) whether each train's head statistics (n, p, 6) are plausible (see HEAD_SUPPORT_MARGIN)."""
+    from ..models import get_model
+    from .train import K_LOG2_RANGE
+
+    model = get_model(model_name)
+    bounds = [model.extra["training_g_s"], model.extra["training_g_u"], [v * math.log(2.0) for v in K_LOG2_RANGE]]
+    n_parameters = statistics.shape[1]
+    ok = np.all(np.isfinite(statistics), axis=(1, 2))
+    for p in range(n_parameters):
+        low, high = bounds[p]
+        margin = HEAD_SUPPORT_MARGIN * (high - low)
+        quantiles = statistics[:, p, :5]
+        ok &= np.all((quantiles >= low - margin) & (quantiles <= high + margin), axis=1)
+    # The network's mean and sd of (g_s/10, g_u/10, ln k) are the context's first six columns.
+    scale = np.array([10.0, 10.0, 1.0])[:n_parameters]
+    network_mean = context[:, :n_parameters] * scale
+    network_sd = np.exp(context[:, 3 : 3 + n_parameters]) * scale
+    ok &= np.all(np.abs(statistics[:, :, 2] - network_mean) <= HEAD_MAX_NETWORK_SDS * network_sd, axis=1)
+    return ok
 
 
 # ------------------------------------------------------------------------------------------------------- loading
