@@ -172,3 +172,19 @@ def test_implausible_head_summaries_are_replaced_by_sampled_ones(monkeypatch):
         assert estimates.loc[unit, "g_s"] == pytest.approx(sampled.loc[unit, "g_s"], rel=1e-9)
     assert (estimates.loc[[2, 3], "g_u"] != sampled.loc[[2, 3], "g_u"]).all()  # the head's own
     assert (estimates["g_u"] <= 25.0).all()
+
+
+def test_flows_whose_head_failed_calibration_are_sampled(monkeypatch):
+    """DA's joint head is listed in SAMPLED_FLOWS (its ln k intervals under-covered): DA trains of unknown k get
+    exactly the sampled summaries, trains of known k the head's."""
+    assert "joint" in summary_head.SAMPLED_FLOWS["da"]
+    held = heldout_trains("da", 3, seed=7, folder=DATA / "heldout" / "current_da")
+    trains = dict(enumerate(held["trains"]))
+    default = sdic.infer_dics(trains, model="da")
+    known = sdic.infer_dics(trains, model="da", time_scale=1.0)
+    monkeypatch.setattr(summary_head, "ENABLED", False)
+    sampled = sdic.infer_dics(trains, model="da")
+    sampled_known = sdic.infer_dics(trains, model="da", time_scale=1.0)
+    for name in ("g_s", "g_u", "time_scale", "time_scale_low", "time_scale_high"):
+        np.testing.assert_array_equal(default[name].to_numpy(), sampled[name].to_numpy(), err_msg=name)
+    assert (known["g_u"] != sampled_known["g_u"]).all()  # the known_k head is used
