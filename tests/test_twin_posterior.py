@@ -47,11 +47,30 @@ def test_each_twin_has_its_own_parameters_and_hits_its_dics(trains, result):
     assert np.isfinite(fidelity.loc[matched, ["pattern_g_s", "pattern_g_u", "pattern_time_scale"]].to_numpy()).all()
 
 
-def test_refinement_goes_on_from_zero_accepted(result):
+def _first_twins_three_times_too_slow(monkeypatch):
+    """Every unit of estimated k starts with first twins 3x slower than its posterior and no adaptation of k: none
+    of them fires at the unit's frequency (time scaling is exact, so their pattern is otherwise the unit's). The
+    scenario does not depend on how good the flows are."""
+    import spikeinterface_dic.twin_posterior as twin_posterior
+
+    original = twin_posterior._first_draws
+
+    def slowed(unit, posterior):
+        theta = original(unit, posterior).copy()
+        if unit.flow == "joint":
+            theta[:, 2] += np.log(3.0)
+        return theta
+
+    monkeypatch.setattr(twin_posterior, "_first_draws", slowed)
+    monkeypatch.setattr(twin_posterior, "_adapt_time_scale", lambda config, unit, theta, trains: (theta, trains))
+
+
+def test_refinement_goes_on_from_zero_accepted(trains, monkeypatch):
     """A unit none of whose first twins matches is refined from its closest twins instead of being abandoned."""
-    fidelity = result.fidelity
+    _first_twins_three_times_too_slow(monkeypatch)
+    fidelity = sdic.run_pipeline(trains, **SETTINGS).fidelity
     started_empty = fidelity.index[fidelity["fraction_matching_before_selection"] == 0]
-    assert len(started_empty), "the reference set at these settings has a unit with no matching first twin"
+    assert len(started_empty), "first twins 3x too slow must match nowhere"
     for unit_id in started_empty:
         assert fidelity.loc[unit_id, "n_candidates"] > 0
         assert fidelity.loc[unit_id, "fraction_matching"] > 0
@@ -141,10 +160,11 @@ def test_unmatched_unit_gets_twins_whose_k_is_set_by_their_frequency(trains, mon
     import spikeinterface_dic.twin_posterior as twin_posterior
 
     monkeypatch.setattr(twin_posterior, "MAX_CANDIDATES_PER_TWIN", 0.0)
+    _first_twins_three_times_too_slow(monkeypatch)
     result = sdic.run_pipeline(trains, **SETTINGS)
     fidelity = result.fidelity
     rescued = fidelity.index[fidelity["selection_note"].str.contains("set by their frequency")]
-    assert len(rescued), "a unit of the reference set has no matching first twin at these settings"
+    assert len(rescued), "first twins 3x too slow and no refinement budget: the fallback must rescue units"
     for unit_id in rescued:
         assert fidelity.loc[unit_id, "fraction_matching_before_selection"] == 0
         assert fidelity.loc[unit_id, "fraction_matching"] > 0 and fidelity.loc[unit_id, "n_candidates"] == 0
