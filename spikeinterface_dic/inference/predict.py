@@ -139,7 +139,18 @@ def _with_library(log_k: float, log_k_std: float, library_log_k: float, library_
 
 
 def _posterior_summaries(
-    model_name, weights_dir, predictor, cleaned, known_k, owner, means, stds, p_bursting, enabled, k_range
+    model_name,
+    weights_dir,
+    predictor,
+    cleaned,
+    known_k,
+    owner,
+    means,
+    stds,
+    p_bursting,
+    enabled,
+    k_range,
+    features=None,
 ) -> dict:
     """{train index: posterior summary columns} for the trains of at least 4 spikes, when the model has posterior
     flows and ``enabled``; the network's window outputs are reused as the flows' embedding."""
@@ -173,7 +184,9 @@ def _posterior_summaries(
         head = summary_head.load_summary_head(model_name, folder, posterior)
     done, from_head = (np.zeros(0, dtype=int), {})
     if head is not None:
-        done, from_head = summary_head.head_summaries(head, predictor, trains, known_k[rows], network)
+        done, from_head = summary_head.head_summaries(
+            head, predictor, trains, known_k[rows], network, None if features is None else features.iloc[rows]
+        )
     sampled = np.setdiff1d(np.arange(len(rows)), done)
     table = {name: np.full(len(rows), np.nan) for name in from_head}
     if sampled.size:
@@ -317,6 +330,7 @@ def infer_dics(
         p_bursting,
         posterior,
         time_scale_range,
+        features,
     )
     n_trains = len(cleaned)
     # Everything per train that numpy can do for all trains at once (equal to the one-train functions' results);

@@ -130,12 +130,16 @@ def summary_columns(statistics: np.ndarray) -> dict:
     return out
 
 
-def head_summaries(head: SummaryHead, predictor, trains_s: list, known_k: np.ndarray, network: np.ndarray):
+def head_summaries(
+    head: SummaryHead, predictor, trains_s: list, known_k: np.ndarray, network: np.ndarray, features=None
+):
     """Summary columns for the trains the flows read whole (one segment, :func:`.posterior.segments`).
 
     Trains with a known k are divided by it and read by the ``known_k`` head, the others by the ``joint`` head, as
     :func:`.posterior.draw` does. ``network``: the network's outputs per train (as divided). Returns (indices of the
     trains summarised, {column: values for those trains}); long trains are left to the sampled segment mixture.
+    ``features``: the trains' :func:`~spikeinterface_dic.features.spike_train_features` rows, when computed (reused
+    for the joint flow, whose trains are not divided).
     """
     known_k = np.asarray(known_k, dtype=float)
     window = training_window_s(predictor.model_name)
@@ -149,7 +153,13 @@ def head_summaries(head: SummaryHead, predictor, trains_s: list, known_k: np.nda
         whole = np.array([len(segments(t, window * s)) == 1 for t, s in zip(trains, scale, strict=True)], dtype=bool)
         if not whole.any():
             continue
-        context = train_context(predictor, [t for t, w in zip(trains, whole, strict=True) if w], network[rows[whole]])
+        reuse = features is not None and flow == "joint"
+        context = train_context(
+            predictor,
+            [t for t, w in zip(trains, whole, strict=True) if w],
+            network[rows[whole]],
+            features.iloc[rows[whole]] if reuse else None,
+        )
         statistics = head.statistics(context, flow)
         trusted = plausible(statistics, context, predictor.model_name)
         indices.append(rows[whole][trusted])
