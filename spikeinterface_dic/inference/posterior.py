@@ -405,8 +405,8 @@ def cached_examples(
     predictor, data: dict, copies: int, seed: int, work_dir, flows: tuple = tuple(FLOWS), progress=None
 ) -> dict:
     """:func:`augmented_examples` of ``data`` built block by block (EXAMPLE_BLOCK trains per copy), each block
-    saved in ``work_dir`` and reused when the run is resumed; block b of copy c is augmented with seed
-    (seed, c, b), so a resumed run builds exactly the examples an uninterrupted one would."""
+    saved in ``work_dir`` and reused when the run is resumed; block b of copy c is augmented with a seed
+    derived from (seed, c, b) alone, so a resumed run builds exactly the examples an uninterrupted one would."""
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     keys = ("targets", "groups", *flows)
