@@ -157,6 +157,32 @@ def _build_flow(n_features: int, n_context: int, config: dict):
     )
 
 
+def _invert(flow, context, noise):
+    """The flow's inverse (base noise (n, n_trains, p) -> parameters) for context rows (n_trains, n_context): what
+    ``flow(context).transform.inv(noise)`` computes, with each transform's first pass run once per train.
+
+    Why: a masked autoregressive transform inverts in ``passes`` sweeps of its hyper-network starting from x = 0;
+    in the first sweep every one of a train's n draws feeds the hyper-network the same input (zeros and the train's
+    context), so it runs on one row per train and its spline broadcasts over the draws. With coupling (2 passes)
+    this removes about a third of the cost of drawing (1,000 draws of one unit: 7.1 vs 10.7 ms, same run); the
+    draws agree with zuko's inverse to float32 round-off (test).
+    """
+    import torch
+
+    values = noise
+    for lazy in reversed(flow.transform.transforms):  # the inverse runs the composition backwards
+        transform = lazy(context)
+        if not hasattr(transform, "meta"):  # an element-wise transform: one pass, nothing to share
+            values = transform.inv(values)
+            continue
+        first_input = torch.zeros((1, *values.shape[1:]), dtype=values.dtype)
+        inverted = transform.meta(first_input).inv(values)
+        for _ in range(transform.passes - 1):
+            inverted = transform.meta(inverted).inv(values)
+        values = inverted
+    return values
+
+
 # ------------------------------------------------------------------------------------------------- calibration
 # Central levels the calibration matches (50, 68, 90 and 98 %): per flow, class and parameter, the posterior's
 # central intervals at these levels are made to hold that fraction of the calibration trains' truths.
@@ -312,8 +338,8 @@ class PosteriorEstimator:
             entropy = int.from_bytes(hashlib.sha256(bytes(key)).digest()[:8], "little")
             noise[:, j, :] = np.random.default_rng([int(seed), entropy]).standard_normal((int(n), n_parameters))
         with torch.inference_mode(), threads_for(noise.shape[0] * noise.shape[1]):
-            distribution = self.flows[flow](torch.from_numpy(standardised.astype(np.float32)))
-            draws = distribution.transform.inv(torch.from_numpy(noise)).numpy()  # (n, n_trains, p)
+            context_rows = torch.from_numpy(standardised.astype(np.float32))
+            draws = _invert(self.flows[flow], context_rows, torch.from_numpy(noise)).numpy()  # (n, n_trains, p)
         draws = np.moveaxis(draws, 0, 1).astype(np.float64) * scaling["target_std"] + scaling["target_mean"]
         return self.calibration.apply(draws, flow, class_of(np.atleast_2d(context))) if calibrated else draws
 
