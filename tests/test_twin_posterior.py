@@ -63,6 +63,11 @@ def _first_twins_three_times_too_slow(monkeypatch):
 
     monkeypatch.setattr(twin_posterior, "_first_draws", slowed)
     monkeypatch.setattr(twin_posterior, "_adapt_time_scale", lambda config, unit, theta, trains: (theta, trains))
+    monkeypatch.setattr(
+        twin_posterior,
+        "_adapt_twin_time_scales",
+        lambda config, unit, theta, trains, built, posterior: (theta, trains, np.zeros(len(theta))),
+    )
 
 
 def test_refinement_goes_on_from_zero_accepted(trains, monkeypatch):
@@ -74,6 +79,57 @@ def test_refinement_goes_on_from_zero_accepted(trains, monkeypatch):
     for unit_id in started_empty:
         assert fidelity.loc[unit_id, "n_candidates"] > 0
         assert fidelity.loc[unit_id, "fraction_matching"] > 0
+
+
+def test_first_twins_get_the_k_of_their_frequency(trains, monkeypatch):
+    """First twins 3x too slow, without the unit-wide adaptation: each twin that fires in the unit's pattern gets the
+    k that gives the recorded frequency (exact time scaling), so the first population matches without refinement."""
+    import spikeinterface_dic.twin_posterior as twin_posterior
+
+    original = twin_posterior._first_draws
+    monkeypatch.setattr(
+        twin_posterior, "_first_draws", lambda unit, posterior: original(unit, posterior) + [0.0, 0.0, np.log(3.0)]
+    )
+    monkeypatch.setattr(twin_posterior, "_adapt_time_scale", lambda config, unit, theta, trains: (theta, trains))
+    settings = dict(SETTINGS, twin_selection=False)
+    fidelity = sdic.run_pipeline(trains, **settings).fidelity
+    assert (fidelity["fraction_matching_network_time_scale"] == 0).all()
+    assert fidelity["fraction_matching_before_selection"].mean() > 0.5
+    # Without the per-twin adaptation, nothing matches.
+    monkeypatch.setattr(
+        twin_posterior,
+        "_adapt_twin_time_scales",
+        lambda config, unit, theta, trains, built, posterior: (theta, trains, np.zeros(len(theta))),
+    )
+    assert (sdic.run_pipeline(trains, **settings).fidelity["fraction_matching_before_selection"] == 0).all()
+
+
+def test_frequency_weights_estimate_the_conditional_probability_of_log_k():
+    """The rescaled twins' weight, P(ln k in an interval | g_s, g_u), estimated from joint draws: on a Gaussian
+    whose conditional is known (ln k | g ~ N(0.6 g_s, 0.8^2)), and with a point mass (half the draws at ln k = 0,
+    as the flows' prior has at k = 1), the estimate from as many draws as a unit uses is within 0.06 of the exact
+    probability (the kernel estimate's sd there is ~0.03, its smoothing bias ~0.03), closer than q0's marginal of
+    ln k, which ignores g (up to 0.12 off)."""
+    from scipy.stats import norm
+
+    from spikeinterface_dic.twin_posterior import FREQUENCY_WEIGHT_DRAWS, _probability_given_dics
+
+    n = FREQUENCY_WEIGHT_DRAWS
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal((n, 2))
+    log_k = 0.6 * g[:, 0] + 0.8 * rng.standard_normal(n)
+    points = np.array([[-1.0, 0.0], [0.0, 0.5], [1.0, -0.5], [0.5, 1.0]])
+    lower, upper = np.array([-1.0, -0.1, 0.2, 0.0]), np.array([0.0, 0.1, 1.0, 0.4])
+    estimated = _probability_given_dics(np.column_stack([g, log_k]), points, lower, upper)
+    mean = 0.6 * points[:, 0]
+    exact = norm.cdf(upper, mean, 0.8) - norm.cdf(lower, mean, 0.8)
+    np.testing.assert_allclose(estimated, exact, atol=0.06)
+    marginal = norm.cdf(upper, 0.0, 1.0) - norm.cdf(lower, 0.0, 1.0)
+    assert (np.abs(estimated - exact) < np.abs(marginal - exact)).all()
+    spiked = np.where(rng.random(n) < 0.5, 0.0, log_k)
+    estimated = _probability_given_dics(np.column_stack([g, spiked]), points, lower, upper)
+    holds_zero = (lower <= 0.0) & (upper >= 0.0)
+    np.testing.assert_allclose(estimated, 0.5 * exact + 0.5 * holds_zero, atol=0.06)
 
 
 def test_known_time_scale_and_range_are_kept(trains):
