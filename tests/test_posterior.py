@@ -58,6 +58,63 @@ def test_posterior_ships_and_is_calibrated_on_heldout_trains(model):
         assert ours[finite].mean() < np.abs(net[finite] - held["truth"][bursting, p][finite]).mean(), name
 
 
+class _ShiftedFlow:
+    """A stand-in posterior whose samples are N(0, 1) per parameter while the truths it is calibrated on are
+    N(0.5, 1.5^2) (bursting trains) or N(-0.3, 0.6^2) (tonic): biased and mis-spread by class."""
+
+    def sample(self, context, n, flow, seed, calibrated=False):
+        rng = np.random.default_rng([seed, len(context)])
+        return rng.standard_normal((len(context), n, 2))
+
+
+def test_cdf_calibration_makes_the_truths_ranks_uniform_per_class():
+    """Fitted on one set of trains, the CDF map puts the truths of fresh trains below the calibrated quantile u for
+    a fraction u of them (each class, both parameters, u from 0.05 to 0.95), where the flow alone is biased and a map
+    of central levels (the legacy one) keeps the median's bias."""
+    from spikeinterface_dic.inference.posterior import (
+        CONTEXT_NAMES,
+        MarginalCalibration,
+        _quantiles_from_sorted,
+        fit_calibration,
+    )
+
+    def trains(n, seed):
+        rng = np.random.default_rng(seed)
+        context = np.zeros((n, len(CONTEXT_NAMES)), dtype=np.float32)
+        bursting = rng.random(n) < 0.5
+        context[:, CONTEXT_NAMES.index("burst_flag")] = bursting
+        truth = np.where(
+            bursting[:, None], 0.5 + 1.5 * rng.standard_normal((n, 2)), -0.3 + 0.6 * rng.standard_normal((n, 2))
+        )
+        return context, truth, bursting
+
+    flow = _ShiftedFlow()
+    context, truth, _ = trains(6000, 1)
+    knots = fit_calibration(flow, {"known_k": context}, {"known_k": truth}, n_samples=400)
+    fresh_context, fresh_truth, bursting = trains(4000, 2)
+    samples = flow.sample(fresh_context, 400, "known_k", 7)
+    classes = bursting.astype(int)
+    levels = np.array([0.05, 0.16, 0.5, 0.84, 0.95])
+
+    def below(calibrated):
+        ordered = np.sort(calibrated, axis=1)
+        out = np.empty((2, 2, len(levels)))
+        for index in (0, 1):
+            rows = classes == index
+            for p in (0, 1):
+                quantiles = _quantiles_from_sorted(ordered[rows, :, p], np.tile(levels, (rows.sum(), 1)))
+                out[index, p] = (fresh_truth[rows, p, None] < quantiles).mean(axis=0)
+        return out
+
+    calibrated = MarginalCalibration(knots, "cdf").apply(samples, "known_k", classes)
+    np.testing.assert_allclose(below(calibrated), np.broadcast_to(levels, (2, 2, len(levels))), atol=0.03)
+    assert np.abs(below(samples)[1, :, 2] - 0.5).min() > 0.1  # the flow's median is biased
+    # Any map of central levels (here: widening every interval) keeps each marginal's median where it was.
+    central_knots = {"known_k": {name: [[0.3, 0.5, 0.8, 0.95]] * 2 for name in ("tonic", "bursting")}}
+    legacy = MarginalCalibration(central_knots, "central").apply(samples, "known_k", classes)
+    np.testing.assert_allclose(below(legacy)[:, :, 2], below(samples)[:, :, 2], atol=0.01)
+
+
 def test_infer_dics_reports_posterior_summaries():
     trains = dict(sdic.read_spike_trains(DATA / "spike2pop_stg_set.csv"))
     estimates = sdic.infer_dics(trains)

@@ -195,3 +195,35 @@ def test_infer_dics_equals_frozen_per_train_path():
 if __name__ == "__main__":
     np.savez_compressed(SNAPSHOT, **frozen_tables())
     print(f"wrote {SNAPSHOT}")
+
+
+def test_single_thread_sections_restore_torch_threads_under_concurrency():
+    """Tiny torch calls run on one thread; Python threads entering and leaving such sections at once (a user running
+    inference from several threads) leave torch's thread count as it was, and nobody restores it mid-section."""
+    import threading
+
+    import torch
+
+    from spikeinterface_dic.inference.common import threads_for
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen_inside = []
+
+    def work():
+        for _ in range(200):
+            with threads_for(10):
+                seen_inside.append(torch.get_num_threads())
+
+    try:
+        workers = [threading.Thread(target=work) for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert set(seen_inside) == {1}
+        assert torch.get_num_threads() == 2
+        with threads_for(10_000):  # large calls keep torch's threads
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -4,6 +4,7 @@ of trains and known time scales."""
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -135,17 +136,33 @@ def known_time_scales(time_scale, ids: list) -> np.ndarray:
 SINGLE_THREAD_ROWS = 512
 
 
+# Nesting depth of single-thread sections (across Python threads) and the thread count they restore: torch's
+# setting is process-wide, so concurrent callers share one section and the last one out restores the count.
+_single_thread_lock = threading.Lock()
+_single_thread_depth = 0
+_restored_threads = 1
+
+
 @contextmanager
 def threads_for(rows: int):
-    """Context: torch on one thread for a call of at most SINGLE_THREAD_ROWS rows (the setting is restored)."""
+    """Context: torch on one thread for a call of at most SINGLE_THREAD_ROWS rows (the setting is restored, also when
+    several Python threads run inference at once)."""
     import torch
 
-    threads = torch.get_num_threads()
-    if rows > SINGLE_THREAD_ROWS or threads == 1:
+    global _single_thread_depth, _restored_threads
+    if rows > SINGLE_THREAD_ROWS:
         yield
         return
-    torch.set_num_threads(1)
+    with _single_thread_lock:
+        if _single_thread_depth == 0:
+            _restored_threads = torch.get_num_threads()
+            if _restored_threads > 1:
+                torch.set_num_threads(1)
+        _single_thread_depth += 1
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        with _single_thread_lock:
+            _single_thread_depth -= 1
+            if _single_thread_depth == 0 and _restored_threads > 1:
+                torch.set_num_threads(_restored_threads)
