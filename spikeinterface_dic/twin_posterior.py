@@ -305,7 +305,7 @@ def _adapt_time_scale(config, unit: _Unit, theta: np.ndarray, trains: list) -> t
 
 
 # Draws of q0 per unit that estimate, for each rescaled first twin, how likely q0's ln k is to give its frequency.
-FREQUENCY_WEIGHT_DRAWS = 8000
+FREQUENCY_WEIGHT_DRAWS = 4000
 
 
 def _adapt_twin_time_scales(config, unit: _Unit, theta: np.ndarray, trains: list, built: np.ndarray, posterior):

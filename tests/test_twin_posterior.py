@@ -107,8 +107,8 @@ def test_first_twins_get_the_k_of_their_frequency(trains, monkeypatch):
 def test_frequency_weights_estimate_the_conditional_probability_of_log_k():
     """The rescaled twins' weight, P(ln k in an interval | g_s, g_u), estimated from joint draws: on a Gaussian
     whose conditional is known (ln k | g ~ N(0.6 g_s, 0.8^2)), and with a point mass (half the draws at ln k = 0,
-    as the flows' prior has at k = 1), the estimate from as many draws as a unit uses is within 0.06 of the exact
-    probability (the kernel estimate's sd there is ~0.03, its smoothing bias ~0.03), closer than q0's marginal of
+    as the flows' prior has at k = 1), the estimate from as many draws as a unit uses is within 0.07 of the exact
+    probability (the kernel estimate's sd there is ~0.04, its smoothing bias ~0.03), closer than q0's marginal of
     ln k, which ignores g (up to 0.12 off)."""
     from scipy.stats import norm
 
@@ -123,13 +123,13 @@ def test_frequency_weights_estimate_the_conditional_probability_of_log_k():
     estimated = _probability_given_dics(np.column_stack([g, log_k]), points, lower, upper)
     mean = 0.6 * points[:, 0]
     exact = norm.cdf(upper, mean, 0.8) - norm.cdf(lower, mean, 0.8)
-    np.testing.assert_allclose(estimated, exact, atol=0.06)
+    np.testing.assert_allclose(estimated, exact, atol=0.07)
     marginal = norm.cdf(upper, 0.0, 1.0) - norm.cdf(lower, 0.0, 1.0)
     assert (np.abs(estimated - exact) < np.abs(marginal - exact)).all()
     spiked = np.where(rng.random(n) < 0.5, 0.0, log_k)
     estimated = _probability_given_dics(np.column_stack([g, spiked]), points, lower, upper)
     holds_zero = (lower <= 0.0) & (upper >= 0.0)
-    np.testing.assert_allclose(estimated, 0.5 * exact + 0.5 * holds_zero, atol=0.06)
+    np.testing.assert_allclose(estimated, 0.5 * exact + 0.5 * holds_zero, atol=0.07)
 
 
 def test_known_time_scale_and_range_are_kept(trains):
