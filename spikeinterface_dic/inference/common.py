@@ -130,9 +130,9 @@ def known_time_scales(time_scale, ids: list) -> np.ndarray:
 
 # Torch calls on at most this many rows (network windows' ISI tokens, flow samples) run on one thread: their matrices
 # are too small for intra-op parallelism to pay. Larger calls use torch's threads: on a quiet 2-core machine 1,000
-# samples of one unit take 11.8 ms on two threads against 16 ms on one. On a machine whose cores are all busy with
-# other work, torch's waiting threads can make such calls 20-40x slower: set torch.set_num_threads(1) (or
-# OMP_NUM_THREADS=1) there.
+# samples of one unit took 11.8 ms on two threads against 16 ms on one (before the shared first pass). On a machine
+# whose cores are all busy with other work, torch's waiting threads can make such calls 20-40x slower: set
+# torch.set_num_threads(1) (or OMP_NUM_THREADS=1) there.
 SINGLE_THREAD_ROWS = 512
 
 
