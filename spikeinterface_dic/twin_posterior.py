@@ -24,14 +24,17 @@ q0 is then the mixture of the segments' posteriors, drawn and evaluated as such.
 Time scale: for a unit whose k is estimated and ``adapt_time_scale``, round 0's twins also fix the network's bias
 on k, as the point-estimate path does (:func:`.twin_simulation.adapt_time_scales`): q0 is shifted in ln k by the
 log ratio of the twins' median main frequency to the recorded one (time scaling is exact, so the round-0 twins are
-rescaled, not simulated again), and the shifted q0 is the refinement's prior.
+rescaled, not simulated again), and the shifted q0 is the refinement's prior. Then each round-0 twin that fires in
+the unit's pattern gets the k of its own frequency (:func:`_adapt_twin_time_scales`), weighted by q0's probability of
+such a k given its (g_s, g_u), so that the refinement's target is unchanged.
 
 Reported per unit (:data:`.schema.TWIN_COLUMNS`): the first twins' matching fraction, the candidates simulated and
 accepted, and the (g_s, g_u, k) of the matching particles (weighted median and sd: the posterior given the pattern),
 next to the network's. Each twin's (g_s, g_u, k) is kept (``twin_parameters``).
 
 Cost model: simulation dominates, as in :mod:`.twin_simulation`: (population_size + candidates) rows per unit; a
-member costs ~1 ms to generate (one compensation solve), a flow density ~10 us per particle.
+member costs ~1 ms to generate (one compensation solve), a flow density ~10 us per particle; the per-twin k's weights
+cost one flow call of FREQUENCY_WEIGHT_DRAWS draws per unit (~40 ms on 2 cores).
 """
 
 from __future__ import annotations
