@@ -51,8 +51,11 @@ def heldout_trains(model: str, n_trains: int, seed: int, folder=None) -> dict:
 
 
 def coverage_and_ranks(samples: np.ndarray, truth: np.ndarray) -> dict:
-    """Per parameter: coverage of central intervals at LEVELS and the SBC rank of the truth (0..n_samples)."""
-    out = {level: _inside_central(samples, truth, level).mean(axis=0) for level in LEVELS}
+    """Per parameter: coverage of central intervals at LEVELS, the SBC rank of the truth (0..n_samples) and, per
+    train, whether the 68 % interval holds it ("inside_68")."""
+    inside = {level: _inside_central(samples, truth, level) for level in LEVELS}
+    out = {level: covered.mean(axis=0) for level, covered in inside.items()}
+    out["inside_68"] = inside[0.68]  # per train: the cluster-robust SE needs it
     out["ranks"] = (samples < truth[:, None, :]).sum(axis=1)
     return out
 
@@ -130,12 +133,10 @@ def evaluate(
             stats = coverage_and_ranks(samples[chosen], truth[chosen])
             targets = held["target"][chosen]
             independent = first_of_each(targets)
-            inside_68 = _inside_central(samples[chosen], truth[chosen], 0.68)
             if not known:
                 continuous = coverage_and_ranks(samples[chosen & off_one], truth[chosen & off_one])
                 continuous_targets = held["target"][chosen & off_one]
                 continuous_independent = first_of_each(continuous_targets)
-                continuous_68 = _inside_central(samples[chosen & off_one], truth[chosen & off_one], 0.68)
             for p, name in enumerate(("g_s", "g_u", "log_k")[: samples.shape[2]]):
                 net = network[name].to_numpy(float) if name != "log_k" else np.log(network["time_scale"].to_numpy())
                 rows.append(
@@ -149,7 +150,7 @@ def evaluate(
                         "mae_network": float(np.nanmean(np.abs(net[chosen] - truth[chosen, p]))),
                         "n_network": int(np.isfinite(net[chosen]).sum()),
                         **{f"cover_{int(level * 100)}": float(stats[level][p]) for level in LEVELS},
-                        "cover_68_se": clustered_se(inside_68[:, p], targets),
+                        "cover_68_se": clustered_se(stats["inside_68"][:, p], targets),
                         "sbc_chi2": sbc_chi2(stats["ranks"][:, p], n_samples),
                         "sbc_chi2_independent": sbc_chi2(stats["ranks"][independent, p], n_samples),
                         "context_trains_per_s": len(scaled) / context_s,
@@ -165,7 +166,7 @@ def evaluate(
                         "n": int((chosen & off_one).sum()),
                         "n_targets": len(continuous_independent),
                         **{f"cover_{int(level * 100)}": float(continuous[level][2]) for level in LEVELS},
-                        "cover_68_se": clustered_se(continuous_68[:, 2], continuous_targets),
+                        "cover_68_se": clustered_se(continuous["inside_68"][:, 2], continuous_targets),
                         "sbc_chi2": sbc_chi2(continuous["ranks"][:, 2], n_samples),
                         "sbc_chi2_independent": sbc_chi2(continuous["ranks"][continuous_independent, 2], n_samples),
                     }
