@@ -18,6 +18,7 @@ chi-square null holds; ``sbc_chi2`` over all trains is inflated by the clusterin
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import time
@@ -128,7 +129,31 @@ def evaluate(
         )
         median = np.median(samples, axis=1)
         off_one = truth[:, -1] != 0.0  # ln k where the prior is continuous (the calibration's domain)
-        for label in ("spiking", "bursting"):
+        # With k unknown, also the trains at k = 1: the original network's figures are on such trains.
+        subsets = [(setting, np.ones(len(truth), dtype=bool))]
+        if not known:
+            subsets.append(("k unknown, trains at k = 1", ~off_one))
+        for (subset_name, subset), label in itertools.product(subsets, ("spiking", "bursting")):
+            if subset_name != setting:
+                chosen = subset & (held["label"] == label)
+                stats, targets = coverage_and_ranks(samples[chosen], truth[chosen]), held["target"][chosen]
+                rows += [
+                    {
+                        "setting": subset_name,
+                        "class": label,
+                        "parameter": name,
+                        "n": int(chosen.sum()),
+                        "n_targets": len(first_of_each(targets)),
+                        "mae_posterior": float(np.mean(np.abs(median[chosen, p] - truth[chosen, p]))),
+                        "mae_network": float(
+                            np.nanmean(np.abs(network[name].to_numpy(float)[chosen] - truth[chosen, p]))
+                        ),
+                        **{f"cover_{int(level * 100)}": float(stats[level][p]) for level in LEVELS},
+                        "cover_68_se": clustered_se(stats["inside_68"][:, p], targets),
+                    }
+                    for p, name in enumerate(("g_s", "g_u"))
+                ]
+                continue
             chosen = held["label"] == label
             stats = coverage_and_ranks(samples[chosen], truth[chosen])
             targets = held["target"][chosen]

@@ -4,8 +4,8 @@
 Held-out units: for each model, N units with (g_s, g_u) uniform in the model's training region, k = 1 for half of
 them and log2 k ~ U(-1, 3) for the others, one random member of the degenerate population of that (g_s, g_u)
 (seeds disjoint from training), simulated with a weak noisy current (OU, sd 0.3 uA/cm2) for RECORDED_S seconds x k
-after a transient. Slowed bursters: members whose bursts have 8-14 spikes, at k = 2-8. Units labelled silent or
-irregular get no twins and are not counted.
+after a transient, drawn until N of them are labelled spiking or bursting (units labelled silent or irregular get no
+twins and are not counted). Slowed bursters: members whose bursts have 8-14 spikes, at k = 2-8.
 
 Both samplings run on the same units with the same settings (16 twins, twin selection on, its default budget),
 in the same process: printed per set are the fraction of units left with no matching twin after selection, the
@@ -58,7 +58,8 @@ def held_out_units(model_name: str, n: int, seed: int) -> dict:
             noise_std=NOISE_STD,
             seed=attempt,
         )[0]
-        if train.size >= 20:
+        # Counted only where twins are made (spiking or bursting): N units with twins per model.
+        if train.size >= 20 and sdic.spike_train_features({0: train}).iloc[0]["label"] in ("spiking", "bursting"):
             trains[f"{model_name}-{attempt}"] = train
     return trains
 

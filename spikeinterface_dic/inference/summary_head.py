@@ -50,9 +50,11 @@ SD_FLOOR = 0.02
 
 
 def calibration_digest(card: dict) -> str:
-    """sha256 of a posterior card's calibration knots (canonical JSON; empty when the card has no calibration)."""
+    """sha256 of what a posterior card adds to its flows' draws: the calibration knots and the point-mass rule
+    (canonical JSON; the knots alone for cards without the rule, as heads distilled before it recorded)."""
     knots = card.get("calibration", {}).get("knots", {})
-    return hashlib.sha256(json.dumps(knots, sort_keys=True).encode()).hexdigest()
+    recorded = knots if card.get("point_mass") is None else {"knots": knots, "point_mass": card["point_mass"]}
+    return hashlib.sha256(json.dumps(recorded, sort_keys=True).encode()).hexdigest()
 
 
 def sampled_statistics(samples: np.ndarray) -> np.ndarray:
