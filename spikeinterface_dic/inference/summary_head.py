@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .common import WEIGHTS_DIR
-from .posterior import CONTEXT_NAMES, FLOWS, segments, train_context, training_window_s
+from .posterior import CONTEXT_NAMES, FLOWS, segments, train_context, training_window_s, window_time_scale
 
 _logger = logging.getLogger(__name__)
 
@@ -90,9 +90,10 @@ def _statistics_from_raw(raw, n_parameters: int):
 class SummaryHead:
     """The heads of a model's flows with the posterior's standardisation (see module docstring)."""
 
-    def __init__(self, state: dict, card: dict, scaling: dict):
+    def __init__(self, state: dict, card: dict, scaling: dict, sampled_flows: tuple = ()):
         self.card = card
         self.scaling = scaling
+        self.sampled_flows = tuple(sampled_flows)  # flows whose summaries are sampled, not read from the head
         self.heads = {}
         for flow in card["flows"]:
             head = _build_head(len(CONTEXT_NAMES), len(FLOWS[flow]), tuple(card["config"]["hidden"]))
@@ -147,11 +148,11 @@ def head_summaries(
     window = training_window_s(predictor.model_name)
     indices, tables = [], []
     for flow, chosen in (("known_k", np.isfinite(known_k)), ("joint", ~np.isfinite(known_k))):
-        if flow in SAMPLED_FLOWS.get(predictor.model_name, ()):
+        if flow in head.sampled_flows:
             continue
         rows = np.flatnonzero(chosen)
         trains = [trains_s[i] / (known_k[i] if flow == "known_k" else 1.0) for i in rows]
-        scale = np.exp(network[rows, 2]) if flow == "joint" else np.ones(len(rows))
+        scale = window_time_scale(network[rows], flow)
         whole = np.array([len(segments(t, window * s)) == 1 for t, s in zip(trains, scale, strict=True)], dtype=bool)
         if not whole.any():
             continue
@@ -246,7 +247,10 @@ def _load_head(model_name, weights_dir, posterior_sha256, digest, posterior) -> 
         )
         return None
     state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    return SummaryHead(state, card, posterior.scaling)
+    sampled = set(SAMPLED_FLOWS.get(model_name, ()))
+    if posterior.card.get("rescaling"):  # the joint draws are then read from rescaled trains, which no head sees
+        sampled.add("joint")
+    return SummaryHead(state, card, posterior.scaling, tuple(sorted(sampled)))
 
 
 # ------------------------------------------------------------------------------------------------------- fitting
