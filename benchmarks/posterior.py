@@ -101,15 +101,25 @@ def degrade(trains: list, seed: int, jitter_ms: float = 2.0, deletion: float = 0
 
 
 def evaluate(
-    model: str, n_trains: int, seed: int, n_samples: int = 400, weights_dir=None, jitter: bool = False, heldout=None
+    model: str,
+    n_trains: int,
+    seed: int,
+    n_samples: int = 400,
+    weights_dir=None,
+    jitter: bool = False,
+    heldout=None,
+    crop=None,
 ) -> pd.DataFrame:
     import spikeinterface_dic as sdic
-    from spikeinterface_dic.inference.posterior import draw, load_posterior
+    from spikeinterface_dic.inference.posterior import cropped, draw, load_posterior
     from spikeinterface_dic.inference.predict import load_predictor
 
     held = heldout_trains(model, n_trains, seed, heldout)
     if jitter:  # labels stay those of the clean trains
         held["trains"] = degrade(held["trains"], seed)
+    if crop:  # recordings of any length: a random sub-window of each train (labels of the whole train)
+        rng = np.random.default_rng([seed, 7])
+        held["trains"] = [cropped(t, rng, tuple(crop), 8) for t in held["trains"]]
     predictor = load_predictor(model)
     posterior = load_posterior(model, weights_dir)
     rows = []
@@ -200,13 +210,14 @@ def evaluate(
 
 
 def calibration_examples(
-    model: str, folders: list, seed: int, jitter_fraction: float, max_trains: int
+    model: str, folders: list, seed: int, jitter_fraction: float, max_trains: int, crop=None
 ) -> tuple[dict, dict, dict]:
     """Contexts and truths of calibration trains (folders written by generate-data with seeds used nowhere else):
     trains of at least 8 spikes labelled spiking or bursting, k from the posterior's prior for the joint flow (1 for
-    the known_k flow), and ``jitter_fraction`` of them degraded (2 ms jitter, 5 % deletions) as users' trains are."""
+    the known_k flow), and ``jitter_fraction`` of them degraded (2 ms jitter, 5 % deletions) as users' trains are;
+    the joint flow's trains cropped as its training examples were (``crop``, the card's ``joint_crop``)."""
     from spikeinterface_dic.features import spike_train_features
-    from spikeinterface_dic.inference.posterior import train_context
+    from spikeinterface_dic.inference.posterior import cropped, train_context
     from spikeinterface_dic.inference.predict import load_predictor
     from spikeinterface_dic.inference.train import load_folders
 
@@ -222,16 +233,17 @@ def calibration_examples(
     trains = [rough.pop(0) if d else t for t, d in zip(trains, degraded, strict=True)]
     log_k = np.where(rng.random(len(trains)) < 0.5, 0.0, rng.uniform(-2.5, 3.5, len(trains)) * math.log(2.0))
     predictor = load_predictor(model)
-    contexts = {
-        "known_k": train_context(predictor, trains),
-        "joint": train_context(predictor, [t * math.exp(k) for t, k in zip(trains, log_k, strict=True)]),
-    }
+    joint_trains = [t * math.exp(k) for t, k in zip(trains, log_k, strict=True)]
+    if crop:  # the joint flow was trained on cropped trains: calibrated on the same
+        joint_trains = [cropped(t, rng, tuple(crop), 8) for t in joint_trains]
+    contexts = {"known_k": train_context(predictor, trains), "joint": train_context(predictor, joint_trains)}
     g = np.column_stack([data["g_s"][usable], data["g_u"][usable]])
     truths = {"known_k": g, "joint": np.column_stack([g, log_k])}
     recipe = {
         "folders": [str(Path(f).name) for f in folders],
         "n_trains": len(trains),
         "degraded_fraction": float(degraded.mean()),
+        "joint_crop": crop,
         "seed": seed,
     }
     return contexts, truths, recipe
@@ -250,6 +262,14 @@ def main() -> None:
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--flows", nargs="+", default=["joint", "known_k"], choices=["joint", "known_k"])
     fit.add_argument(
+        "--joint-crop",
+        nargs=2,
+        type=float,
+        default=None,
+        metavar=("LOW", "HIGH"),
+        help="fraction of the span each joint example keeps (default: JOINT_CROP of inference/posterior.py)",
+    )
+    fit.add_argument(
         "--config",
         default=None,
         help='flow architecture as JSON, e.g. \'{"transforms": 4, "bins": 8, "hidden_features": [256, 256], '
@@ -264,12 +284,24 @@ def main() -> None:
     merge.add_argument("--model", required=True, choices=("stg", "da"))
     merge.add_argument("--inputs", nargs="+", required=True, help="folders written by fit")
     merge.add_argument("--out", required=True)
+    merge.add_argument(
+        "--take", nargs="+", default=[], metavar="FLOW=FOLDER", help="take a flow from this run whatever its NLL"
+    )
     evaluation = commands.add_parser("evaluate")
     evaluation.add_argument("--model", required=True, choices=("stg", "da"))
     evaluation.add_argument("--n-trains", type=int, default=1500)
     evaluation.add_argument("--seed", type=int, default=0)
     evaluation.add_argument("--weights-dir", default=None)
     evaluation.add_argument("--jitter", action="store_true", help="2 ms spike-time jitter and 5 %% deletions")
+    evaluation.add_argument(
+        "--crop",
+        nargs=2,
+        type=float,
+        default=None,
+        metavar=("LOW", "HIGH"),
+        help="keep a random sub-window of each train, this fraction of its span (log-uniform), as recordings of any "
+        "length are (JOINT_CROP: 0.25 1)",
+    )
     evaluation.add_argument(
         "--heldout", default=None, help="held-out data folder (default: tests/data/heldout/test_<model>)"
     )
@@ -293,8 +325,9 @@ def main() -> None:
         from spikeinterface_dic.inference.predict import WEIGHTS_DIR
 
         folder = Path(args.weights_dir or WEIGHTS_DIR)
+        crop = PosteriorEstimator(folder, args.model).card.get("joint_crop")
         contexts, truths, recipe = calibration_examples(
-            args.model, args.data, args.seed, args.jitter_fraction, args.max_trains
+            args.model, args.data, args.seed, args.jitter_fraction, args.max_trains, crop
         )
         knots = fit_calibration(PosteriorEstimator(folder, args.model), contexts, truths)
         path = folder / f"{args.model}_posterior.json"
@@ -312,7 +345,7 @@ def main() -> None:
             for name, radii in classes.items():
                 print(flow, name, np.round(radii, 3).tolist())
     elif args.command == "fit":
-        from spikeinterface_dic.inference.posterior import fit_posterior
+        from spikeinterface_dic.inference.posterior import JOINT_CROP, fit_posterior
         from spikeinterface_dic.inference.predict import load_predictor
         from spikeinterface_dic.inference.train import load_folders
 
@@ -329,6 +362,7 @@ def main() -> None:
             flows=tuple(args.flows),
             work_dir=args.work_dir,
             config=json.loads(args.config) if args.config else None,
+            crop=tuple(args.joint_crop) if args.joint_crop else JOINT_CROP,
             progress=lambda *state: print("progress", *state, flush=True),
         )
         for name, metric in card["metrics"].items():
@@ -340,12 +374,18 @@ def main() -> None:
     elif args.command == "merge":
         from spikeinterface_dic.inference.posterior import merge_runs
 
-        card = merge_runs(args.model, args.inputs, args.out)
+        card = merge_runs(args.model, args.inputs, args.out, dict(item.split("=", 1) for item in args.take))
         for name, metric in card["metrics"].items():
             print(f"{name}: validation NLL {metric['validation_nll']:.3f} from {metric['source']}")
     else:
         table = evaluate(
-            args.model, args.n_trains, args.seed, weights_dir=args.weights_dir, jitter=args.jitter, heldout=args.heldout
+            args.model,
+            args.n_trains,
+            args.seed,
+            weights_dir=args.weights_dir,
+            jitter=args.jitter,
+            heldout=args.heldout,
+            crop=args.crop,
         )
         print(table.round(3).to_string(index=False))
         if args.card:
@@ -353,13 +393,16 @@ def main() -> None:
 
             path = Path(args.weights_dir or WEIGHTS_DIR) / f"{args.model}_posterior.json"
             card = json.loads(path.read_text())
-            key = ("jitter_2ms_deletions_5pct" if args.jitter else "clean") + (
-                "_" + Path(args.heldout).name if args.heldout else ""
+            key = (
+                ("jitter_2ms_deletions_5pct" if args.jitter else "clean")
+                + (f"_cropped_{args.crop[0]:g}-{args.crop[1]:g}" if args.crop else "")
+                + ("_" + Path(args.heldout).name if args.heldout else "")
             )
             card.setdefault("heldout_metrics", {})[key] = {
                 "n_trains": args.n_trains,
                 "seed": args.seed,
                 "k_prior_of_the_test": "k = 1 with probability 1/2, else log2 k uniform on [-2.5, 3.5]",
+                "crop": args.crop,
                 "rows": table.round(4).to_dict(orient="records"),
             }
             path.write_text(json.dumps(card, indent=2, default=str))

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 
 import spikeinterface_dic as sdic
-from spikeinterface_dic.inference.posterior import has_posterior, load_posterior, train_context
+from spikeinterface_dic.inference.posterior import CONTEXT_NAMES, has_posterior, load_posterior, train_context
 from spikeinterface_dic.inference.predict import load_predictor, sample_posterior
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from posterior import coverage_and_ranks, heldout_trains  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
+CONTEXT_NAMES_INDEX = {name: i for i, name in enumerate(CONTEXT_NAMES)}
 
 
 @pytest.mark.parametrize("model", ["stg", "da"])
@@ -323,3 +324,39 @@ def test_runs_of_different_architectures_merge_flow_by_flow(tmp_path):
     for flow, width in (("joint", 3), ("known_k", 2)):
         samples = posterior.sample(context, 50, flow, calibrated=False)
         assert samples.shape == (3, 50, width) and np.isfinite(samples).all()
+
+
+def test_joint_examples_are_cropped_so_the_span_does_not_tell_k():
+    """The joint flow's training trains keep a random part of their span (JOINT_CROP): the span of a simulated train
+    is the model's window times k exactly, which a flow would otherwise read instead of the dynamics."""
+    from spikeinterface_dic.inference.posterior import JOINT_CROP, augmented_examples, cropped
+
+    rng = np.random.default_rng(0)
+    train = np.sort(rng.uniform(0.0, 30.0, 400))
+    spans = np.array([np.ptp(cropped(train, rng, JOINT_CROP, 4)) for _ in range(2000)]) / np.ptp(train)
+    assert spans.min() >= 0.8 * JOINT_CROP[0] and spans.max() <= 1.0  # the kept spikes span a bit less
+    # log-uniform fraction: its log's quartiles sit at 1/4 and 3/4 of the log range
+    quartiles = np.quantile(np.log(spans), [0.25, 0.75]) / math.log(JOINT_CROP[0])
+    np.testing.assert_allclose(quartiles, [0.75, 0.25], atol=0.05)
+    assert cropped(train[:5], rng, (0.01, 0.02), 4).size == 5  # too few spikes left: the whole train
+    held = heldout_trains("stg", 40, seed=2, folder=DATA / "heldout" / "current_stg")
+    data = {
+        "trains": held["trains"],
+        "g_s": held["truth"][:, 0],
+        "g_u": held["truth"][:, 1],
+        "target_index": held["target"],
+    }
+    predictor = load_predictor("stg")
+    whole = augmented_examples(predictor, data, 1, seed=1, crop=None)
+    cut = augmented_examples(predictor, data, 1, seed=1)
+    log_span = CONTEXT_NAMES_INDEX["log_mean_isi"], CONTEXT_NAMES_INDEX["log_n_spikes"]
+    span_whole = whole["joint"][:, log_span[0]] + np.log(np.exp(whole["joint"][:, log_span[1]]) - 1)
+    span_cut = cut["joint"][:, log_span[0]] + np.log(np.exp(cut["joint"][:, log_span[1]]) - 1)
+
+    # Whole trains: log span - ln k is the same for most (all but the third truncated to their first spikes);
+    # cropped: spread. Median absolute deviations, which the truncated third does not move.
+    def spread(values):
+        return np.median(np.abs(values - np.median(values)))
+
+    assert spread(span_whole - whole["targets"][:, 2]) < 0.3 * spread(span_cut - cut["targets"][:, 2])
+    np.testing.assert_array_equal(whole["known_k"], cut["known_k"])  # the known_k flow's examples are not cropped

@@ -17,8 +17,15 @@ Context (:data:`CONTEXT_NAMES`, one row per train, computed by :func:`train_cont
 Two flows per model: ``joint`` over (g_s, g_u, ln k) for k unknown, trained under the network's prior of k (k = 1
 with probability 1/2, else log2 k uniform on [-2.5, 3.5]: with k unknown, the trains and g_u trade off against k,
 and the model's own kinetics are the likeliest a priori), and ``known_k`` over (g_s, g_u) for trains divided by a
-known k. A prior range for k given by a user is applied to the joint flow by rejection: exact for a range that
-excludes k = 1 (the prior is flat in ln k there); a range that includes 1 keeps the prior's extra weight at k = 1.
+known k. The joint flow is trained on trains cropped to a random part of their span (JOINT_CROP), so that it reads
+k from the dynamics, not from how long a simulated train is. A prior range for k given by a user is applied to the
+joint flow by rejection: exact for a range that excludes k = 1 (the prior is flat in ln k there); a range that
+includes 1 keeps the prior's extra weight at k = 1.
+
+The reported posterior combines the two flows by the time-scaling symmetry p(g | train, k) = p_known_k(g | train /
+k), by rules its card records: the joint draws at the prior's point mass k = 1 take (g_s, g_u) from the known_k flow
+(:meth:`PosteriorEstimator._given_point_mass`, both models), and, for DA, the draws at a continuous k from the
+known_k flow reading the train rescaled to their (binned) k (:func:`given_time_scale`).
 
 Cost model: the context is one batched network pass (see :mod:`.predict`) plus O(n_spikes) statistics per train;
 m samples of one train cost, per transform (3), one hyper-network pass on one row (the first pass, shared by the
@@ -77,6 +84,9 @@ DEFAULT_FLOW_CONFIG = {"transforms": 3, "bins": 8, "hidden_features": [128, 128]
 # reads; 0.01 holds 98 % (STG) and 95 % (DA) of the held-out trains' draws at k = 1, while the continuous part of the
 # prior puts 0.24 % of its mass there.
 DEFAULT_POINT_MASS = {"log_k_within": 0.01, "flow": "known_k"}
+# Models whose new cards read the joint flow's continuous k by rescaling the train (:func:`given_time_scale`): DA,
+# whose joint summaries are sampled anyway (STG's come from a head that cannot read rescaled trains).
+DEFAULT_RESCALING = {"da": {"max_groups": 8, "narrowest_bin": 0.025, "flow": "known_k"}}
 
 
 def network_outputs(predictor, trains_s: list[np.ndarray], batch_size: int = 1024) -> np.ndarray:
@@ -438,17 +448,44 @@ def has_posterior(model_name: str, weights_dir: str | None = None) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------- training data
+# Every joint-flow example is cropped to a random sub-window of its span, a fraction log-uniform in this range at a
+# uniform start. Why: a simulated train spans exactly the model's window times k, so a flow trained on whole trains
+# reads k from the span (log mean ISI + log spike count) instead of the dynamics. Users' recordings have any length
+# (and long ones are cut at the network's k), and on held-out trains cropped to 40-100 % of their span the STG joint
+# flow trained on whole trains lost most of its accuracy (bursting g_u MAE 1.30 -> 3.21, ln k 0.010 -> 0.043,
+# 68 % coverage 0.59). The known_k flow reads trains divided by their k and is not cropped.
+JOINT_CROP = (0.25, 1.0)
+
+
+def cropped(train: np.ndarray, rng, fraction_range: tuple, min_spikes: int) -> np.ndarray:
+    """The spikes of a random sub-window of the train's span: a fraction log-uniform in ``fraction_range``, at a
+    uniform start; the whole train when the window would keep fewer than ``min_spikes`` spikes."""
+    span = float(train[-1] - train[0])
+    fraction = math.exp(rng.uniform(math.log(fraction_range[0]), math.log(fraction_range[1])))
+    start = float(train[0]) + rng.uniform(0.0, 1.0 - fraction) * span
+    kept = train[(train >= start) & (train <= start + fraction * span)]
+    return kept if kept.size >= min_spikes else train
+
+
 def augmented_examples(
-    predictor, data: dict, copies: int, seed: int, min_spikes: int = 4, flows: tuple = tuple(FLOWS)
+    predictor,
+    data: dict,
+    copies: int,
+    seed: int,
+    min_spikes: int = 4,
+    flows: tuple = tuple(FLOWS),
+    crop: tuple | None = JOINT_CROP,
 ) -> dict:
     """Contexts and targets of ``copies`` augmented versions of every training train.
 
     Each copy draws ln k from the prior (the train's times multiplied by k), a spike-time jitter with sd
     ~ U(0, 2) ms with probability 1/2, deletion of up to 5 % of spikes, and, with probability 1/3, a truncation to
     the first n spikes (n log-uniform from 8 to the train's length), so that short recordings get honestly wide
-    posteriors. ``known_k`` contexts are those of the same augmented train at k = 1.
+    posteriors. ``known_k`` contexts are those of the same augmented train at k = 1; ``joint`` contexts those of the
+    train at k, cropped (:func:`cropped`, ``crop`` = None: not cropped, as the flows shipped before JOINT_CROP).
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 17]))
+    crop_rng = np.random.default_rng(np.random.SeedSequence([seed, 29]))  # its own stream: the rest as without crops
     trains, targets, groups, scaled = [], [], [], []
     for _copy in range(copies):
         for index, train in enumerate(data["trains"]):
@@ -468,7 +505,8 @@ def augmented_examples(
             at_one = rng.random() < K_PRIOR_POINT_MASS
             log_k = 0.0 if at_one else rng.uniform(*K_LOG2_RANGE) * math.log(2.0)
             trains.append(t)
-            scaled.append(t * math.exp(log_k))
+            at_k = t * math.exp(log_k)
+            scaled.append(at_k if crop is None else cropped(at_k, crop_rng, crop, min_spikes))
             targets.append((data["g_s"][index], data["g_u"][index], log_k))
             groups.append(data["target_index"][index])
     contexts = {"joint": lambda: train_context(predictor, scaled), "known_k": lambda: train_context(predictor, trains)}
@@ -484,7 +522,14 @@ EXAMPLE_BLOCK = 16384
 
 
 def cached_examples(
-    predictor, data: dict, copies: int, seed: int, work_dir, flows: tuple = tuple(FLOWS), progress=None
+    predictor,
+    data: dict,
+    copies: int,
+    seed: int,
+    work_dir,
+    flows: tuple = tuple(FLOWS),
+    progress=None,
+    crop: tuple | None = JOINT_CROP,
 ) -> dict:
     """:func:`augmented_examples` of ``data`` built block by block (EXAMPLE_BLOCK trains per copy), each block
     saved in ``work_dir`` and reused when the run is resumed; block b of copy c is augmented with a seed
@@ -496,13 +541,14 @@ def cached_examples(
     parts = {key: [] for key in keys}
     blocks = [(c, b) for c in range(copies) for b in range(0, n, EXAMPLE_BLOCK)]
     for number, (copy, start) in enumerate(blocks):
-        path = work_dir / f"examples_{'-'.join(flows)}_c{copy}_b{start // EXAMPLE_BLOCK:05d}.npz"
+        cropping = "" if crop is None or "joint" not in flows else f"_crop{crop[0]:g}-{crop[1]:g}"
+        path = work_dir / f"examples_{'-'.join(flows)}{cropping}_c{copy}_b{start // EXAMPLE_BLOCK:05d}.npz"
         if not path.exists():
             rows = slice(start, start + EXAMPLE_BLOCK)
             block = {key: data[key][rows] for key in ("g_s", "g_u", "target_index")}
             block["trains"] = data["trains"][rows]
             examples = augmented_examples(
-                predictor, block, 1, seed * 100003 + copy * 1009 + start // EXAMPLE_BLOCK, flows=flows
+                predictor, block, 1, seed * 100003 + copy * 1009 + start // EXAMPLE_BLOCK, flows=flows, crop=crop
             )
             partial = path.with_suffix(".tmp.npz")
             np.savez(partial, **{key: examples[key] for key in keys})
@@ -531,6 +577,7 @@ def fit_posterior(
     flows: tuple = tuple(FLOWS),
     work_dir=None,
     progress=None,
+    crop: tuple | None = JOINT_CROP,
 ) -> dict:
     """Train both flows on simulated data (``load_training_data`` output) and write ``<model>_posterior.pt/.json``.
 
@@ -548,9 +595,9 @@ def fit_posterior(
     started = time.perf_counter()
     if examples is None:
         examples = (
-            cached_examples(predictor, data, copies, seed, work_dir, flows, progress)
+            cached_examples(predictor, data, copies, seed, work_dir, flows, progress, crop)
             if work_dir is not None
-            else augmented_examples(predictor, data, copies, seed, flows=flows)
+            else augmented_examples(predictor, data, copies, seed, flows=flows, crop=crop)
         )
     examples_s = time.perf_counter() - started
     groups = examples["groups"]
@@ -640,6 +687,9 @@ def fit_posterior(
         "config": config,
         "scaling": scaling,
         "point_mass": DEFAULT_POINT_MASS,
+        **({"rescaling": DEFAULT_RESCALING[model_name]} if model_name in DEFAULT_RESCALING else {}),
+        # The fraction of its span each joint example kept (JOINT_CROP); calibration and evaluation crop the same.
+        "joint_crop": None if crop is None or "joint" not in flows else list(crop),
         "training": {
             "n_examples": int(len(groups)),
             "n_validation": int(validation.sum()),
@@ -674,10 +724,12 @@ def _write_posterior(out_dir, model_name: str, state: dict, card: dict) -> dict:
     return card
 
 
-def merge_runs(model_name: str, folders, out_dir) -> dict:
+def merge_runs(model_name: str, folders, out_dir, take: dict | None = None) -> dict:
     """Write ``<model>_posterior.pt/.json`` in ``out_dir`` taking each flow from the training run (folder written by
-    :func:`fit_posterior`) with the lowest validation NLL; the card lists every run and which one each flow comes
-    from, and each flow's architecture. Runs must share the context."""
+    :func:`fit_posterior`) with the lowest validation NLL, or from the run ``take`` names for it ({flow: folder});
+    the card lists every run and which one each flow comes from, and each flow's architecture. Runs must share the
+    context; joint flows trained on differently cropped trains have incomparable NLLs and must be chosen by ``take``.
+    New cards get the model's reporting rules (DEFAULT_POINT_MASS, DEFAULT_RESCALING) where the first run had none."""
     import torch
 
     runs = []
@@ -690,7 +742,17 @@ def merge_runs(model_name: str, folders, out_dir) -> dict:
     merged_state, scaling, metrics, configs = {}, {}, {}, {}
     for name in FLOWS:
         having = [run for run in runs if name in run[1]["metrics"]]
-        folder, card, state = min(having, key=lambda run: run[1]["metrics"][name]["validation_nll"])
+        if take and name in take:
+            folder, card, state = next(run for run in having if run[0] == Path(take[name]))
+        else:
+            if name == "joint" and len({json.dumps(run[1].get("joint_crop")) for run in having}) > 1:
+                raise ValueError(
+                    "the runs' joint flows were trained on differently cropped trains (joint_crop): their validation "
+                    "NLLs are not comparable; choose one with take={'joint': folder}"
+                )
+            folder, card, state = min(having, key=lambda run: run[1]["metrics"][name]["validation_nll"])
+        if name == "joint":
+            joint_crop = card.get("joint_crop")
         merged_state.update({k: v for k, v in state.items() if k.split(".", 1)[0] == name})
         scaling[name] = card["scaling"][name]
         metrics[name] = {**card["metrics"][name], "source": str(folder)}
@@ -701,8 +763,12 @@ def merge_runs(model_name: str, folders, out_dir) -> dict:
         "config": next(iter(configs.values())) if same else configs,
         "scaling": scaling,
         "metrics": metrics,
+        "joint_crop": joint_crop,
         "training_runs": [card["training"] for _, card, _ in runs],
     }
+    card.setdefault("point_mass", DEFAULT_POINT_MASS)
+    if model_name in DEFAULT_RESCALING:
+        card.setdefault("rescaling", DEFAULT_RESCALING[model_name])
     for stale in ("training", "heldout_metrics", "weights_sha256"):
         card.pop(stale, None)
     return _write_posterior(out_dir, model_name, merged_state, card)
