@@ -215,7 +215,9 @@ def calibration_examples(
     """Contexts and truths of calibration trains (folders written by generate-data with seeds used nowhere else):
     trains of at least 8 spikes labelled spiking or bursting, k from the posterior's prior for the joint flow (1 for
     the known_k flow), and ``jitter_fraction`` of them degraded (2 ms jitter, 5 % deletions) as users' trains are;
-    the joint flow's trains cropped as its training examples were (``crop``, the card's ``joint_crop``)."""
+    all of them cropped as the joint flow's training examples were (``crop``, the card's ``joint_crop``): users'
+    recordings have any length, and the known_k flow calibrated on whole trains covered 0.61 (68 %) of cropped
+    tonic STG trains."""
     from spikeinterface_dic.features import spike_train_features
     from spikeinterface_dic.inference.posterior import cropped, train_context
     from spikeinterface_dic.inference.predict import load_predictor
@@ -233,9 +235,9 @@ def calibration_examples(
     trains = [rough.pop(0) if d else t for t, d in zip(trains, degraded, strict=True)]
     log_k = np.where(rng.random(len(trains)) < 0.5, 0.0, rng.uniform(-2.5, 3.5, len(trains)) * math.log(2.0))
     predictor = load_predictor(model)
+    if crop:  # recordings of any length (the joint flow was trained on such crops): both flows calibrated on them
+        trains = [cropped(t, rng, tuple(crop), 8) for t in trains]
     joint_trains = [t * math.exp(k) for t, k in zip(trains, log_k, strict=True)]
-    if crop:  # the joint flow was trained on cropped trains: calibrated on the same
-        joint_trains = [cropped(t, rng, tuple(crop), 8) for t in joint_trains]
     contexts = {"known_k": train_context(predictor, trains), "joint": train_context(predictor, joint_trains)}
     g = np.column_stack([data["g_s"][usable], data["g_u"][usable]])
     truths = {"known_k": g, "joint": np.column_stack([g, log_k])}

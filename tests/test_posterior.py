@@ -29,12 +29,16 @@ def test_posterior_ships_and_is_calibrated_on_heldout_trains(model):
     of a coverage over ~200 trains of a class is 0.033, so the bands are the goal (0.68, 0.90) +- about 3 sd: the test
     fails when calibration drifts (new weights, a changed context or network, a lost calibration), not on noise.
     """
-    from spikeinterface_dic.inference.posterior import class_of
+    from spikeinterface_dic.inference.posterior import class_of, cropped
 
     assert has_posterior(model), f"the {model} posterior flows must ship with the package"
     assert load_posterior(model).calibration.knots, f"the {model} posterior card must hold its calibration"
     held = heldout_trains(model, 400, seed=3, folder=DATA / "heldout" / f"current_{model}")
-    scaled = [t * math.exp(log_k) for t, log_k in zip(held["trains"], held["truth"][:, 2], strict=True)]
+    # Recordings of any length: each train keeps a random part of its span, as the flows were calibrated (JOINT_CROP).
+    rng = np.random.default_rng(3)
+    crop = tuple(load_posterior(model).card["joint_crop"])
+    trains = [cropped(t, rng, crop, 8) for t in held["trains"]]
+    scaled = [t * math.exp(log_k) for t, log_k in zip(trains, held["truth"][:, 2], strict=True)]
     context = train_context(load_predictor(model), scaled)
     samples = load_posterior(model).sample(context, 300, "joint", seed=0)
     classes = class_of(context)
@@ -139,23 +143,26 @@ def test_sample_posterior_is_seeded_and_batch_independent():
     trains["short"] = np.array([0.1, 0.2])
     first = sample_posterior(trains, n=500, seed=4)
     again = sample_posterior({2: trains[2]}, n=500, seed=4)
-    # The other units do not change a unit's samples (beyond the network's float32 digits that vary with the batch).
-    np.testing.assert_allclose(first[2], again[2], atol=1e-3)
+    # The other units do not change a unit's samples beyond the network's float32 digits that vary with the batch
+    # (which can move a draw near the point mass's bound: it alone changes).
+    assert (np.abs(first[2] - again[2]) > 1e-3).mean() < 0.01
+    np.testing.assert_allclose(np.median(first[2], axis=0), np.median(again[2], axis=0), atol=1e-2)
     other_seed = sample_posterior({2: trains[2]}, n=500, seed=5)
     assert not np.array_equal(first[2], other_seed[2])
     assert first[2].shape == (500, 3) and np.isnan(first["short"]).all()
-    ranged = sample_posterior({2: trains[2]}, n=200, time_scale_range=(1.5, 3.0))
-    assert ((ranged[2][:, 2] >= 1.5) & (ranged[2][:, 2] <= 3.0)).all()
+    # Unit 5's posterior of k spreads over 0.8-1.3 (unit 2's sits at k = 1): a range inside it
+    ranged = sample_posterior({5: trains[5]}, n=200, time_scale_range=(1.05, 2.0))
+    assert ((ranged[5][:, 2] >= 1.05) & (ranged[5][:, 2] <= 2.0)).all()
     known = sample_posterior({2: trains[2]}, n=200, time_scale=2.0)
     assert np.allclose(known[2][:, 2], 2.0)
 
 
 @pytest.mark.parametrize("model", ["stg", "da"])
 def test_joint_draws_at_k_one_take_their_dics_from_the_known_k_flow(model):
-    """With k unknown, the draws at the prior's point mass k = 1 carry the known_k flow's (g_s, g_u): a train whose
-    every draw is at k = 1 gets exactly the samples it gets given k = 1, and on held-out trains at k = 1 the
-    reported g_u is closer to the truth than the joint flow's own slice through its spike (measured on 5x larger
-    sets: STG bursting MAE 0.99 vs 1.16, DA tonic 0.95 vs 1.75)."""
+    """With k unknown, the draws at the prior's point mass k = 1 carry the known_k flow's (g_s, g_u): draw i is the
+    train's draw i given k = 1, and on held-out trains at k = 1 the reported g_u is closer to the truth than the
+    joint flow's own slice through its spike (measured on 5x larger sets with the flows before cropping: STG
+    bursting MAE 0.99 vs 1.16, DA tonic 0.95 vs 1.75)."""
     from spikeinterface_dic.inference.posterior import PosteriorEstimator
 
     held = heldout_trains(model, 400, seed=5, folder=DATA / "heldout" / f"current_{model}")
@@ -166,10 +173,10 @@ def test_joint_draws_at_k_one_take_their_dics_from_the_known_k_flow(model):
     reported = posterior.sample(context, 300, "joint", seed=0)
     given_one = posterior.sample(context, 300, "known_k", seed=0)
     point = reported[:, :, 2] == 0.0
-    assert point.mean() > 0.85, point.mean()
-    whole = point.all(axis=1)
-    assert whole.sum() >= 5  # 7 of the DA trains here
-    np.testing.assert_array_equal(reported[whole, :, :2], given_one[whole])
+    assert point.mean() > 0.7, point.mean()  # STG 0.96, DA 0.80 here
+    # Draw i at the point mass is the known_k flow's draw i (same seed and keys): where every draw is, the samples
+    # are those of the train given k = 1.
+    np.testing.assert_array_equal(reported[point][:, :2], given_one[point])
     # The same flows read as drawn (a card without the rule): no draw is exactly at k = 1, and g_u is worse.
     legacy = PosteriorEstimator(posterior_folder(), model)
     legacy.point_mass = None
@@ -188,14 +195,18 @@ def test_da_draws_at_a_continuous_k_read_the_train_rescaled_to_it():
     the train divided by the draw's k (binned). On held-out trains at k != 1 the reported g_u is closer to the truth
     than the joint flow's own (measured on s36: tonic 1.57 -> 1.22) and its 68 % intervals stay calibrated; a
     train's draws barely depend on the batch (a draw whose ln k round-off crosses a bin edge moves alone)."""
-    from spikeinterface_dic.inference.posterior import PosteriorEstimator, draw
+    from spikeinterface_dic.inference.posterior import PosteriorEstimator, cropped, draw
 
     held = heldout_trains("da", 300, seed=6, folder=DATA / "heldout" / "current_da")
     continuous = held["truth"][:, 2] != 0.0
     truth = held["truth"][continuous]
     chosen = np.flatnonzero(continuous)
-    trains = [held["trains"][i] * math.exp(k) for i, k in zip(chosen, truth[:, 2], strict=True)]
     posterior, predictor = load_posterior("da"), load_predictor("da")
+    rng = np.random.default_rng(6)  # recordings of any length, as the flows are calibrated (the card's joint_crop)
+    trains = [
+        cropped(held["trains"][i], rng, tuple(posterior.card["joint_crop"]), 8) * math.exp(k)
+        for i, k in zip(chosen, truth[:, 2], strict=True)
+    ]
     assert posterior.rescaling == {"max_groups": 8, "narrowest_bin": 0.025, "flow": "known_k"}
     unknown = np.full(len(trains), np.nan)
     reported = draw(posterior, predictor, trains, 200, unknown, seed=2)
