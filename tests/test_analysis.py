@@ -176,7 +176,9 @@ def test_classify_units_recovers_the_two_groups_and_their_depths(classes):
     assert table.loc[0, "label"] == "bursting" and table.loc[1, "label"] == "spiking"
     assert table.loc[1, "depth_max_um"] < 60.0 and table.loc[0, "depth_min_um"] > 70.0
     assert table.loc[0, "g_s_mean"] < 0 < table.loc[1, "g_s_mean"]
-    assert (classes.units["class_probability"] > 0.9).all()
+    # > 0.85: one unit's is 0.898 since the joint flow stopped reading k from a simulated train's span (its
+    # estimates scatter more with k unknown); the others 0.93-1.00.
+    assert (classes.units["class_probability"] > 0.85).all()
     assert classes.bic.idxmin() == 2
 
 
