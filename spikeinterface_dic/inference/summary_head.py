@@ -17,7 +17,8 @@ split by population target.
 Staleness: a head is valid only for the posterior it was distilled from. Its card records the sha256 of the
 posterior weights and a digest of the card's calibration knots and point-mass rule; :func:`load_summary_head`
 refuses a head whose records differ from the loaded posterior (a logged warning, and ``infer_dics`` samples
-instead), so retraining or recalibrating the flows never silently reuses an old head. Refit with ``benchmarks/summary_head.py fit``.
+instead), so retraining or recalibrating the flows never silently reuses an old head. Refit with
+``benchmarks/summary_head.py fit``.
 
 Cost model: one MLP pass per train (O(width^2)), ~2e5 trains/s on 2 cores (shared); the context (:func:`.posterior.
 train_context`) then dominates.
