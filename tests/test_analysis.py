@@ -94,7 +94,10 @@ def analyzer(simulated):
     analyzer = create_sorting_analyzer(sorting, recording, sparse=False)
     analyzer.compute(["random_spikes", "templates"], progress_bar=False)
     analyzer.compute("unit_locations", method="monopolar_triangulation")
-    analyzer.compute("dynamic_input_conductances", model="stg")
+    # k known (= 1: the units were simulated at the model's kinetics, as a recording's temperature can tell): these
+    # tests are of the analysis, not of reading k; with k unknown the noisy 10 s tonic units' k is read 1.0-1.5 (2.1
+    # with the flows before cropping), which moves their g_u to ~20 and blurs the two groups.
+    analyzer.compute("dynamic_input_conductances", model="stg", time_scale=1.0)
     analyzer.compute("twin_populations", population_size=40, simulate=False)
     return analyzer
 
@@ -176,9 +179,7 @@ def test_classify_units_recovers_the_two_groups_and_their_depths(classes):
     assert table.loc[0, "label"] == "bursting" and table.loc[1, "label"] == "spiking"
     assert table.loc[1, "depth_max_um"] < 60.0 and table.loc[0, "depth_min_um"] > 70.0
     assert table.loc[0, "g_s_mean"] < 0 < table.loc[1, "g_s_mean"]
-    # > 0.85: one unit's is 0.898 since the joint flow stopped reading k from a simulated train's span (its
-    # estimates scatter more with k unknown); the others 0.93-1.00.
-    assert (classes.units["class_probability"] > 0.85).all()
+    assert (classes.units["class_probability"] > 0.9).all()
     assert classes.bic.idxmin() == 2
 
 
