@@ -251,6 +251,11 @@ def calibration_examples(
     return contexts, truths, recipe
 
 
+def _span_fraction_argument(parser, flag: str, help_text: str) -> None:
+    """A LOW HIGH range of the fraction of a train's span kept (``cropped``)."""
+    parser.add_argument(flag, nargs=2, type=float, default=None, metavar=("LOW", "HIGH"), help=help_text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -263,13 +268,10 @@ def main() -> None:
     fit.add_argument("--time-budget-s", type=float, default=1800.0)
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--flows", nargs="+", default=["joint", "known_k"], choices=["joint", "known_k"])
-    fit.add_argument(
+    _span_fraction_argument(
+        fit,
         "--joint-crop",
-        nargs=2,
-        type=float,
-        default=None,
-        metavar=("LOW", "HIGH"),
-        help="fraction of the span each joint example keeps (default: JOINT_CROP of inference/posterior.py)",
+        "fraction of the span each joint example keeps (default: JOINT_CROP of inference/posterior.py)",
     )
     fit.add_argument(
         "--config",
@@ -295,14 +297,11 @@ def main() -> None:
     evaluation.add_argument("--seed", type=int, default=0)
     evaluation.add_argument("--weights-dir", default=None)
     evaluation.add_argument("--jitter", action="store_true", help="2 ms spike-time jitter and 5 %% deletions")
-    evaluation.add_argument(
+    _span_fraction_argument(
+        evaluation,
         "--crop",
-        nargs=2,
-        type=float,
-        default=None,
-        metavar=("LOW", "HIGH"),
-        help="keep a random sub-window of each train, this fraction of its span (log-uniform), as recordings of any "
-        "length are (JOINT_CROP: 0.25 1)",
+        "keep a random sub-window of each train, this fraction of its span (log-uniform), as recordings of any length "
+        "are (JOINT_CROP: 0.25 1)",
     )
     evaluation.add_argument(
         "--heldout", default=None, help="held-out data folder (default: tests/data/heldout/test_<model>)"
