@@ -210,14 +210,15 @@ def evaluate(
 
 
 def calibration_examples(
-    model: str, folders: list, seed: int, jitter_fraction: float, max_trains: int, crop=None
+    model: str, folders: list, seed: int, jitter_fraction: float, max_trains: int, crop=None, whole_fraction=0.5
 ) -> tuple[dict, dict, dict]:
     """Contexts and truths of calibration trains (folders written by generate-data with seeds used nowhere else):
     trains of at least 8 spikes labelled spiking or bursting, k from the posterior's prior for the joint flow (1 for
     the known_k flow), and ``jitter_fraction`` of them degraded (2 ms jitter, 5 % deletions) as users' trains are;
-    all of them cropped as the joint flow's training examples were (``crop``, the card's ``joint_crop``): users'
-    recordings have any length, and the known_k flow calibrated on whole trains covered 0.61 (68 %) of cropped
-    tonic STG trains."""
+    ``whole_fraction`` of them whole windows (what a long recording's segments are), the others cropped as the
+    joint flow's training examples were (``crop``, the card's ``joint_crop``: a recording of any length). The map
+    is stratified by length (:func:`fit_calibration`): the known_k flow calibrated on whole trains alone covered
+    0.61 (68 %) of cropped tonic STG trains, calibrated on crops alone 0.71-0.73 of whole DA tonic trains."""
     from spikeinterface_dic.features import spike_train_features
     from spikeinterface_dic.inference.posterior import cropped, train_context
     from spikeinterface_dic.inference.predict import load_predictor
@@ -236,7 +237,8 @@ def calibration_examples(
     log_k = np.where(rng.random(len(trains)) < 0.5, 0.0, rng.uniform(-2.5, 3.5, len(trains)) * math.log(2.0))
     predictor = load_predictor(model)
     if crop:  # recordings of any length (the joint flow was trained on such crops): both flows calibrated on them
-        trains = [cropped(t, rng, tuple(crop), 8) for t in trains]
+        whole = rng.random(len(trains)) < whole_fraction
+        trains = [t if keep else cropped(t, rng, tuple(crop), 8) for t, keep in zip(trains, whole, strict=True)]
     joint_trains = [t * math.exp(k) for t, k in zip(trains, log_k, strict=True)]
     contexts = {"known_k": train_context(predictor, trains), "joint": train_context(predictor, joint_trains)}
     g = np.column_stack([data["g_s"][usable], data["g_u"][usable]])
@@ -246,6 +248,7 @@ def calibration_examples(
         "n_trains": len(trains),
         "degraded_fraction": float(degraded.mean()),
         "joint_crop": crop,
+        "whole_fraction": whole_fraction if crop else 1.0,
         "seed": seed,
     }
     return contexts, truths, recipe
@@ -319,6 +322,9 @@ def main() -> None:
     # 0: the shipped cards were fitted on clean trains (docs/posterior.md, "Calibration").
     calibration.add_argument("--jitter-fraction", type=float, default=0.0)
     calibration.add_argument("--max-trains", type=int, default=6000)
+    calibration.add_argument(
+        "--whole-fraction", type=float, default=0.5, help="calibration trains kept whole (the others cropped)"
+    )
     args = parser.parse_args()
     pd.set_option("display.width", 200)
     if args.command == "calibrate":
@@ -328,7 +334,7 @@ def main() -> None:
         folder = Path(args.weights_dir or WEIGHTS_DIR)
         crop = PosteriorEstimator(folder, args.model).card.get("joint_crop")
         contexts, truths, recipe = calibration_examples(
-            args.model, args.data, args.seed, args.jitter_fraction, args.max_trains, crop
+            args.model, args.data, args.seed, args.jitter_fraction, args.max_trains, crop, args.whole_fraction
         )
         knots = fit_calibration(PosteriorEstimator(folder, args.model), contexts, truths)
         path = folder / f"{args.model}_posterior.json"
@@ -337,14 +343,16 @@ def main() -> None:
             "scale": "cdf",
             "levels": list(CALIBRATION_LEVELS),
             "knots": knots,
-            "method": "marginal CDF map per flow, class (context burst flag) and parameter: quantiles of the truths' "
-            "CDF positions in the flow's marginal (spikeinterface_dic.inference.posterior.MarginalCalibration)",
+            "method": "marginal CDF map per flow, class (context burst flag), length stratum (log number of spikes, "
+            "interpolated between strata) and parameter: quantiles of the truths' CDF positions in the flow's "
+            "marginal (spikeinterface_dic.inference.posterior.MarginalCalibration)",
             "data": recipe,
         }
         path.write_text(json.dumps(card, indent=2, default=str))
         for flow, classes in knots.items():
-            for name, radii in classes.items():
-                print(flow, name, np.round(radii, 3).tolist())
+            for name, strata in classes.items():
+                for centre, quantiles in zip(strata["log_n_spikes"], strata["quantiles"], strict=True):
+                    print(flow, name, f"n_spikes ~{math.exp(centre):.0f}", np.round(quantiles, 3).tolist())
     elif args.command == "fit":
         from spikeinterface_dic.inference.posterior import JOINT_CROP, fit_posterior
         from spikeinterface_dic.inference.predict import load_predictor

@@ -28,9 +28,10 @@ k), by rules its card records: the joint draws at the prior's point mass k = 1 t
 known_k flow reading the train rescaled to their (binned) k (:func:`given_time_scale`).
 
 Cost model: the context is one batched network pass (see :mod:`.predict`) plus O(n_spikes) statistics per train;
-m samples of one train cost, per transform (3), one hyper-network pass on one row (the first pass, shared by the
-train's draws: :func:`_invert`) and one on m rows, each followed by a spline inversion; 1,000 draws of one unit take
-~8 ms on 2 cores, dominated by per-operation overhead rather than arithmetic.
+m samples of one train cost, per transform, one hyper-network pass on one row (the first group of features, which
+depends on the context alone: :func:`_invert`) and one on m rows (the second group), each followed by that group's
+spline inversion; the m-row hidden layer (hidden x hidden multiply-adds per draw) dominates. A train with draws at
+k = 1 also draws the known_k flow (:meth:`PosteriorEstimator._given_point_mass`).
 """
 
 from __future__ import annotations
@@ -173,28 +174,104 @@ def _build_flow(n_features: int, n_context: int, config: dict):
     )
 
 
-def _invert(flow, context, noise):
-    """The flow's inverse (base noise (n, n_trains, p) -> parameters) for context rows (n_trains, n_context): what
-    ``flow(context).transform.inv(noise)`` computes, with each transform's first pass run once per train.
-
-    Why: a masked autoregressive transform inverts in ``passes`` sweeps of its hyper-network starting from x = 0;
-    in the first sweep every one of a train's n draws feeds the hyper-network the same input (zeros and the train's
-    context), so it runs on one row per train and its spline broadcasts over the draws. With coupling (2 passes)
-    this removes about a third of the cost of drawing (1,000 draws of one unit: 7.1 vs 10.7 ms, same run); the
-    draws agree with zuko's inverse to float32 round-off (test).
-    """
+def _inverse_plan(transform, n_parameters: int) -> dict:
+    """What :func:`_invert` needs of one masked autoregressive transform, computed once and cached on the transform
+    until its weights change (a tensor's ``_version`` counts its in-place writes; ``load_state_dict`` copies into
+    the same tensors): the hyper-network's masked weights, its first layer split into the features' and the
+    context's columns, and per group of features their indices and the output layer's rows of their parameters."""
     import torch
 
+    linears = [layer for layer in transform.hyper if isinstance(layer, torch.nn.Linear)]
+    version = tuple(layer.weight._version for layer in linears)
+    cached = getattr(transform, "_inverse_plan", None)
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    with torch.no_grad():
+        weights = [((layer.mask * layer.weight).clone(), layer.bias.clone()) for layer in linears]
+    (first_weight, first_bias), *hidden, (out_weight, out_bias) = weights
+    per_feature = out_weight.shape[0] // n_parameters  # 3 bins - 1 spline parameters per feature
+    groups = []
+    for group in range(int(transform.order.max()) + 1):
+        features = torch.nonzero(transform.order == group).flatten()
+        rows = (features[:, None] * per_feature + torch.arange(per_feature)).flatten()
+        groups.append((features, out_weight[rows].contiguous(), out_bias[rows].contiguous()))
+    plan = {
+        "features_weight_t": first_weight[:, :n_parameters].T.contiguous(),
+        "context_weight": first_weight[:, n_parameters:].contiguous(),
+        "first_bias": first_bias,
+        "hidden": hidden,
+        "groups": groups,
+        "per_feature": per_feature,
+        "bins": (per_feature + 1) // 3,
+    }
+    transform._inverse_plan = (version, plan)
+    return plan
+
+
+def _spline_inverse(y, phi, bins: int, bound: float = 5.0, slope: float = 1e-3):
+    """zuko's ``MonotonicRQSTransform(widths, heights, derivatives, bound, slope).inv(y)`` for ``phi`` = the three
+    unconstrained parameter vectors concatenated (..., 3 bins - 1), broadcast against y (...); the same arithmetic,
+    without the transform objects (their construction and broadcasting cost more than the arithmetic at 1,000 rows).
+    The softmax is exp / sum: the squashed widths and heights are bounded by |ln slope| / 2, so exp cannot overflow.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    squash = math.log(slope)
+    unconstrained = phi[..., : 2 * bins].unflatten(-1, (2, bins))  # widths, heights
+    exp = torch.exp(unconstrained / (1 + abs(2 * unconstrained / squash)))
+    cumulative = torch.cumsum(F.pad(exp / exp.sum(-1, keepdim=True), (1, 0), value=0), dim=-1)
+    derivatives = phi[..., 2 * bins :]
+    slopes = torch.exp(F.pad(derivatives / (1 + abs(derivatives / squash)), (1, 1), value=0))
+    knots = torch.cat((bound * (2 * cumulative - 1), slopes[..., None, :]), dim=-2)  # (..., 3, bins + 1)
+    shape = torch.broadcast_shapes(y.shape, phi.shape[:-1])
+    y = y.expand(shape)
+    knots = knots.expand(*shape, 3, bins + 1)
+    k = torch.sum(knots[..., 1, :] < y[..., None], dim=-1) - 1
+    inside = (k >= 0) & (k < bins)  # outside [-bound, bound] the transform is the identity
+    index = torch.stack((k % bins, k % bins + 1), dim=-1)[..., None, :].expand(*shape, 3, 2)
+    gathered = knots.gather(-1, index)  # (..., 3, 2): each knot vector at the bin's two ends
+    (x0, x1), (y0, y1), (d0, d1) = (part.unbind(-1) for part in gathered.unbind(-2))
+    s = (y1 - y0) / (x1 - x0)
+    y_ = inside * (y - y0)
+    a = (y1 - y0) * (s - d0) + y_ * (d0 + d1 - 2 * s)
+    b = (y1 - y0) * d0 - y_ * (d0 + d1 - 2 * s)
+    c = -s * y_
+    z = 2 * c / (-b - (b**2 - 4 * a * c).sqrt())
+    return torch.where(inside, x0 + z * (x1 - x0), y)
+
+
+def _invert(flow, context, noise):
+    """The flow's inverse (base noise (n, n_trains, p) -> parameters) for context rows (n_trains, n_context): what
+    ``flow(context).transform.inv(noise)`` computes (to float32 round-off: test), at about half its cost.
+
+    Why: a masked autoregressive transform with ``passes`` groups of features inverts group by group; zuko runs its
+    whole hyper-network on every draw in every pass and inverts every feature's spline each time. Here, per
+    transform: the first layer's context part is computed once per train (the same for all its draws); group 0
+    depends on the context alone, so its hyper-network runs on one row per train and its splines broadcast over the
+    draws; each later group runs the hyper-network on the draws with the output layer's rows of that group only, and
+    inverts that group's splines only. 1,000 draws of one unit, one thread, same run: STG joint 9.2 -> 4.2 ms,
+    known_k 14.1 -> 8.5 ms (zuko's own inverse with a shared first pass -> this).
+    """
+    import torch
+    import torch.nn.functional as F
+
     values = noise
+    n_draws, n_trains, n_parameters = values.shape
     for lazy in reversed(flow.transform.transforms):  # the inverse runs the composition backwards
-        transform = lazy(context)
-        if not hasattr(transform, "meta"):  # an element-wise transform: one pass, nothing to share
-            values = transform.inv(values)
-            continue
-        first_input = torch.zeros((1, *values.shape[1:]), dtype=values.dtype)
-        inverted = transform.meta(first_input).inv(values)
-        for _ in range(transform.passes - 1):
-            inverted = transform.meta(inverted).inv(values)
+        plan = _inverse_plan(lazy, n_parameters)
+        context_part = F.linear(context, plan["context_weight"], plan["first_bias"])  # (n_trains, hidden)
+        inverted = torch.zeros_like(values)
+        for group, (features, out_weight, out_bias) in enumerate(plan["groups"]):
+            if group == 0:  # the context alone: one row per train
+                hidden_values = torch.relu(context_part)
+            else:
+                hidden_values = torch.mm(inverted.view(n_draws * n_trains, n_parameters), plan["features_weight_t"])
+                hidden_values = hidden_values.view(n_draws, n_trains, -1).add_(context_part).relu_()
+            for weight, bias in plan["hidden"]:
+                hidden_values = F.linear(hidden_values, weight, bias).relu_()
+            phi = F.linear(hidden_values, out_weight, out_bias).unflatten(-1, (len(features), plan["per_feature"]))
+            inverted[..., features] = _spline_inverse(values[..., features], phi, plan["bins"])
         values = inverted
     return values
 
@@ -208,11 +285,17 @@ CALIBRATION_LEVELS = (0.02, 0.05, 0.10, 0.16, 0.25, 0.50, 0.75, 0.84, 0.90, 0.95
 CENTRAL_LEVELS = (0.50, 0.68, 0.90, 0.98)
 CLASSES = ("tonic", "bursting")  # by the context's rule-based bursting flag
 CALIBRATION_BATCH = 256  # trains per flow call when fitting
+# Strata of the calibration by train length (log number of spikes) within each flow and class. Why: the flows'
+# spread errs differently on short and long trains (STG tonic trains with k known, one map for all lengths: 68 %
+# intervals covered 0.63 on trains cropped to 25-100 % of the window and 0.69 on whole windows); a long recording is
+# read in whole windows while a short one is a crop, so the map follows the length. Tertiles: ~1,000 trains per
+# stratum and class keep each fitted quantile within ~0.015 of its limit.
+CALIBRATION_STRATA = 3
 
 
 class MarginalCalibration:
-    """Per flow, class and parameter, a monotone map of each marginal's CDF positions (probability integral
-    transform recalibration).
+    """Per flow, class, train length and parameter, a monotone map of each marginal's CDF positions (probability
+    integral transform recalibration).
 
     Why: a flow trained by maximum likelihood is calibrated only where its training distribution holds; on held-out
     trains its 1-sd intervals covered 0.57-0.86 depending on class and parameter, and matching central levels only
@@ -223,7 +306,14 @@ class MarginalCalibration:
     between). Applied to a set of samples, the sample at CDF position u (from its rank) moves to the flow's quantile
     (interpolated from the same samples) at G^-1(u): the truth then falls below the calibrated quantile u for a
     fraction u of the trains. Ranks, hence the dependence between parameters, are kept; each marginal's spread and
-    location change. Legacy cards (scale "central") map central levels |2F - 1| symmetrically.
+    location change.
+
+    Knots per class are either one map (a list per parameter: cards before the length strata) or
+    ``{"log_n_spikes": centres, "quantiles": [stratum][parameter][level]}``: one map per length stratum
+    (CALIBRATION_STRATA), at the stratum's median log number of spikes; a train's map is interpolated linearly in
+    its log number of spikes between the two nearest centres (the end maps beyond them). A convex combination of
+    increasing knots is increasing, so every train's map stays monotone. Legacy cards (scale "central") map central
+    levels |2F - 1| symmetrically.
     """
 
     def __init__(self, knots: dict, scale: str = "cdf"):
@@ -231,21 +321,46 @@ class MarginalCalibration:
             raise ValueError(f"calibration scale must be 'cdf' or 'central'; got {scale!r}")
         self.scale = scale
         self.levels = np.array([0.0, *(CALIBRATION_LEVELS if scale == "cdf" else CENTRAL_LEVELS), 1.0])
-        self.knots = {
-            flow: {name: np.asarray(values, dtype=float) for name, values in classes.items()}
-            for flow, classes in knots.items()
-        }
+        self.knots = {}  # flow -> class -> (centres (m,), knots (m, n_parameters, levels incl. 0 and 1))
+        for flow, classes in knots.items():
+            self.knots[flow] = {}
+            for name, values in classes.items():
+                if isinstance(values, dict):
+                    centres = np.asarray(values["log_n_spikes"], dtype=float)
+                    inner = np.asarray(values["quantiles"], dtype=float)
+                else:  # one map for every length
+                    centres, inner = np.zeros(1), np.asarray(values, dtype=float)[None]
+                ends = np.zeros((*inner.shape[:2], 1))
+                self.knots[flow][name] = (centres, np.concatenate((ends, inner, ends + 1.0), axis=2))
 
-    def nominal(self, flow: str, class_name: str, parameter: int, level: np.ndarray) -> np.ndarray:
-        """The flow's level (CDF position, or central level for legacy cards) that the calibrated ``level`` maps to."""
-        nominal = np.array([0.0, *self.knots[flow][class_name][parameter], 1.0])
-        return np.interp(level, self.levels, nominal)
+    def nominal(self, flow: str, class_name: str, parameter: int, level: np.ndarray, log_n_spikes) -> np.ndarray:
+        """The flow's level (CDF position, or central level for legacy cards) that the calibrated ``level``
+        (rows, m) maps to, for rows of trains with ``log_n_spikes`` (rows,)."""
+        centres, knots = self.knots[flow][class_name]
+        level = np.atleast_2d(level)
+        log_n = np.broadcast_to(np.asarray(log_n_spikes, dtype=float), (level.shape[0],))
+        # each row's map: linear between the two nearest strata in log n (the end strata beyond them)
+        upper = np.clip(np.searchsorted(centres, log_n), 1, max(len(centres) - 1, 1))
+        lower = upper - 1 if len(centres) > 1 else np.zeros_like(upper)
+        upper = np.minimum(upper, len(centres) - 1)
+        span = centres[upper] - centres[lower]
+        weight = np.clip(np.divide(log_n - centres[lower], span, out=np.zeros_like(log_n), where=span > 0), 0, 1)
+        rows = (1 - weight)[:, None] * knots[lower, parameter] + weight[:, None] * knots[upper, parameter]
+        segment = np.clip(np.searchsorted(self.levels, level, side="right") - 1, 0, len(self.levels) - 2)
+        fraction = (level - self.levels[segment]) / (self.levels[segment + 1] - self.levels[segment])
+        low = np.take_along_axis(rows, segment, axis=1)
+        high = np.take_along_axis(rows, segment + 1, axis=1)
+        return low + fraction * (high - low)
 
-    def apply(self, samples: np.ndarray, flow: str, classes: np.ndarray) -> np.ndarray:
-        """Calibrated copy of samples (n_trains, n, p), each train with its class index."""
+    def apply(self, samples: np.ndarray, flow: str, classes: np.ndarray, log_n_spikes=None) -> np.ndarray:
+        """Calibrated copy of samples (n_trains, n, p), each train with its class index and log number of spikes
+        (the context's ``log_n_spikes``; needed by length-stratified maps only)."""
         if flow not in self.knots:
             return samples
         n = samples.shape[1]
+        log_n = np.zeros(len(samples)) if log_n_spikes is None else np.asarray(log_n_spikes, dtype=float)
+        if log_n_spikes is None and any(len(centres) > 1 for centres, _ in self.knots[flow].values()):
+            raise ValueError("this calibration is stratified by train length: pass log_n_spikes")
         out = np.empty_like(samples)
         order = np.argsort(samples, axis=1, kind="stable")
         rank_levels = (np.arange(n) + 0.5) / n  # a sample's CDF position from its rank
@@ -256,13 +371,16 @@ class MarginalCalibration:
             rows = np.flatnonzero(classes == index)
             if not rows.size:
                 continue
+            if name not in self.knots[flow]:  # no calibration trains of this class
+                out[rows] = samples[rows]
+                continue
             for p in range(samples.shape[2]):
                 position = rank_levels[ranks[rows, :, p]]  # (rows, n)
                 if self.scale == "cdf":
-                    target = self.nominal(flow, name, p, position)
+                    target = self.nominal(flow, name, p, position, log_n[rows])
                 else:
                     level = np.abs(2.0 * position - 1.0)
-                    target = 0.5 + np.sign(position - 0.5) * self.nominal(flow, name, p, level) / 2.0
+                    target = 0.5 + np.sign(position - 0.5) * self.nominal(flow, name, p, level, log_n[rows]) / 2.0
                 out[rows, :, p] = _quantiles_from_sorted(sorted_samples[rows, :, p], target)
         return out
 
@@ -280,10 +398,13 @@ def _quantiles_from_sorted(values: np.ndarray, positions: np.ndarray) -> np.ndar
     return low + fraction * (high - low)
 
 
-def fit_calibration(posterior, contexts: dict, truths: dict, n_samples: int = 400, seed: int = 0) -> dict:
+def fit_calibration(
+    posterior, contexts: dict, truths: dict, n_samples: int = 400, seed: int = 0, strata: int = CALIBRATION_STRATA
+) -> dict:
     """Knots of :class:`MarginalCalibration` (scale "cdf") from calibration trains (never used in training): per
-    flow, class and parameter, the quantiles at CALIBRATION_LEVELS of the truths' CDF positions in the uncalibrated
-    flow's marginal (estimated from ``n_samples`` draws per train).
+    flow, class, length stratum (``strata`` quantile groups of the log number of spikes) and parameter, the
+    quantiles at CALIBRATION_LEVELS of the truths' CDF positions in the uncalibrated flow's marginal (estimated from
+    ``n_samples`` draws per train).
 
     ``contexts[flow]`` (n, n_context) and ``truths[flow]`` (n, n_parameters).
     """
@@ -295,21 +416,34 @@ def fit_calibration(posterior, contexts: dict, truths: dict, n_samples: int = 40
             samples = posterior.sample(context[rows], n_samples, flow, seed, calibrated=False)
             position[rows] = ((samples < truths[flow][rows, None, :]).sum(axis=1) + 0.5) / (n_samples + 1)
         classes = class_of(context)
+        log_n = np.asarray(context)[:, CONTEXT_NAMES.index("log_n_spikes")].astype(float)
         knots[flow] = {}
         for index, name in enumerate(CLASSES):
-            rows = classes == index
-            quantiles = []
-            for p in range(position.shape[1]):
-                chosen = rows.copy()
-                if flow == "joint" and (p == 2 or getattr(posterior, "point_mass", None)):
-                    # ln k only where the prior is continuous: trains at the prior's point mass k = 1 sit at the
-                    # flow's sharp peak and would make every other train's interval of ln k too narrow. And with
-                    # the point-mass rule, g too: the joint flow's (g_s, g_u) are reported only for draws at k != 1
-                    # (those at k = 1 come from the known_k flow), so its map is fitted where it serves (STG tonic
-                    # g_u with k unknown covered 0.60 at 68 % on cropped trains at k != 1 when fitted on all).
-                    chosen &= np.abs(truths[flow][:, 2]) > 1e-9
-                quantiles.append(np.quantile(position[chosen, p], CALIBRATION_LEVELS).tolist())
-            knots[flow][name] = quantiles
+            in_class = classes == index
+            if flow == "joint" and getattr(posterior, "point_mass", None):
+                # With the point-mass rule the joint flow's (g_s, g_u) are reported only for draws at k != 1 (those
+                # at k = 1 come from the known_k flow), so its map is fitted where it serves (STG tonic g_u with k
+                # unknown covered 0.60 at 68 % on cropped trains at k != 1 when fitted on all).
+                in_class &= np.abs(truths[flow][:, 2]) > 1e-9
+            members = np.flatnonzero(in_class)
+            if members.size < strata:  # no such trains to calibrate on: that class is left as the flow draws it
+                continue
+            centres, quantiles = [], []
+            # equal-count strata by rank (the log number of spikes takes few values: quantile edges would tie)
+            for part in np.array_split(members[np.argsort(log_n[members], kind="stable")], strata):
+                in_stratum = np.zeros(len(log_n), dtype=bool)
+                in_stratum[part] = True
+                centres.append(float(np.median(log_n[part])))
+                per_parameter = []
+                for p in range(position.shape[1]):
+                    chosen = in_stratum.copy()
+                    if flow == "joint" and p == 2:
+                        # ln k only where the prior is continuous: trains at the prior's point mass k = 1 sit at
+                        # the flow's sharp peak and would make every other train's interval of ln k too narrow.
+                        chosen &= np.abs(truths[flow][:, 2]) > 1e-9
+                    per_parameter.append(np.quantile(position[chosen, p], CALIBRATION_LEVELS).tolist())
+                quantiles.append(per_parameter)
+            knots[flow][name] = {"log_n_spikes": centres, "quantiles": quantiles}
     return knots
 
 
@@ -379,7 +513,8 @@ class PosteriorEstimator:
         draws = np.moveaxis(draws, 0, 1).astype(np.float64) * scaling["target_std"] + scaling["target_mean"]
         if not calibrated:
             return draws
-        out = self.calibration.apply(draws, flow, class_of(np.atleast_2d(context)))
+        rows = np.atleast_2d(context)
+        out = self.calibration.apply(draws, flow, class_of(rows), rows[:, CONTEXT_NAMES.index("log_n_spikes")])
         if flow == "joint" and self.point_mass:
             self._given_point_mass(out, draws[:, :, 2], np.atleast_2d(context), seed, keys)
         return out
