@@ -176,6 +176,14 @@ def _pipeline_options(parser: argparse.ArgumentParser, population_size: int = 10
         metavar="N",
         help="tolerance, in spikes, on the mean spikes per burst for a twin to match its unit (default: 1.0)",
     )
+    group.add_argument(
+        "--spikes-per-burst-relative-tolerance",
+        type=_non_negative_float,
+        default=0.10,
+        metavar="F",
+        help="relative tolerance on the mean spikes per burst, where larger than the tolerance in spikes "
+        "(default: 0.10)",
+    )
     group.add_argument("--seed", type=int, default=0, help="seed of every random step (default: 0)")
     group.add_argument(
         "--n-jobs",
@@ -633,6 +641,7 @@ def _run_config(args, model: str, **overrides):
         "refractory_ms": "refractory_ms",
         "frequency_tolerance": "frequency_tolerance",
         "spikes_per_burst_tolerance": "spikes_per_burst_tolerance",
+        "spikes_per_burst_relative_tolerance": "spikes_per_burst_relative_tolerance",
         "adapt_time_scale": "adapt_time_scale",
         "twin_selection": "twin_selection",
         "twin_sampling": "twin_sampling",

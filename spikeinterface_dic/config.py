@@ -68,7 +68,10 @@ class RunConfig:
     frequency_tolerance : float, default: 0.10
         Relative tolerance on the main frequency for a twin to match its unit.
     spikes_per_burst_tolerance : float, default: 1.0
-        Tolerance, in spikes, on the mean spikes per burst for a twin to match its unit.
+        Tolerance, in spikes, on the mean spikes per burst for a twin to match its unit (its floor: see below).
+    spikes_per_burst_relative_tolerance : float, default: 0.10
+        Relative tolerance on the mean spikes per burst where it exceeds ``spikes_per_burst_tolerance`` (bursts of
+        more than 10 spikes at the defaults; :func:`~spikeinterface_dic.features.spikes_per_burst_tolerance_of`).
     adapt_time_scale : bool, default: True
         Rescale an estimated k so that the twins' median main frequency equals the recorded one.
     twin_selection : bool, default: True
@@ -95,6 +98,7 @@ class RunConfig:
     noise_std_uA_cm2: float = 0.0
     frequency_tolerance: float = 0.10
     spikes_per_burst_tolerance: float = 1.0
+    spikes_per_burst_relative_tolerance: float = 0.10
     adapt_time_scale: bool = True
     twin_selection: bool = True
     twin_sampling: str = "posterior"
@@ -111,7 +115,13 @@ class RunConfig:
         set_(self, "seed", int(self.seed))
         for name in ("simulate", "adapt_time_scale", "twin_selection"):
             set_(self, name, bool(getattr(self, name)))
-        for name in ("refractory_ms", "noise_std_uA_cm2", "frequency_tolerance", "spikes_per_burst_tolerance"):
+        for name in (
+            "refractory_ms",
+            "noise_std_uA_cm2",
+            "frequency_tolerance",
+            "spikes_per_burst_tolerance",
+            "spikes_per_burst_relative_tolerance",
+        ):
             value = float(getattr(self, name))
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0; got {getattr(self, name)!r}")
@@ -157,6 +167,15 @@ class RunConfig:
         return dataclasses.replace(self, **{_LEGACY_NAMES.get(k, k): v for k, v in changes.items()})
 
     # ---------------------------------------------------------------- serialisation
+    def pattern_tolerances(self, frequency: bool = True) -> dict:
+        """The keywords of :func:`~spikeinterface_dic.features.pattern_matches` (and ``pattern_distance``) for
+        this run; ``frequency=False``: any main frequency (the label and spikes per burst only)."""
+        return {
+            "frequency_tolerance": self.frequency_tolerance if frequency else math.inf,
+            "spikes_per_burst_tolerance": self.spikes_per_burst_tolerance,
+            "spikes_per_burst_relative_tolerance": self.spikes_per_burst_relative_tolerance,
+        }
+
     def to_dict(self) -> dict:
         """JSON-serialisable settings (the ``parameters`` of results, NWB provenance, extension parameters)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

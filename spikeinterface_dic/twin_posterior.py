@@ -277,8 +277,8 @@ def _simulate(config, batch: dict, round_index: int) -> dict:
 
 def _score(config, unit: _Unit, trains: list, built: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     features = spike_train_features(trains)
-    distance = pattern_distance(unit.reference, features, config.frequency_tolerance, config.spikes_per_burst_tolerance)
-    matches = pattern_matches(unit.reference, features, config.frequency_tolerance, config.spikes_per_burst_tolerance)
+    distance = pattern_distance(unit.reference, features, **config.pattern_tolerances())
+    matches = pattern_matches(unit.reference, features, **config.pattern_tolerances())
     distance = np.where(built, distance, np.inf)
     return distance, matches & built
 
@@ -341,7 +341,7 @@ def _adapt_twin_time_scales(config, unit: _Unit, theta: np.ndarray, trains: list
         return theta, trains, log_weight
     features = spike_train_features(trains)
     frequency = features["main_frequency_hz"].to_numpy(float)
-    in_pattern = pattern_matches(unit.reference, features, np.inf, config.spikes_per_burst_tolerance)
+    in_pattern = pattern_matches(unit.reference, features, **config.pattern_tolerances(frequency=False))
     with np.errstate(divide="ignore", invalid="ignore"):
         log_ratio = np.log(frequency / reference_hz)
     candidate = theta.copy()
@@ -523,7 +523,7 @@ def _match_frequency_by_time_scale(config, unit: _Unit) -> None:
     rescaled = 0
     for block, trains in enumerate(unit.trains):
         features = spike_train_features(trains)
-        same = pattern_matches(unit.reference, features, np.inf, config.spikes_per_burst_tolerance) & np.isfinite(
+        same = pattern_matches(unit.reference, features, **config.pattern_tolerances(frequency=False)) & np.isfinite(
             unit.distance[block]
         )
         frequency = features["main_frequency_hz"].to_numpy(float)

@@ -66,12 +66,7 @@ def select_matching_twins(
         fraction = fidelity.loc[unit_id, "fraction_matching"]
         if not np.isfinite(fraction) or fraction >= 1.0 or len(twins) == 0:
             continue
-        matches = pattern_matches(
-            recorded.loc[unit_id],
-            spike_train_features(twins),
-            config.frequency_tolerance,
-            config.spikes_per_burst_tolerance,
-        )
+        matches = pattern_matches(recorded.loc[unit_id], spike_train_features(twins), **config.pattern_tolerances())
         kept = np.flatnonzero(matches)
         leftovers = np.flatnonzero(~matches)
         state[unit_id] = dict(
@@ -101,10 +96,7 @@ def select_matching_twins(
         for unit_id in candidates:
             unit = state[unit_id]
             matches = pattern_matches(
-                recorded.loc[unit_id],
-                spike_train_features(candidate_trains[unit_id]),
-                config.frequency_tolerance,
-                config.spikes_per_burst_tolerance,
+                recorded.loc[unit_id], spike_train_features(candidate_trains[unit_id]), **config.pattern_tolerances()
             )
             take = np.flatnonzero(matches)[: unit["size"] - len(unit["trains"])]
             unit["gbar"].append(candidates[unit_id][take])

@@ -250,9 +250,7 @@ def fidelity_table(config, spike_trains, twin_trains) -> pd.DataFrame:
         twin_features = spike_train_features(twins)
         note = ""
         try:
-            matches = pattern_matches(
-                reference, twin_features, config.frequency_tolerance, config.spikes_per_burst_tolerance
-            )
+            matches = pattern_matches(reference, twin_features, **config.pattern_tolerances())
             fraction = float(np.mean(matches))
         except ValueError:
             fraction = float("nan")

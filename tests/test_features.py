@@ -8,7 +8,14 @@ import pandas as pd
 import pytest
 from scipy.stats import ks_2samp
 
-from spikeinterface_dic.features import FEATURE_COLUMNS, isi_distance, pattern_matches, spike_train_features
+from spikeinterface_dic.features import (
+    FEATURE_COLUMNS,
+    isi_distance,
+    pattern_distance,
+    pattern_matches,
+    spike_train_features,
+    spikes_per_burst_tolerance_of,
+)
 
 DATA = Path(__file__).parent / "data"
 MODES = ("original", "improved")
@@ -214,6 +221,21 @@ def test_pattern_matches_bursting_reference():
     np.testing.assert_array_equal(pattern_matches(reference, twins), expected)
     strict = pattern_matches(reference, twins, frequency_tolerance=0.01, spikes_per_burst_tolerance=0.5)
     np.testing.assert_array_equal(strict, [True, False, False, False, False, False, False])
+
+
+def test_spikes_per_burst_tolerance_scales_with_long_bursts():
+    """Bursts of at most 10 spikes keep the 1-spike tolerance; a 60-spike burst tolerates 10 % (6 spikes), as the
+    frequency does; the relative part can be switched off, and the distance ranks in the same units."""
+    long_bursts = dict(duration_ms=600.0, f_inter_hz=0.5, n_bursts=5)
+    reference = spike_train_features([burster(spikes_per_burst=60, **long_bursts)]).iloc[0]
+    assert spikes_per_burst_tolerance_of(reference) == pytest.approx(6.0)
+    assert spikes_per_burst_tolerance_of(spike_train_features([burster()]).iloc[0]) == 1.0  # 8 spikes per burst
+    twins = spike_train_features([burster(spikes_per_burst=n, **long_bursts) for n in (60, 56, 64, 53, 67)])
+    np.testing.assert_array_equal(pattern_matches(reference, twins), [True, True, True, False, False])
+    absolute = pattern_matches(reference, twins, spikes_per_burst_relative_tolerance=0.0)
+    np.testing.assert_array_equal(absolute, [True, False, False, False, False])
+    distance = pattern_distance(reference, twins)
+    np.testing.assert_allclose(distance[1:], [4 / 6, 4 / 6, 7 / 6, 7 / 6], atol=0.05)
 
 
 def test_pattern_matches_spiking_and_silent_references():

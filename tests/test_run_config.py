@@ -36,6 +36,7 @@ def test_defaults_validate_and_round_trip():
         ({"duration_s": -1.0}, "duration_s"),
         ({"noise_std_uA_cm2": float("nan")}, "noise_std_uA_cm2"),
         ({"frequency_tolerance": -0.1}, "frequency_tolerance"),
+        ({"spikes_per_burst_relative_tolerance": -0.1}, "spikes_per_burst_relative_tolerance"),
         ({"time_scale": 0.0}, "time_scale"),
         ({"time_scale": {"u1": -2.0}}, "unit 'u1'"),
         ({"model": "cortex"}, "unknown model"),
@@ -46,6 +47,22 @@ def test_bad_settings_are_refused_once_with_their_name(settings, message):
         RunConfig(**settings)
     with pytest.raises(ValueError, match=message):  # every front end goes through the same validation
         sdic.run_pipeline({0: np.arange(0, 1, 0.1)}, **settings)
+
+
+def test_pattern_tolerances_come_from_one_place():
+    """The twins' match criterion of a run (every caller of pattern_matches takes it from the run configuration),
+    and the command line's options reach it."""
+    from spikeinterface_dic import cli
+
+    config = RunConfig(frequency_tolerance=0.2, spikes_per_burst_tolerance=2.0, spikes_per_burst_relative_tolerance=0)
+    assert config.pattern_tolerances() == {
+        "frequency_tolerance": 0.2,
+        "spikes_per_burst_tolerance": 2.0,
+        "spikes_per_burst_relative_tolerance": 0.0,
+    }
+    assert config.pattern_tolerances(frequency=False)["frequency_tolerance"] == float("inf")
+    args = cli.build_parser().parse_args(["run", "x.csv", "--spikes-per-burst-relative-tolerance", "0.25"])
+    assert cli._run_config(args, "stg").spikes_per_burst_relative_tolerance == 0.25
 
 
 def test_unknown_setting_lists_the_known_ones():

@@ -223,7 +223,9 @@ class ComputeTwinPopulations(_UnitwiseExtension):
     frequency_tolerance : float, default: 0.1
         Relative tolerance on the main frequency for a twin to match its unit.
     spikes_per_burst_tolerance : float, default: 1.0
-        Tolerance on spikes per burst for a twin to match its unit.
+        Tolerance, in spikes, on spikes per burst for a twin to match its unit (its floor).
+    spikes_per_burst_relative_tolerance : float, default: 0.10
+        Relative tolerance on spikes per burst, where larger than ``spikes_per_burst_tolerance``.
     adapt_time_scale : bool, default: True
         Rescale each unit's time scale so that its twins' median main frequency equals the recorded one, when most
         twins fire in the recorded pattern (see :func:`spikeinterface_dic.run_pipeline`). The DIC extension keeps
@@ -264,6 +266,7 @@ class ComputeTwinPopulations(_UnitwiseExtension):
         seed: int = 0,
         frequency_tolerance: float = 0.1,
         spikes_per_burst_tolerance: float = 1.0,
+        spikes_per_burst_relative_tolerance: float = 0.10,
         adapt_time_scale: bool = True,
         twin_selection: bool = True,
         twin_sampling: str = "posterior",
@@ -279,6 +282,7 @@ class ComputeTwinPopulations(_UnitwiseExtension):
             seed=seed,
             frequency_tolerance=frequency_tolerance,
             spikes_per_burst_tolerance=spikes_per_burst_tolerance,
+            spikes_per_burst_relative_tolerance=spikes_per_burst_relative_tolerance,
             adapt_time_scale=adapt_time_scale,
             twin_selection=twin_selection,
             twin_sampling=twin_sampling,
