@@ -270,6 +270,9 @@ def main() -> None:
     fit.add_argument("--epochs", type=int, default=60)
     fit.add_argument("--time-budget-s", type=float, default=1800.0)
     fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument(
+        "--init-seed", type=int, default=None, help="initial weights and batch order (default: --seed); same examples"
+    )
     fit.add_argument("--flows", nargs="+", default=["joint", "known_k"], choices=["joint", "known_k"])
     _span_fraction_argument(
         fit,
@@ -366,6 +369,7 @@ def main() -> None:
             args.model,
             copies=args.copies,
             seed=args.seed,
+            init_seed=args.init_seed,
             epochs=args.epochs,
             time_budget_s=args.time_budget_s,
             flows=tuple(args.flows),
