@@ -15,7 +15,9 @@ Cost model (per train of n spikes, k unknown):
 - posterior=True adds the train context (statistics as above) and the summaries: one pass of the amortised summary
   head (:mod:`spikeinterface_dic.inference.summary_head`, a 3-layer MLP per train) by default; "sampled" forces the
   flows' ``SUMMARY_SAMPLES`` draws per train (timed by wrapping ``PosteriorEstimator.sample``), the same run.
-- one unit's 1,000 samples: the flow's inversion (3 spline transforms, 2 passes each) on 1,000 rows, on one thread.
+- one unit's 1,000 samples (k unknown): the joint flow's inversion (per transform, the first group of parameters on
+  one row, the second on 1,000 rows: ``posterior._invert``), its calibration, and, for a unit with draws at k = 1,
+  the known_k flow's 1,000 draws (the point-mass rule); torch's threads (two here) above 512 rows.
 
 The baseline section times the per-train reference functions the batched ones replaced (one call per train) against
 the batched calls on the same trains, and prints the ratios. For the whole ``infer_dics`` before the change, run this
