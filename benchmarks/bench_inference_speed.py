@@ -55,10 +55,11 @@ def cut_trains(n_trains: int, n_spikes: int, seed: int = 0) -> list[np.ndarray]:
 
 
 class _Timer:
-    """Wraps a method to add up the seconds spent in it."""
+    """Wraps a method to add up the seconds spent in it (outermost calls only: the point-mass rule's known_k draws
+    are a call of the same method inside a call, which must not count twice)."""
 
     def __init__(self, owner, name: str):
-        self.owner, self.name, self.seconds = owner, name, 0.0
+        self.owner, self.name, self.seconds, self.depth = owner, name, 0.0, 0
         self.original = getattr(owner, name)
 
     def __enter__(self):
@@ -66,10 +67,13 @@ class _Timer:
 
         def timed(*args, **kwargs):
             started = time.perf_counter()
+            self.depth += 1
             try:
                 return original(*args, **kwargs)
             finally:
-                self.seconds += time.perf_counter() - started
+                self.depth -= 1
+                if self.depth == 0:
+                    self.seconds += time.perf_counter() - started
 
         setattr(self.owner, self.name, timed)
         return self

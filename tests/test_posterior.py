@@ -26,9 +26,10 @@ def test_posterior_ships_and_is_calibrated_on_heldout_trains(model):
     """Coverage of the 68 % and 90 % intervals on held-out trains of the current kernel (``heldout/current_<model>``,
     seeds used nowhere else; k unknown, drawn from the posterior's prior), per class.
 
-    Bands: the calibrated flows measured 0.63-0.71 (68 %) and 0.86-0.92 (90 %) on 1,200 such trains; the binomial sd
-    of a coverage over ~200 trains of a class is 0.033, so the bands are the goal (0.68, 0.90) +- about 3 sd: the test
-    fails when calibration drifts (new weights, a changed context or network, a lost calibration), not on noise.
+    Bands: the goal (0.68, 0.90) +- 3 binomial sd of the cell's own number of trains (at least +-0.10 and +-0.07):
+    ~200 trains per class (sd 0.033 at 68 %), ~90 for ln k (only the trains at k != 1; sd 0.05: STG bursting ln k
+    covered 0.79 here, 0.66 on 1,400 trains of the held-out set s35). The test fails when calibration drifts (new
+    weights, a changed context or network, a lost calibration: coverage 0.4-0.5 or above 0.85), not on noise.
     """
     from spikeinterface_dic.inference.posterior import class_of, cropped
 
@@ -50,8 +51,9 @@ def test_posterior_ships_and_is_calibrated_on_heldout_trains(model):
         for p, name in enumerate(("g_s", "g_u", "log_k")):
             rows = (classes == index) & (continuous if name == "log_k" else True)
             stats = coverage_and_ranks(samples[rows], held["truth"][rows])
-            assert 0.58 <= stats[0.68][p] <= 0.78, (index, name, stats[0.68][p])
-            assert 0.82 <= stats[0.90][p] <= 0.97, (index, name, stats[0.90][p])
+            for level, floor in ((0.68, 0.10), (0.90, 0.07)):
+                half_width = max(floor, 3 * math.sqrt(level * (1 - level) / rows.sum()))
+                assert abs(stats[level][p] - level) <= half_width, (index, name, level, stats[level][p], rows.sum())
     # Accuracy: with k unknown the posterior median beats the network on bursting trains (the class that carries
     # information beyond the rate), by the measured margin less 20 %.
     network = sdic.infer_dics(dict(enumerate(scaled)), model=model, posterior=False)
