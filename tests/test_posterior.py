@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -304,47 +303,6 @@ def test_sampler_inverts_like_zuko(model):
         # float32 round-off of the hyper-network run on 1 row instead of 300, through the spline's inverse
         assert (noise.abs() > 5).any()
         np.testing.assert_allclose(shared.numpy(), expected.numpy(), atol=1e-4)
-
-
-def _as_training_run(folder: Path, model: str, shift_scaling: float = 0.0) -> Path:
-    """A copy of the shipped posterior laid out as a training run's output (merge_runs reads the run's record)."""
-    import shutil
-
-    from spikeinterface_dic.inference.common import WEIGHTS_DIR
-
-    folder.mkdir(parents=True)
-    shutil.copy(WEIGHTS_DIR / f"{model}_posterior.pt", folder)
-    card = json.loads((WEIGHTS_DIR / f"{model}_posterior.json").read_text())
-    card["training"] = {"seed": 0}
-    card["scaling"]["known_k"]["context_mean"][0] += shift_scaling
-    (folder / f"{model}_posterior.json").write_text(json.dumps(card))
-    return folder
-
-
-def test_an_ensemble_is_the_equal_mixture_of_its_members(tmp_path):
-    """merge_runs with several runs for a flow stores them as members; draw i comes from member i mod m, and the
-    density is the mixture's: two copies of one flow draw exactly its draws and have its density. Members with
-    another standardisation (runs that differ in more than their initial weights) are refused."""
-    from spikeinterface_dic.inference.posterior import PosteriorEstimator, merge_runs
-
-    run_a = _as_training_run(tmp_path / "a", "stg")
-    run_b = _as_training_run(tmp_path / "b", "stg")
-    card = merge_runs(
-        "stg", [run_a, run_b], tmp_path / "ensemble", take={"joint": run_a, "known_k": f"{run_a},{run_b}"}
-    )
-    assert card["members"] == {"known_k": 2}
-    single, ensemble = PosteriorEstimator(run_a, "stg"), PosteriorEstimator(tmp_path / "ensemble", "stg")
-    assert len(ensemble.members["known_k"]) == 2 and len(ensemble.members["joint"]) == 1
-    trains = dict(sdic.read_spike_trains(DATA / "spike2pop_stg_set.csv"))
-    context = train_context(load_predictor("stg"), list(trains.values()))
-    for flow in ("known_k", "joint"):
-        draws = single.sample(context, 101, flow, seed=3, calibrated=False)
-        np.testing.assert_allclose(ensemble.sample(context, 101, flow, seed=3, calibrated=False), draws, atol=1e-5)
-        points = draws[0, :5]
-        np.testing.assert_allclose(ensemble.log_prob(context, points, flow), single.log_prob(context, points, flow))
-    shifted = _as_training_run(tmp_path / "c", "stg", shift_scaling=1.0)
-    with pytest.raises(ValueError, match="ensemble needs runs that differ in init_seed alone"):
-        merge_runs("stg", [run_a, shifted], tmp_path / "bad", take={"joint": run_a, "known_k": [run_a, shifted]})
 
 
 def test_time_scale_range_reaches_every_front_end(tmp_path):

@@ -470,19 +470,12 @@ class PosteriorEstimator:
         if digest != self.card["weights_sha256"]:
             raise RuntimeError(f"{weights_path} has sha256 {digest}, its card records {self.card['weights_sha256']}")
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
-        # An ensemble flow (card ``members``: {flow: m}, :func:`merge_runs`) is the equal mixture of m flows trained
-        # alike (same examples, split and standardisation; other initial weights), stored as "<flow>#<i>.".
-        self.members = {}
+        self.flows = {}
         for name, parameters in FLOWS.items():
-            count = int(self.card.get("members", {}).get(name, 1))
-            prefixes = [name] if count == 1 else [f"{name}#{i}" for i in range(count)]
-            self.members[name] = []
-            for prefix in prefixes:
-                flow = _build_flow(len(parameters), len(CONTEXT_NAMES), flow_config(self.card, name))
-                flow.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items() if k.split(".", 1)[0] == prefix})
-                flow.eval()
-                self.members[name].append(flow)
-        self.flows = {name: members[0] for name, members in self.members.items()}  # an ensemble's first member
+            flow = _build_flow(len(parameters), len(CONTEXT_NAMES), flow_config(self.card, name))
+            flow.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items() if k.split(".", 1)[0] == name})
+            flow.eval()
+            self.flows[name] = flow
         self.scaling = {name: {k: np.asarray(v) for k, v in s.items()} for name, s in self.card["scaling"].items()}
         self.weights_sha256 = digest
         # Cards written before the calibration existed have none: their flows are used as trained.
@@ -516,14 +509,7 @@ class PosteriorEstimator:
             noise[:, j, :] = np.random.default_rng([int(seed), entropy]).standard_normal((int(n), n_parameters))
         with torch.inference_mode(), threads_for(noise.shape[0] * noise.shape[1]):
             context_rows = torch.from_numpy(standardised.astype(np.float32))
-            members = self.members[flow]
-            if len(members) == 1:
-                draws = _invert(members[0], context_rows, torch.from_numpy(noise)).numpy()  # (n, n_trains, p)
-            else:  # an equal mixture: draw i from member i mod m (the same member for draw i whatever the batch)
-                draws = np.empty_like(noise)
-                for index, member in enumerate(members):
-                    part = torch.from_numpy(np.ascontiguousarray(noise[index :: len(members)]))
-                    draws[index :: len(members)] = _invert(member, context_rows, part).numpy()
+            draws = _invert(self.flows[flow], context_rows, torch.from_numpy(noise)).numpy()  # (n, n_trains, p)
         draws = np.moveaxis(draws, 0, 1).astype(np.float64) * scaling["target_std"] + scaling["target_mean"]
         if not calibrated:
             return draws
@@ -563,7 +549,7 @@ class PosteriorEstimator:
 
     def log_prob(self, context_rows: np.ndarray, parameters: np.ndarray, flow: str = "joint") -> np.ndarray:
         """Log density of the (uncalibrated) flow at parameter rows (m, p) in (g_s, g_u[, ln k]) given each of the
-        context rows (s, n_context): (s, m), one flow call (per member of an ensemble: the mixture's density).
+        context rows (s, n_context): (s, m), one flow call.
 
         Up to the standardisation's log-Jacobian, the same constant for every row: ratios of densities (importance
         weights) are exact.
@@ -578,8 +564,7 @@ class PosteriorEstimator:
         with torch.inference_mode():
             context = torch.from_numpy(np.repeat(standardised, len(z), axis=0))
             values = torch.from_numpy(np.tile(z, (len(standardised), 1)))
-            members = [member(context).log_prob(values).double() for member in self.members[flow]]
-            log_prob = (torch.logsumexp(torch.stack(members), dim=0) - math.log(len(members))).numpy()
+            log_prob = self.flows[flow](context).log_prob(values).double().numpy()
         return log_prob.reshape(len(standardised), len(z))
 
 
@@ -747,7 +732,7 @@ def fit_posterior(
     config = config or DEFAULT_FLOW_CONFIG
     # The examples and the validation split come from ``seed``; the flows' initial weights and the order of the
     # batches from ``init_seed`` (default: ``seed``): runs that differ in init_seed alone share their examples,
-    # split and standardisation, so that their flows can be members of one ensemble (:func:`merge_runs`).
+    # split and standardisation (a second run to tell training noise from a change).
     init_seed = seed if init_seed is None else int(init_seed)
     torch.manual_seed(init_seed)
     started = time.perf_counter()
@@ -888,10 +873,7 @@ def merge_runs(model_name: str, folders, out_dir, take: dict | None = None) -> d
     :func:`fit_posterior`) with the lowest validation NLL, or from the run ``take`` names for it ({flow: folder});
     the card lists every run and which one each flow comes from, and each flow's architecture. Runs must share the
     context; joint flows trained on differently cropped trains have incomparable NLLs and must be chosen by ``take``.
-    ``take`` may name several runs for a flow (a list, or folders joined by commas): the flow is then their equal
-    mixture (an ensemble; card ``members``), which needs runs that differ in ``init_seed`` alone (the same
-    standardisation and architecture; checked). New cards get the model's reporting rules (DEFAULT_POINT_MASS,
-    DEFAULT_RESCALING) where the first run had none."""
+    New cards get the model's reporting rules (DEFAULT_POINT_MASS, DEFAULT_RESCALING) where the first run had none."""
     import torch
 
     runs = []
@@ -901,50 +883,24 @@ def merge_runs(model_name: str, folders, out_dir, take: dict | None = None) -> d
         runs.append((folder, card, state))
     if len({json.dumps(c["context"]) for _, c, _ in runs}) != 1:
         raise ValueError("the runs differ in their context; they cannot be merged")
-    merged_state, scaling, metrics, configs, members = {}, {}, {}, {}, {}
+    merged_state, scaling, metrics, configs = {}, {}, {}, {}
     for name in FLOWS:
         having = [run for run in runs if name in run[1]["metrics"]]
         if take and name in take:
-            chosen = take[name]
-            chosen = chosen.split(",") if isinstance(chosen, str) else [chosen] if isinstance(chosen, Path) else chosen
-            picked = [next(run for run in having if run[0] == Path(folder)) for folder in chosen]
-            folder, card, state = picked[0]
+            folder, card, state = next(run for run in having if run[0] == Path(take[name]))
         else:
             if name == "joint" and len({json.dumps(run[1].get("joint_crop")) for run in having}) > 1:
                 raise ValueError(
                     "the runs' joint flows were trained on differently cropped trains (joint_crop): their validation "
                     "NLLs are not comparable; choose one with take={'joint': folder}"
                 )
-            picked = [min(having, key=lambda run: run[1]["metrics"][name]["validation_nll"])]
-            folder, card, state = picked[0]
+            folder, card, state = min(having, key=lambda run: run[1]["metrics"][name]["validation_nll"])
         if name == "joint":
             joint_crop = card.get("joint_crop")
+        merged_state.update({k: v for k, v in state.items() if k.split(".", 1)[0] == name})
         scaling[name] = card["scaling"][name]
+        metrics[name] = {**card["metrics"][name], "source": str(folder)}
         configs[name] = flow_config(card, name)
-        if len(picked) == 1:
-            merged_state.update({k: v for k, v in state.items() if k.split(".", 1)[0] == name})
-            metrics[name] = {**card["metrics"][name], "source": str(folder)}
-            continue
-        for other_folder, other, _ in picked[1:]:
-            if other["scaling"][name] != scaling[name] or flow_config(other, name) != configs[name]:
-                raise ValueError(
-                    f"{other_folder} and {folder} differ in the {name} flow's standardisation or architecture: an "
-                    "ensemble needs runs that differ in init_seed alone (same data, seed and config)"
-                )
-        for index, (_, _, member_state) in enumerate(picked):
-            merged_state.update(
-                {
-                    f"{name}#{index}.{k.split('.', 1)[1]}": v
-                    for k, v in member_state.items()
-                    if k.split(".", 1)[0] == name
-                }
-            )
-        members[name] = len(picked)
-        metrics[name] = {  # the best member's NLL (the mixture's own was not measured), and each member's record
-            "validation_nll": min(run[1]["metrics"][name]["validation_nll"] for run in picked),
-            "source": [str(run[0]) for run in picked],
-            "members": [run[1]["metrics"][name] for run in picked],
-        }
     same = len({json.dumps(c, sort_keys=True) for c in configs.values()}) == 1
     card = {
         **runs[0][1],
@@ -953,7 +909,6 @@ def merge_runs(model_name: str, folders, out_dir, take: dict | None = None) -> d
         "metrics": metrics,
         "joint_crop": joint_crop,
         "training_runs": [card["training"] for _, card, _ in runs],
-        "members": members,
     }
     card.setdefault("point_mass", DEFAULT_POINT_MASS)
     if model_name in DEFAULT_RESCALING:
