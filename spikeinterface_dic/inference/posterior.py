@@ -259,6 +259,9 @@ def _invert(flow, context, noise):
     values = noise
     n_draws, n_trains, n_parameters = values.shape
     for lazy in reversed(flow.transform.transforms):  # the inverse runs the composition backwards
+        if not hasattr(lazy, "hyper"):  # not a masked autoregressive transform (none in NSF): zuko's own inverse
+            values = lazy(context).inv(values)
+            continue
         plan = _inverse_plan(lazy, n_parameters)
         context_part = F.linear(context, plan["context_weight"], plan["first_bias"])  # (n_trains, hidden)
         inverted = torch.zeros_like(values)
