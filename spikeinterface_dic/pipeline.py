@@ -42,8 +42,7 @@ def run_pipeline(
     config : RunConfig, default: None
         Every setting of the run (see :class:`~spikeinterface_dic.config.RunConfig`: model, population_size,
         simulate, seed, duration_s, noise_std_uA_cm2, frequency_tolerance, spikes_per_burst_tolerance,
-        spikes_per_burst_relative_tolerance,
-        adapt_time_scale, twin_selection, time_scale, refractory_ms, device).
+        spikes_per_burst_relative_tolerance, adapt_time_scale, twin_selection, time_scale, refractory_ms, device).
     **settings
         Settings given as keywords instead (or on top of ``config``), e.g. ``run_pipeline(trains, model="da",
         population_size=20)``. A ``time_scale`` sequence is one k per train, in order.
