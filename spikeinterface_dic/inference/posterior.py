@@ -343,9 +343,9 @@ class MarginalCalibration:
         level = np.atleast_2d(level)
         log_n = np.broadcast_to(np.asarray(log_n_spikes, dtype=float), (level.shape[0],))
         # each row's map: linear between the two nearest strata in log n (the end strata beyond them)
-        upper = np.clip(np.searchsorted(centres, log_n), 1, max(len(centres) - 1, 1))
-        lower = upper - 1 if len(centres) > 1 else np.zeros_like(upper)
-        upper = np.minimum(upper, len(centres) - 1)
+        last = len(centres) - 1
+        upper = np.clip(np.searchsorted(centres, log_n), min(1, last), last)
+        lower = np.maximum(upper - 1, 0)
         span = centres[upper] - centres[lower]
         weight = np.clip(np.divide(log_n - centres[lower], span, out=np.zeros_like(log_n), where=span > 0), 0, 1)
         rows = (1 - weight)[:, None] * knots[lower, parameter] + weight[:, None] * knots[upper, parameter]
