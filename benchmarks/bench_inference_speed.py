@@ -16,8 +16,9 @@ Cost model (per train of n spikes, k unknown):
   head (:mod:`spikeinterface_dic.inference.summary_head`, a 3-layer MLP per train) by default; "sampled" forces the
   flows' ``SUMMARY_SAMPLES`` draws per train (timed by wrapping ``PosteriorEstimator.sample``), the same run.
 - one unit's 1,000 samples (k unknown): the joint flow's inversion (per transform, the first group of parameters on
-  one row, the second on 1,000 rows: ``posterior._invert``), its calibration, and, for a unit with draws at k = 1,
-  the known_k flow's 1,000 draws (the point-mass rule); torch's threads (two here) above 512 rows.
+  one row, the second on 1,000 rows: ``posterior._invert``, each group followed by its spline inverse, one compiled
+  loop over the draws), its calibration, and, for a unit with draws at k = 1, the known_k flow's 1,000 draws (the
+  point-mass rule); torch's threads (two here) above 512 rows. Printed with each flow's uncalibrated draws alone.
 
 The baseline section times the per-train reference functions the batched ones replaced (one call per train) against
 the batched calls on the same trains, and prints the ratios. For the whole ``infer_dics`` before the change, run this
@@ -168,8 +169,18 @@ def one_unit_samples(trains, repeats: int, n: int = 1000) -> None:
     units = trains[:10]
     contexts = train_context(predictor, units)
     flow = min(best_of(lambda row=row: posterior.sample(contexts[row : row + 1], n), repeats) for row in range(10))
+    alone = {
+        name: min(
+            best_of(
+                lambda row=row, name=name: posterior.sample(contexts[row : row + 1], n, name, calibrated=False), repeats
+            )
+            for row in range(10)
+        )
+        for name in ("joint", "known_k")
+    }
     whole = min(best_of(lambda t=t: sdic.sample_posterior([t], model="stg", n=n), repeats) for t in units)
     print(f"{n} posterior samples of one unit: flow draws {1000 * flow:5.1f} ms, end to end {1000 * whole:5.1f} ms")
+    print("  of which, uncalibrated: " + ", ".join(f"{name} flow {1000 * t:4.1f} ms" for name, t in alone.items()))
 
 
 def main() -> None:
