@@ -134,7 +134,8 @@ class _LengthFlow:
 
 def test_calibration_follows_train_length():
     """One map per class leaves short trains' intervals too narrow and long trains' too wide when the flow's error
-    depends on length; the length strata (interpolated in log n) put every third of the lengths in the band."""
+    depends on length; the length strata (each train its own stratum's map) put every third of the lengths in the
+    band."""
     from spikeinterface_dic.inference.posterior import CONTEXT_NAMES, MarginalCalibration, fit_calibration
 
     def trains(n, seed):
@@ -153,18 +154,39 @@ def test_calibration_follows_train_length():
     coverage = {}
     for strata in (1, 3):
         knots = fit_calibration(flow, {"known_k": context}, {"known_k": truth}, n_samples=400, strata=strata)
-        assert len(knots["known_k"]["tonic"]["log_n_spikes"]) == strata
+        assert len(knots["known_k"]["tonic"]["log_n_edges"]) == strata - 1
         calibrated = MarginalCalibration(knots).apply(samples, "known_k", np.zeros(len(samples), int), log_n)
         inside = _covered_68(calibrated, fresh_truth)
         coverage[strata] = np.array([inside[thirds == third].mean(axis=0) for third in range(3)])  # (third, p)
     # one map: short trains' intervals too narrow, long ones' too wide
     assert (coverage[1][0] < 0.64).all() and (coverage[1][2] > 0.72).all(), coverage[1]
-    # strata: every third in the band (the shortest and longest thirds lean to their neighbours' maps: the map is
-    # interpolated between the strata's median lengths), the worst cell 3x closer than with one map
+    # strata: every third in the band (a stratum's map is fitted on its whole range of lengths, whose spread
+    # varies within it), the worst cell 3x closer than with one map
     np.testing.assert_allclose(coverage[3], 0.68, atol=0.035)
     assert np.abs(coverage[3] - 0.68).max() < np.abs(coverage[1] - 0.68).max() / 3
     with pytest.raises(ValueError, match="log_n_spikes"):
         MarginalCalibration(knots).apply(samples, "known_k", np.zeros(len(samples), int))
+
+
+def test_length_strata_keep_equal_lengths_together():
+    """Strata edges sit at spike counts: trains of the same length never straddle two strata (a map is applied to
+    the trains it was fitted on), however many share a length; cards that store the strata's centres still load."""
+    from spikeinterface_dic.inference.posterior import MarginalCalibration, stratum_edges
+
+    log_n = np.log(np.repeat([8, 20, 20, 20, 20, 20, 50, 50, 120], 100).astype(float))
+    edges = stratum_edges(log_n, 3)
+    assert edges == sorted(set(edges)) and len(edges) == 2
+    strata = np.searchsorted(edges, log_n, side="right")
+    for value in np.unique(log_n):
+        assert len(np.unique(strata[log_n == value])) == 1
+    assert stratum_edges(np.full(50, np.log(30.0)), 3) == []  # one length: one stratum
+    # the previous cards' format (strata's median lengths, map interpolated between them)
+    identity, stretched = [list(np.linspace(0.0, 1.0, 13)[1:-1])], [list(np.linspace(0.0, 1.0, 13)[1:-1] ** 2)]
+    centred = {"log_n_spikes": [2.0, 4.0], "quantiles": [identity, stretched]}
+    legacy = MarginalCalibration({"known_k": {"tonic": centred}})
+    level = np.full((3, 1), 0.5)
+    halfway = legacy.nominal("known_k", "tonic", 0, level, np.array([2.0, 3.0, 4.0]))[:, 0]
+    np.testing.assert_allclose(halfway, [0.5, 0.375, 0.25])
 
 
 def _covered_68(samples: np.ndarray, truth: np.ndarray) -> np.ndarray:
