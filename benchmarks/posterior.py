@@ -346,16 +346,17 @@ def main() -> None:
             "scale": "cdf",
             "levels": list(CALIBRATION_LEVELS),
             "knots": knots,
-            "method": "marginal CDF map per flow, class (context burst flag), length stratum (log number of spikes, "
-            "interpolated between strata) and parameter: quantiles of the truths' CDF positions in the flow's "
+            "method": "marginal CDF map per flow, class (context burst flag), length stratum (log number of spikes: "
+            "each train its own stratum's map) and parameter: quantiles of the truths' CDF positions in the flow's "
             "marginal (spikeinterface_dic.inference.posterior.MarginalCalibration)",
             "data": recipe,
         }
         path.write_text(json.dumps(card, indent=2, default=str))
         for flow, classes in knots.items():
             for name, strata in classes.items():
-                for centre, quantiles in zip(strata["log_n_spikes"], strata["quantiles"], strict=True):
-                    print(flow, name, f"n_spikes ~{math.exp(centre):.0f}", np.round(quantiles, 3).tolist())
+                bounds = [0.0, *np.exp(strata["log_n_edges"]).round().tolist(), math.inf]
+                for low, high, quantiles in zip(bounds[:-1], bounds[1:], strata["quantiles"], strict=True):
+                    print(flow, name, f"n_spikes {low:.0f}-{high:.0f}", np.round(quantiles, 3).tolist())
     elif args.command == "fit":
         from spikeinterface_dic.inference.posterior import JOINT_CROP, fit_posterior
         from spikeinterface_dic.inference.predict import load_predictor
