@@ -296,7 +296,7 @@ def _invert(flow, context, noise):
     depends on the context alone, so its hyper-network runs on one row per train and its spline is shared by the
     draws; each later group runs the hyper-network on the draws with the output layer's rows of that group only, and
     inverts that group's splines only (:func:`_spline_inverse`). 1,000 draws of one unit, two threads, same run:
-    STG joint 3.7 -> 1.9 ms, known_k 6.1 -> 3.6 ms (the tensor spline -> this); zuko's own inverse with a shared
+    STG joint 3.7 -> 1.4 ms, known_k 6.1 -> 3.5 ms (the tensor spline -> this); zuko's own inverse with a shared
     first pass cost 2.2x the tensor spline's version (one thread).
     """
     import torch
