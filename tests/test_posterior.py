@@ -256,6 +256,9 @@ def test_joint_draws_at_k_one_take_their_dics_from_the_known_k_flow(model):
     legacy.point_mass = None
     as_drawn = legacy.sample(context, 300, "joint", seed=0)
     assert not (as_drawn[:, :, 2] == 0.0).any()
+    # The point mass is read from the calibrated draws: the calibration of ln k (fitted at k != 1) decides how much
+    # of the posterior stays at k = 1, and a draw it moved away keeps its k.
+    np.testing.assert_array_equal(point, np.abs(as_drawn[:, :, 2]) < posterior.point_mass["log_k_within"])
     truth_g_u = held["truth"][at_one, 1]
     error = {
         name: np.abs(np.median(s[:, :, 1], axis=1) - truth_g_u).mean()
