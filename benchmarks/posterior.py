@@ -211,14 +211,15 @@ def evaluate(
 
 def calibration_examples(
     model: str, folders: list, seed: int, jitter_fraction: float, max_trains: int, crop=None, whole_fraction=0.5
-) -> tuple[dict, dict, dict]:
+) -> tuple[dict, dict, dict, list]:
     """Contexts and truths of calibration trains (folders written by generate-data with seeds used nowhere else):
     trains of at least 8 spikes labelled spiking or bursting, k from the posterior's prior for the joint flow (1 for
     the known_k flow), and ``jitter_fraction`` of them degraded (2 ms jitter, 5 % deletions) as users' trains are;
     ``whole_fraction`` of them whole windows (what a long recording's segments are), the others cropped as the
     joint flow's training examples were (``crop``, the card's ``joint_crop``: a recording of any length). The map
     is stratified by length (:func:`fit_calibration`): the known_k flow calibrated on whole trains alone covered
-    0.61 (68 %) of cropped tonic STG trains, calibrated on crops alone 0.71-0.73 of whole DA tonic trains."""
+    0.61 (68 %) of cropped tonic STG trains, calibrated on crops alone 0.71-0.73 of whole DA tonic trains.
+    Also returns the joint flow's trains (at their k), which the reported map is fitted on."""
     from spikeinterface_dic.features import spike_train_features
     from spikeinterface_dic.inference.posterior import cropped, train_context
     from spikeinterface_dic.inference.predict import load_predictor
@@ -251,7 +252,7 @@ def calibration_examples(
         "whole_fraction": whole_fraction if crop else 1.0,
         "seed": seed,
     }
-    return contexts, truths, recipe
+    return contexts, truths, recipe, joint_trains
 
 
 def _span_fraction_argument(parser, flag: str, help_text: str) -> None:
@@ -331,12 +332,19 @@ def main() -> None:
     args = parser.parse_args()
     pd.set_option("display.width", 200)
     if args.command == "calibrate":
-        from spikeinterface_dic.inference.posterior import CALIBRATION_LEVELS, PosteriorEstimator, fit_calibration
-        from spikeinterface_dic.inference.predict import WEIGHTS_DIR
+        from spikeinterface_dic.inference.posterior import (
+            CALIBRATION_LEVELS,
+            PosteriorEstimator,
+            draw,
+            fit_calibration,
+            fit_reported_calibration,
+            load_posterior,
+        )
+        from spikeinterface_dic.inference.predict import WEIGHTS_DIR, load_predictor
 
         folder = Path(args.weights_dir or WEIGHTS_DIR)
         crop = PosteriorEstimator(folder, args.model).card.get("joint_crop")
-        contexts, truths, recipe = calibration_examples(
+        contexts, truths, recipe, joint_trains = calibration_examples(
             args.model, args.data, args.seed, args.jitter_fraction, args.max_trains, crop, args.whole_fraction
         )
         knots = fit_calibration(PosteriorEstimator(folder, args.model), contexts, truths)
@@ -352,6 +360,23 @@ def main() -> None:
             "data": recipe,
         }
         path.write_text(json.dumps(card, indent=2, default=str))
+        # Last, with the rescaling rule (DA), the reported map: fitted on what draw() reports with the maps just
+        # fitted (PosteriorEstimator.report says why, and why not without the rule).
+        load_posterior.cache_clear()
+        posterior = PosteriorEstimator(folder, args.model)
+        if posterior.rescaling:  # in blocks: the rescaled copies of 12,000 trains at once need > 20 GB
+            predictor = load_predictor(args.model)
+            reported = np.concatenate(
+                [
+                    draw(posterior, predictor, block, 400, np.full(len(block), np.nan), seed=args.seed)
+                    for block in (joint_trains[start : start + 1000] for start in range(0, len(joint_trains), 1000))
+                ]
+            )
+            card["calibration"]["reported_knots"] = fit_reported_calibration(
+                reported, truths["joint"], contexts["joint"]
+            )
+            path.write_text(json.dumps(card, indent=2, default=str))
+            load_posterior.cache_clear()
         for flow, classes in knots.items():
             for name, strata in classes.items():
                 bounds = [0.0, *np.exp(strata["log_n_edges"]).round().tolist(), math.inf]

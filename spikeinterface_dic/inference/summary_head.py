@@ -51,10 +51,14 @@ SD_FLOOR = 0.02
 
 
 def calibration_digest(card: dict) -> str:
-    """sha256 of what a posterior card adds to its flows' draws: the calibration knots and the point-mass rule
-    (canonical JSON; the knots alone for cards without the rule, as heads distilled before it recorded)."""
-    knots = card.get("calibration", {}).get("knots", {})
+    """sha256 of what a posterior card adds to its flows' draws: the calibration knots, the point-mass rule and the
+    reported map (canonical JSON; the knots alone for cards without the rule, as heads distilled before it
+    recorded; no key for cards without a reported map)."""
+    calibration = card.get("calibration", {})
+    knots = calibration.get("knots", {})
     recorded = knots if card.get("point_mass") is None else {"knots": knots, "point_mass": card["point_mass"]}
+    if calibration.get("reported_knots"):  # the last map is part of the reported posterior too
+        recorded = {**recorded, "reported_knots": calibration["reported_knots"]}
     return hashlib.sha256(json.dumps(recorded, sort_keys=True).encode()).hexdigest()
 
 
