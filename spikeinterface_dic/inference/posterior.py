@@ -1209,7 +1209,7 @@ def draw(
     if posterior.rescaling and joint.size:
         block = out[joint]
         given_time_scale(posterior, predictor, [trains_s[i] for i in joint], block, seed)
-        # the reported map (without rescaling, sample() applies it): each train's class and length from its first
+        # the card's reported map, last (PosteriorEstimator.report): each train's class and length from its first
         # segment, as the map was fitted on single windows
         out[joint] = posterior.report(block, joint_context[np.searchsorted(joint_owners, np.arange(joint.size))])
     return out
