@@ -22,10 +22,10 @@ import argparse
 import time
 
 import numpy as np
+from twins_posterior import simulated_member  # the same simulated units (noisy current, transient x k)
 
 import spikeinterface_dic as sdic
 
-NOISE_STD = 0.3
 # Seeds of the units: disjoint from training (which start at 0), the tests and benchmarks/twins_posterior.py.
 LONG_TRAIN_SEED = 7_000_003
 
@@ -41,20 +41,9 @@ def long_units(model_name: str, n: int, seconds: float, time_scales: list, seed:
         g_s = rng.uniform(*model.extra["training_g_s"])
         g_u = rng.uniform(max(model.extra["training_g_u"][0], 0.5), model.extra["training_g_u"][1])
         k = float(time_scales[len(units) % len(time_scales)])
-        try:
-            gbar = sdic.generate_population(model, g_s, g_u, n=1, seed=int(rng.integers(2**31))).gbar
-        except ValueError:
+        train = simulated_member(model, g_s, g_u, k, seconds, rng, attempt)
+        if train is None:
             continue
-        transient = model.default_transient_ms / 1000.0 * k
-        train = sdic.simulate(
-            model,
-            gbar,
-            duration_s=transient + seconds * k,
-            transient_s=transient,
-            time_scale=k,
-            noise_std=NOISE_STD,
-            seed=attempt,
-        )[0]
         if train.size >= 20 and sdic.spike_train_features({0: train}).iloc[0]["label"] in ("spiking", "bursting"):
             units[f"{model_name}-long-{attempt}"] = (train, g_s, g_u, k)
     return units

@@ -31,6 +31,26 @@ POPULATION_SIZE = 16
 HELD_OUT_SEED = 9_000_017
 
 
+def simulated_member(model, g_s: float, g_u: float, k: float, recorded_s: float, rng, seed: int):
+    """Spike train of one random member of the degenerate population of (g_s, g_u) (its seed from ``rng``) at time
+    scale k: ``recorded_s`` x k seconds after the model's transient x k, with the weak noisy current (``seed``);
+    None when the generator has no member for (g_s, g_u)."""
+    try:
+        gbar = sdic.generate_population(model, g_s, g_u, n=1, seed=int(rng.integers(2**31))).gbar
+    except ValueError:
+        return None
+    transient = model.default_transient_ms / 1000.0 * k
+    return sdic.simulate(
+        model,
+        gbar,
+        duration_s=transient + recorded_s * k,
+        transient_s=transient,
+        time_scale=k,
+        noise_std=NOISE_STD,
+        seed=seed,
+    )[0]
+
+
 def held_out_units(model_name: str, n: int, seed: int) -> dict:
     """{unit id: spike train} of n simulated units of random DICs and k (see the module docstring)."""
     model = sdic.get_model(model_name)
@@ -44,20 +64,9 @@ def held_out_units(model_name: str, n: int, seed: int) -> dict:
         g_s = rng.uniform(*g_s_range)
         g_u = rng.uniform(max(g_u_range[0], 0.5), g_u_range[1])
         k = 1.0 if rng.random() < 0.5 else float(2.0 ** rng.uniform(-1, 3))
-        try:
-            gbar = sdic.generate_population(model, g_s, g_u, n=1, seed=int(rng.integers(2**31))).gbar
-        except ValueError:
+        train = simulated_member(model, g_s, g_u, k, RECORDED_S, rng, attempt)
+        if train is None:
             continue
-        transient = model.default_transient_ms / 1000.0 * k
-        train = sdic.simulate(
-            model,
-            gbar,
-            duration_s=transient + RECORDED_S * k,
-            transient_s=transient,
-            time_scale=k,
-            noise_std=NOISE_STD,
-            seed=attempt,
-        )[0]
         # Counted only where twins are made (spiking or bursting): N units with twins per model.
         if train.size >= 20 and sdic.spike_train_features({0: train}).iloc[0]["label"] in ("spiking", "bursting"):
             trains[f"{model_name}-{attempt}"] = train
