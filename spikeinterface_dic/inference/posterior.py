@@ -45,12 +45,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..features import spike_train_features
+from ..features import BURST_SHAPE_NAMES, burst_shape_statistics, spike_train_features
 from .common import WEIGHTS_DIR, combine_windows_by_owner, isi_windows, mean_by_owner, threads_for
 from .shape import library_statistics_batch, shape_statistics_batch
 from .train import K_LOG2_RANGE, K_PRIOR_POINT_MASS  # the network's prior of k: the flows use the same
 
-CONTEXT_NAMES = (
+# The context of the cards before the burst-shape statistics (a card lists the columns each of its flows reads).
+BASE_CONTEXT_NAMES = (
     "net_g_s",
     "net_g_u",
     "net_log_k",
@@ -76,6 +77,7 @@ CONTEXT_NAMES = (
     "log_intra_burst_hz",
     "log_inter_burst_hz",
 )
+CONTEXT_NAMES = BASE_CONTEXT_NAMES + BURST_SHAPE_NAMES
 FLOWS = {"joint": ("g_s", "g_u", "log_k"), "known_k": ("g_s", "g_u")}
 # Flow architecture of new training runs (a card records its own): 3 spline transforms of 8 bins, conditioners of
 # two hidden layers of 128, coupling (2 passes) so that sampling inverts each transform in 2 passes, not 3.
@@ -153,6 +155,7 @@ def train_context(
             log_or_zero("nbr_spikes_bursting"),
             log_or_zero("f_intra_bursting_hz"),
             log_or_zero("f_inter_bursting_hz"),
+            burst_shape_statistics(trains_s, bursting),
         ]
     )
     return context.astype(np.float32)
@@ -571,8 +574,10 @@ class PosteriorEstimator:
             raise RuntimeError(f"{weights_path} has sha256 {digest}, its card records {self.card['weights_sha256']}")
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
         self.flows = {}
+        # Each flow reads the context columns its card names (cards differ in the columns they were trained on).
+        self.context_columns = {name: context_columns(flow_context(self.card, name)) for name in FLOWS}
         for name, parameters in FLOWS.items():
-            flow = _build_flow(len(parameters), len(CONTEXT_NAMES), flow_config(self.card, name))
+            flow = _build_flow(len(parameters), len(self.context_columns[name]), flow_config(self.card, name))
             flow.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items() if k.split(".", 1)[0] == name})
             flow.eval()
             self.flows[name] = flow
@@ -590,6 +595,15 @@ class PosteriorEstimator:
         # Cards with ``rescaling`` read the joint flow's continuous part of k by rescaling the train (:func:`draw`).
         self.rescaling = self.card.get("rescaling")
 
+    def read_columns(self, context: np.ndarray, flow: str) -> np.ndarray:
+        """The context columns the flow reads (:func:`read_context_columns`)."""
+        return read_context_columns(context, self.context_columns[flow])
+
+    def context_keys(self, context: np.ndarray, flow: str) -> list:
+        """Default noise keys of context rows: the bytes of the columns the flow reads (a flow's draws of a train do
+        not change with context columns it does not read)."""
+        return [row.tobytes() for row in self.read_columns(context, flow)]
+
     def sample(
         self, context: np.ndarray, n: int, flow: str = "joint", seed: int = 0, keys=None, calibrated: bool = True
     ) -> np.ndarray:
@@ -603,9 +617,10 @@ class PosteriorEstimator:
         import torch
 
         scaling = self.scaling[flow]
-        standardised = (np.asarray(context, dtype=np.float32) - scaling["context_mean"]) / scaling["context_std"]
+        read = self.read_columns(context, flow)
+        standardised = (read - scaling["context_mean"]) / scaling["context_std"]
         n_parameters = len(FLOWS[flow])
-        keys = [row.tobytes() for row in np.asarray(context, dtype=np.float32)] if keys is None else keys
+        keys = self.context_keys(context, flow) if keys is None else keys
         noise = np.empty((int(n), len(standardised), n_parameters), dtype=np.float32)
         for j, key in enumerate(keys):
             entropy = int.from_bytes(hashlib.sha256(bytes(key)).digest()[:8], "little")
@@ -664,7 +679,7 @@ class PosteriorEstimator:
         if not rows.size:
             return
         if keys is None:
-            keys = [row.tobytes() for row in np.asarray(context, dtype=np.float32)]
+            keys = self.context_keys(context, "joint")
         given = self.sample(context[rows], out.shape[1], self.point_mass["flow"], seed, [keys[r] for r in rows])
         for draws, row in zip(given, rows, strict=True):
             positions = np.flatnonzero(at_one[row])
@@ -682,7 +697,7 @@ class PosteriorEstimator:
 
         scaling = self.scaling[flow]
         parameters = np.atleast_2d(np.asarray(parameters, dtype=np.float64))
-        context_rows = np.atleast_2d(np.asarray(context_rows, dtype=np.float32))
+        context_rows = self.read_columns(context_rows, flow)
         standardised = ((context_rows - scaling["context_mean"]) / scaling["context_std"]).astype(np.float32)
         z = ((parameters - scaling["target_mean"]) / scaling["target_std"]).astype(np.float32)
         with torch.inference_mode():
@@ -690,6 +705,26 @@ class PosteriorEstimator:
             values = torch.from_numpy(np.tile(z, (len(standardised), 1)))
             log_prob = self.flows[flow](context).log_prob(values).double().numpy()
         return log_prob.reshape(len(standardised), len(z))
+
+
+def flow_context(card: dict, flow: str) -> list:
+    """The context columns (names) a flow of a posterior card reads: ``contexts`` per flow (cards merged from runs
+    with different contexts, :func:`merge_runs`), else the card's one ``context``."""
+    return card["contexts"][flow] if "contexts" in card else card["context"]
+
+
+def context_columns(names) -> np.ndarray:
+    """Indices in :data:`CONTEXT_NAMES` (the columns of :func:`train_context`) of the named context columns."""
+    unknown = [name for name in names if name not in CONTEXT_NAMES]
+    if unknown:
+        raise ValueError(f"context columns {unknown} are not computed by this version's train_context")
+    return np.array([CONTEXT_NAMES.index(name) for name in names], dtype=np.int64)
+
+
+def read_context_columns(context: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """(n, len(columns)) float32 in C order: those columns of context rows. C order matters: column indexing gives
+    a Fortran-ordered array, which torch multiplies with other round-off (draws moved by ~1e-5)."""
+    return np.ascontiguousarray(np.atleast_2d(np.asarray(context, dtype=np.float32))[:, columns])
 
 
 def flow_config(card: dict, flow: str) -> dict:
@@ -995,8 +1030,9 @@ def _write_posterior(out_dir, model_name: str, state: dict, card: dict) -> dict:
 def merge_runs(model_name: str, folders, out_dir, take: dict | None = None) -> dict:
     """Write ``<model>_posterior.pt/.json`` in ``out_dir`` taking each flow from the training run (folder written by
     :func:`fit_posterior`) with the lowest validation NLL, or from the run ``take`` names for it ({flow: folder});
-    the card lists every run and which one each flow comes from, and each flow's architecture. Runs must share the
-    context; joint flows trained on differently cropped trains have incomparable NLLs and must be chosen by ``take``.
+    the card lists every run and which one each flow comes from, and each flow's architecture and context columns
+    (``contexts``: runs may differ in their context). Joint flows trained on differently cropped trains have
+    incomparable NLLs and must be chosen by ``take``.
     New cards get the model's reporting rules (DEFAULT_POINT_MASS, DEFAULT_RESCALING) where the first run had none."""
     import torch
 
@@ -1005,9 +1041,7 @@ def merge_runs(model_name: str, folders, out_dir, take: dict | None = None) -> d
         card = json.loads((folder / f"{model_name}_posterior.json").read_text())
         state = torch.load(folder / f"{model_name}_posterior.pt", map_location="cpu", weights_only=True)
         runs.append((folder, card, state))
-    if len({json.dumps(c["context"]) for _, c, _ in runs}) != 1:
-        raise ValueError("the runs differ in their context; they cannot be merged")
-    merged_state, scaling, metrics, configs = {}, {}, {}, {}
+    merged_state, scaling, metrics, configs, contexts = {}, {}, {}, {}, {}
     for name in FLOWS:
         having = [run for run in runs if name in run[1]["metrics"]]
         if take and name in take:
@@ -1025,10 +1059,12 @@ def merge_runs(model_name: str, folders, out_dir, take: dict | None = None) -> d
         scaling[name] = card["scaling"][name]
         metrics[name] = {**card["metrics"][name], "source": str(folder)}
         configs[name] = flow_config(card, name)
+        contexts[name] = list(flow_context(card, name))
     same = len({json.dumps(c, sort_keys=True) for c in configs.values()}) == 1
     card = {
         **runs[0][1],
         "config": next(iter(configs.values())) if same else configs,
+        "contexts": contexts,
         "scaling": scaling,
         "metrics": metrics,
         "joint_crop": joint_crop,
@@ -1037,7 +1073,7 @@ def merge_runs(model_name: str, folders, out_dir, take: dict | None = None) -> d
     card.setdefault("point_mass", DEFAULT_POINT_MASS)
     if model_name in DEFAULT_RESCALING:
         card.setdefault("rescaling", DEFAULT_RESCALING[model_name])
-    for stale in ("training", "heldout_metrics", "weights_sha256"):
+    for stale in ("training", "heldout_metrics", "weights_sha256", "context"):  # "contexts" says it per flow
         card.pop(stale, None)
     return _write_posterior(out_dir, model_name, merged_state, card)
 

@@ -37,7 +37,15 @@ from pathlib import Path
 import numpy as np
 
 from .common import WEIGHTS_DIR
-from .posterior import CONTEXT_NAMES, FLOWS, segments, train_context, training_window_s, window_time_scale
+from .posterior import (
+    CONTEXT_NAMES,
+    FLOWS,
+    read_context_columns,
+    segments,
+    train_context,
+    training_window_s,
+    window_time_scale,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -95,13 +103,16 @@ def _statistics_from_raw(raw, n_parameters: int):
 class SummaryHead:
     """The heads of a model's flows with the posterior's standardisation (see module docstring)."""
 
-    def __init__(self, state: dict, card: dict, scaling: dict, sampled_flows: tuple = ()):
+    def __init__(self, state: dict, card: dict, scaling: dict, sampled_flows: tuple = (), context_columns=None):
         self.card = card
         self.scaling = scaling
+        # A head reads the context columns of the flow it was distilled from (the posterior's context_columns).
+        every = np.arange(len(CONTEXT_NAMES))
+        self.context_columns = {flow: (context_columns or {}).get(flow, every) for flow in FLOWS}
         self.sampled_flows = tuple(sampled_flows)  # flows whose summaries are sampled, not read from the head
         self.heads = {}
         for flow in card["flows"]:
-            head = _build_head(len(CONTEXT_NAMES), len(FLOWS[flow]), tuple(card["config"]["hidden"]))
+            head = _build_head(len(self.context_columns[flow]), len(FLOWS[flow]), tuple(card["config"]["hidden"]))
             head.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items() if k.split(".", 1)[0] == flow})
             head.eval()
             self.heads[flow] = head
@@ -111,7 +122,8 @@ class SummaryHead:
         import torch
 
         scaling = self.scaling[flow]
-        standardised = (np.asarray(context, dtype=np.float32) - scaling["context_mean"]) / scaling["context_std"]
+        read = read_context_columns(context, self.context_columns[flow])
+        standardised = (read - scaling["context_mean"]) / scaling["context_std"]
         with torch.inference_mode():
             raw = self.heads[flow](torch.from_numpy(standardised.astype(np.float32)))
             values = _statistics_from_raw(raw, len(FLOWS[flow])).double().numpy()
@@ -255,7 +267,7 @@ def _load_head(model_name, weights_dir, posterior_sha256, digest, posterior) -> 
     sampled = set(SAMPLED_FLOWS.get(model_name, ()))
     if posterior.card.get("rescaling"):  # the joint draws are then read from rescaled trains, which no head sees
         sampled.add("joint")
-    return SummaryHead(state, card, posterior.scaling, tuple(sorted(sampled)))
+    return SummaryHead(state, card, posterior.scaling, tuple(sorted(sampled)), posterior.context_columns)
 
 
 # ------------------------------------------------------------------------------------------------------- fitting
@@ -380,7 +392,7 @@ def fit_summary_head(
         targets = distillation_targets(posterior, examples[flow], flow, samples, seed + index)
         target_seconds = time.perf_counter() - flow_started
         head_state, metrics[flow] = fit_head(
-            examples[flow],
+            posterior.read_columns(examples[flow], flow),
             targets,
             examples["groups"],
             posterior.scaling[flow],
