@@ -255,3 +255,26 @@ def test_pattern_matches_bad_input():
         pattern_matches(twins.iloc[0], twins[["label"]])
     with pytest.raises(ValueError, match=">= 0"):
         pattern_matches(twins.iloc[0], twins, frequency_tolerance=-0.1)
+
+
+def test_burst_shape_statistics_describe_how_bursts_unfold():
+    """Bursts whose ISIs lengthen from 5 to 15 ms, 60 ms bursts every 200 ms: the first and last ISIs against the
+    burst's mean, the range and trend of log ISIs, the duty cycle and a regular period; the same at another time
+    scale; zeros for trains not labelled bursting."""
+    from spikeinterface_dic.features import BURST_SHAPE_NAMES, burst_shape_statistics
+
+    isi_ms = np.array([5.0, 10.0, 15.0, 15.0, 15.0])
+    burst = np.concatenate([[0.0], np.cumsum(isi_ms)]) / 1000.0
+    burster = np.concatenate([burst + 0.2 * k for k in range(12)])
+    tonic = 0.1 * np.arange(30)
+    stats = burst_shape_statistics([burster, 3.0 * burster, tonic, burster], [True, True, False, False])
+    assert stats.shape == (4, len(BURST_SHAPE_NAMES))
+    values = dict(zip(BURST_SHAPE_NAMES, stats[0], strict=True))
+    assert values["burst_first_isi_log_ratio"] == pytest.approx(np.log(5.0 / 12.0))
+    assert values["burst_last_isi_log_ratio"] == pytest.approx(np.log(15.0 / 12.0))
+    assert values["burst_isi_log_range"] == pytest.approx(np.log(3.0))
+    assert values["burst_isi_log_trend"] > 0.5  # ISIs lengthen through the burst
+    assert values["burst_log_duty_cycle"] == pytest.approx(np.log(60.0 / 200.0))
+    assert values["burst_period_log_sd"] == pytest.approx(0.0, abs=1e-9)
+    np.testing.assert_allclose(stats[1], stats[0], atol=1e-9)  # ratios of times: no time scale
+    assert not stats[2:].any()

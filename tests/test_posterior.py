@@ -350,12 +350,12 @@ def test_sampler_inverts_like_zuko(model):
     inverse, for both flows and a batch of several trains, each with many draws, some beyond the splines' bound."""
     import torch
 
-    from spikeinterface_dic.inference.posterior import CONTEXT_NAMES, FLOWS, _invert
+    from spikeinterface_dic.inference.posterior import FLOWS, _invert
 
     posterior = load_posterior(model)
     generator = torch.Generator().manual_seed(0)
     for name, flow in posterior.flows.items():
-        context = torch.randn((5, len(CONTEXT_NAMES)), generator=generator)
+        context = torch.randn((5, len(posterior.context_columns[name])), generator=generator)
         noise = 2.5 * torch.randn((300, 5, len(FLOWS[name])), generator=generator)
         with torch.inference_mode():
             expected = flow(context).transform.inv(noise)
@@ -428,10 +428,19 @@ def test_training_resumes_to_the_same_weights(tmp_path):
 
 
 def test_runs_of_different_architectures_merge_flow_by_flow(tmp_path):
-    """Each flow of a merged posterior keeps the architecture of the run it comes from (the card records it per
-    flow), and the merged posterior loads and samples."""
+    """Each flow of a merged posterior keeps the architecture and the context columns of the run it comes from (the
+    card records them per flow), and the merged posterior loads and samples: a flow trained on the context before
+    the burst-shape statistics does not read them, one trained on them does."""
+    from spikeinterface_dic.features import BURST_SHAPE_NAMES
     from spikeinterface_dic.inference.data import load_training_data
-    from spikeinterface_dic.inference.posterior import PosteriorEstimator, fit_posterior, flow_config, merge_runs
+    from spikeinterface_dic.inference.posterior import (
+        BASE_CONTEXT_NAMES,
+        PosteriorEstimator,
+        fit_posterior,
+        flow_config,
+        flow_context,
+        merge_runs,
+    )
 
     data = load_training_data(DATA / "heldout" / "current_stg")
     data = {key: data[key][:160] for key in ("g_s", "g_u", "target_index", "trains")} | {"recipe": data["recipe"]}
@@ -439,15 +448,23 @@ def test_runs_of_different_architectures_merge_flow_by_flow(tmp_path):
     small = {"transforms": 1, "bins": 4, "hidden_features": [8], "passes": 2}
     large = {"transforms": 2, "bins": 4, "hidden_features": [16, 16], "passes": 2}
     settings = dict(copies=1, epochs=1, batch_size=64)
-    fit_posterior(predictor, data, tmp_path / "a", "stg", config=small, flows=("joint",), **settings)
+    base = dict(context_names=BASE_CONTEXT_NAMES)
+    fit_posterior(predictor, data, tmp_path / "a", "stg", config=small, flows=("joint",), **settings, **base)
     fit_posterior(predictor, data, tmp_path / "b", "stg", config=large, flows=("known_k",), **settings)
     card = merge_runs("stg", [tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
     assert flow_config(card, "joint") == small and flow_config(card, "known_k") == large
+    assert flow_context(card, "joint") == list(BASE_CONTEXT_NAMES)
+    assert flow_context(card, "known_k") == list(BASE_CONTEXT_NAMES + BURST_SHAPE_NAMES)
     posterior = PosteriorEstimator(tmp_path / "merged", "stg")
     context = train_context(predictor, data["trains"][:3])
+    other_shape = context.copy()
+    other_shape[:, len(BASE_CONTEXT_NAMES) :] += 1.0
+    keys = [b"unit"] * 3  # the same noise for both contexts
     for flow, width in (("joint", 3), ("known_k", 2)):
-        samples = posterior.sample(context, 50, flow, calibrated=False)
+        samples = posterior.sample(context, 50, flow, calibrated=False, keys=keys)
         assert samples.shape == (3, 50, width) and np.isfinite(samples).all()
+        moved = posterior.sample(other_shape, 50, flow, calibrated=False, keys=keys)
+        assert np.array_equal(samples, moved) == (flow == "joint")
 
 
 def test_joint_examples_are_cropped_so_the_span_does_not_tell_k():

@@ -876,6 +876,7 @@ def fit_posterior(
     progress=None,
     crop: tuple | None = JOINT_CROP,
     init_seed: int | None = None,
+    context_names: tuple = CONTEXT_NAMES,
 ) -> dict:
     """Train both flows on simulated data (``load_training_data`` output) and write ``<model>_posterior.pt/.json``.
 
@@ -884,7 +885,8 @@ def fit_posterior(
     :func:`merge_runs`). ``work_dir``: where the run keeps its state (example blocks, :func:`cached_examples`, and a
     checkpoint per flow after every epoch): run the same command again after an interruption (or after the time
     budget ran out) and it continues where it stopped, to the same result. ``time_budget_s`` bounds one call.
-    Returns the card.
+    ``context_names``: the context columns the flows read (default: all of :func:`train_context`'s). Returns the
+    card.
     """
     import torch
 
@@ -912,7 +914,7 @@ def fit_posterior(
     for name, parameters in FLOWS.items():
         if name not in flows:
             continue
-        x = examples[name]
+        x = read_context_columns(examples[name], context_columns(context_names))
         y = examples["targets"][:, : len(parameters)]
         context_mean, context_std = x[~validation].mean(0), x[~validation].std(0) + 1e-6
         target_mean, target_std = y[~validation].mean(0), y[~validation].std(0)
@@ -985,7 +987,7 @@ def fit_posterior(
     card = {
         "model": model_name,
         "kind": "conditional neural spline flow (zuko NSF) over (g_s, g_u, ln k) and (g_s, g_u)",
-        "context": list(CONTEXT_NAMES),
+        "context": list(context_names),
         "config": config,
         "scaling": scaling,
         "point_mass": DEFAULT_POINT_MASS,
