@@ -121,12 +121,18 @@ def _burst_thresholds(isi: np.ndarray, isi_train: np.ndarray, n_trains: int, mod
     # threshold above the inter-burst ISIs, as it does with (max + min)/2. Zero ISIs are always intra-burst.
     positive = isi > 0
     log_isi, train = np.log(isi[positive]), isi_train[positive]
-    order = np.lexsort((log_isi, train))
+    if not log_isi.size:
+        return midpoint
+    # Sorted by train, then log ISI: one float sort of train x (a step wider than every log-ISI range) + log ISI is
+    # ~10x faster than np.lexsort on these two keys (the same order up to values within ~1e-9 of each other).
+    step = float(log_isi.max() - log_isi.min()) + 1.0
+    order = np.argsort(train * step + log_isi, kind="stable")
     log_isi, train = log_isi[order], train[order]
     same = train[1:] == train[:-1]
     lower, upper, gap_train = log_isi[:-1][same], log_isi[1:][same], train[1:][same]
     gaps = upper - lower
-    by_gap = np.lexsort((-gaps, gap_train))  # stable: the first of equal largest gaps wins, like argmax
+    # By train, then largest gap first; stable: the first of equal largest gaps wins, like argmax.
+    by_gap = np.argsort(gap_train * step - gaps, kind="stable")
     trains_with_gap, first = np.unique(gap_train[by_gap], return_index=True)
     largest = by_gap[first]
     clear = gaps[largest] >= _MIN_LOG_GAP  # otherwise no clear bimodality: keep the original rule
