@@ -329,9 +329,35 @@ def main() -> None:
     calibration.add_argument(
         "--whole-fraction", type=float, default=0.5, help="calibration trains kept whole (the others cropped)"
     )
+    rate = commands.add_parser(
+        "rate-density",
+        help="fit the log-rate density of tonic training trains at k = 1 (the k of long tonic trains, "
+        "inference/tonic_rate.py); written in the card",
+    )
+    rate.add_argument("--model", required=True, choices=("stg", "da"))
+    rate.add_argument("--data", nargs="+", required=True, help="the flows' training folders (trains at k = 1)")
+    rate.add_argument("--weights-dir", default=None)
     args = parser.parse_args()
     pd.set_option("display.width", 200)
-    if args.command == "calibrate":
+    if args.command == "rate-density":
+        from spikeinterface_dic.features import spike_train_features
+        from spikeinterface_dic.inference.data import load_training_data
+        from spikeinterface_dic.inference.predict import WEIGHTS_DIR
+        from spikeinterface_dic.inference.tonic_rate import fit_tonic_rate_density
+
+        log_rates = []
+        for folder in args.data:
+            features = spike_train_features(load_training_data(folder)["trains"])
+            tonic = features["label"].to_numpy() == "spiking"
+            log_rates.append(np.log(features["mean_rate_hz"].to_numpy(float)[tonic]))
+        entry = fit_tonic_rate_density(np.concatenate(log_rates))
+        entry["data"] = [str(Path(folder).name) for folder in args.data]
+        path = Path(args.weights_dir or WEIGHTS_DIR) / f"{args.model}_posterior.json"
+        card = json.loads(path.read_text())
+        card["tonic_rate_density"] = entry
+        path.write_text(json.dumps(card, indent=2, default=str))
+        print(f"{entry['n_trains']} tonic trains; density on {len(entry['density'])} points written to {path}")
+    elif args.command == "calibrate":
         from spikeinterface_dic.inference.posterior import (
             CALIBRATION_LEVELS,
             PosteriorEstimator,

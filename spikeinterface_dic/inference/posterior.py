@@ -89,7 +89,8 @@ DEFAULT_FLOW_CONFIG = {"transforms": 3, "bins": 8, "hidden_features": [128, 128]
 DEFAULT_POINT_MASS = {"log_k_within": 0.01, "flow": "known_k"}
 # Models whose new cards read the joint flow's continuous k by rescaling the train (:func:`given_time_scale`): DA,
 # whose joint summaries are sampled anyway (STG's come from a head that cannot read rescaled trains).
-DEFAULT_RESCALING = {"da": {"max_groups": 8, "narrowest_bin": 0.025, "flow": "known_k"}}
+RESCALING_RULE = {"max_groups": 8, "narrowest_bin": 0.025, "flow": "known_k"}
+DEFAULT_RESCALING = {"da": RESCALING_RULE}
 
 
 def network_outputs(predictor, trains_s: list[np.ndarray], batch_size: int = 1024) -> np.ndarray:
@@ -594,6 +595,8 @@ class PosteriorEstimator:
         self.point_mass = self.card.get("point_mass")
         # Cards with ``rescaling`` read the joint flow's continuous part of k by rescaling the train (:func:`draw`).
         self.rescaling = self.card.get("rescaling")
+        # Cards with ``tonic_rate_density`` read k of long tonic trains from their rate (:mod:`.tonic_rate`).
+        self.tonic_rate_density = self.card.get("tonic_rate_density")
 
     def read_columns(self, context: np.ndarray, flow: str) -> np.ndarray:
         """The context columns the flow reads (:func:`read_context_columns`)."""
@@ -1244,17 +1247,77 @@ def draw(
                 continue  # the range holds (almost) none of the posterior: NaN, reported by the caller
             out[row] = np.asarray(accepted[j][:n])
     joint = np.flatnonzero(~np.isfinite(known_k))
+    by_rate = np.zeros(0, dtype=np.int64)
+    if posterior.tonic_rate_density is not None and joint.size:
+        by_rate = read_by_rate(posterior, predictor, trains_s, joint, n, seed, k_range, out)
     if posterior.rescaling and joint.size:
-        block = out[joint]
-        given_time_scale(posterior, predictor, [trains_s[i] for i in joint], block, seed)
+        flowing = ~np.isin(joint, by_rate)
+        rows, first_segment = joint[flowing], np.searchsorted(joint_owners, np.flatnonzero(flowing))
+        block = out[rows]
+        given_time_scale(posterior, predictor, [trains_s[i] for i in rows], block, seed)
         # the card's reported map, last (PosteriorEstimator.report): each train's class and length from its first
         # segment, as the map was fitted on single windows
-        out[joint] = posterior.report(block, joint_context[np.searchsorted(joint_owners, np.arange(joint.size))])
+        out[rows] = posterior.report(block, joint_context[first_segment])
     return out
 
 
-def given_time_scale(posterior, predictor, trains_s: list[np.ndarray], samples: np.ndarray, seed: int) -> None:
-    """The joint draws' (g_s, g_u) where k is continuous (ln k != 0) from the known_k flow given their k (in place).
+def read_by_rate_mask(posterior, model_name: str, trains_s: list, features=None) -> np.ndarray:
+    """(n,) whether each train, read with k unknown, takes its k from its rate (:mod:`.tonic_rate`): cards with a
+    ``tonic_rate_density``, trains labelled spiking that span more than SEGMENT_WINDOWS training windows at k = 1.
+
+    Why that span: within one window at k = 1 the span is what a k = 1 neuron's recording could be, and the joint
+    flow's reading (calibrated on such windows) is kept; beyond it the flow can explain the span only with a larger
+    k (every training train spans the window times k), which for a recording is an artifact of how long it lasted.
+    ``features``: the trains' :func:`~spikeinterface_dic.features.spike_train_features`, when computed.
+    """
+    mask = np.zeros(len(trains_s), dtype=bool)
+    if posterior.tonic_rate_density is None or not len(trains_s):
+        return mask
+    spans = np.array([t[-1] - t[0] if len(t) > 1 else 0.0 for t in trains_s], dtype=float)
+    long = np.flatnonzero(spans > SEGMENT_WINDOWS * training_window_s(model_name))
+    if long.size:
+        labels = spike_train_features([trains_s[i] for i in long]) if features is None else features.iloc[long]
+        mask[long] = labels["label"].to_numpy() == "spiking"
+    return mask
+
+
+def read_by_rate(posterior, predictor, trains_s, joint, n, seed, k_range, out) -> np.ndarray:
+    """Draws of the trains among ``joint`` that :func:`read_by_rate_mask` selects, from their rate
+    (:mod:`.tonic_rate`: ln k from the rate, (g_s, g_u) from the known_k flow given each k), in place in ``out``;
+    returns their rows (those whose rate the density reaches; the others keep the joint flow's draws)."""
+    from .tonic_rate import sample_log_k
+
+    trains = [trains_s[i] for i in joint]
+    rows = joint[read_by_rate_mask(posterior, predictor.model_name, trains)]
+    if not rows.size:
+        return rows
+    rates = spike_train_features([trains_s[i] for i in rows])["mean_rate_hz"].to_numpy(float)
+    keys = [np.round(np.asarray(trains_s[i], dtype=np.float64), 9).tobytes() for i in rows]
+    log_k = sample_log_k(posterior.tonic_rate_density, np.log(rates), n, seed, keys, k_range)
+    reached = np.isfinite(log_k).all(axis=1)
+    rows = rows[reached]
+    if not rows.size:
+        return rows
+    block = np.full((rows.size, n, 3), np.nan)
+    block[:, :, 2] = log_k[reached]
+    rule = posterior.rescaling or RESCALING_RULE
+    given_time_scale(posterior, predictor, [trains_s[i] for i in rows], block, seed, rule, point_mass=True)
+    out[rows] = block
+    return rows
+
+
+def given_time_scale(
+    posterior,
+    predictor,
+    trains_s: list[np.ndarray],
+    samples: np.ndarray,
+    seed: int,
+    rule: dict | None = None,
+    point_mass: bool = False,
+) -> None:
+    """The joint draws' (g_s, g_u) where k is continuous (ln k != 0) from the known_k flow given their k (in place);
+    with ``point_mass`` the draws at ln k = 0 too, from the known_k flow reading the train itself. ``rule``: the
+    binning (default: the card's ``rescaling``).
 
     Why: time scaling is exact in these models (a neuron at k fires the k = 1 neuron's train, times k), so
     p(g | train, k) = p_known_k(g | train / k): the joint flow's (g_s, g_u) given k is a slice of a 3-D density
@@ -1268,23 +1331,30 @@ def given_time_scale(posterior, predictor, trains_s: list[np.ndarray], samples: 
     Applied where the card asks for it (``rescaling``): DA, whose joint summaries are sampled anyway; STG's would
     lose its summary head (k unknown: 5,236 -> ~400 trains/s), which cannot read the rescaled trains.
     """
-    max_groups = int(posterior.rescaling["max_groups"])
+    rule = posterior.rescaling if rule is None else rule
+    max_groups = int(rule["max_groups"])
     per = samples.shape[1]
     rescaled, owners, keys = [], [], []
     members = []
     for index, train in enumerate(trains_s):
         log_k = samples[index, :, 2]
         continuous = np.flatnonzero(np.isfinite(log_k) & (log_k != 0.0))  # 0: the point mass (its own rule)
+        recorded = np.round(np.asarray(train, dtype=np.float64), 9).tobytes()
+        at_one = np.flatnonzero(log_k == 0.0) if point_mass else np.zeros(0, dtype=np.int64)
+        if at_one.size:  # the train itself, keyed apart from every bin
+            rescaled.append(np.asarray(train, dtype=float))
+            owners.append(index)
+            keys.append(recorded + b"k=1")
+            members.append(at_one)
         if not continuous.size:
             continue
         # Bins of ln k on a fixed grid, the narrowest width (doubling) that needs at most max_groups of them: a draw
         # changes bin only by crossing a grid line itself, not when other draws move (a batch's round-off).
         for level in range(64):
-            width = float(posterior.rescaling["narrowest_bin"]) * 2.0**level
+            width = float(rule["narrowest_bin"]) * 2.0**level
             bins = np.floor(log_k[continuous] / width).astype(np.int64)
             if np.unique(bins).size <= max_groups:
                 break
-        recorded = np.round(np.asarray(train, dtype=np.float64), 9).tobytes()
         for number in np.unique(bins):
             rescaled.append(np.asarray(train, dtype=float) / math.exp((number + 0.5) * width))
             owners.append(index)
@@ -1292,7 +1362,7 @@ def given_time_scale(posterior, predictor, trains_s: list[np.ndarray], samples: 
             members.append(continuous[bins == number])
     if not rescaled:
         return
-    flow = posterior.rescaling["flow"]
+    flow = rule["flow"]
     context, segment_owners, pieces = segment_contexts(predictor, rescaled, flow)
     # Keyed on the recorded train and the bin (and the segment), never on the rescaled times.
     segment_number = np.concatenate([np.arange(c) for c in np.bincount(segment_owners, minlength=len(rescaled))])

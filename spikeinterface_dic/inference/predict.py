@@ -155,7 +155,7 @@ def _posterior_summaries(
     """{train index: posterior summary columns} for the trains of at least 4 spikes, when the model has posterior
     flows and ``enabled``; the network's window outputs are reused as the flows' embedding."""
     from . import summary_head
-    from .posterior import SUMMARY_SAMPLES, draw, has_posterior, load_posterior, summarise
+    from .posterior import SUMMARY_SAMPLES, draw, has_posterior, load_posterior, read_by_rate_mask, summarise
 
     folder = str(weights_dir) if weights_dir else None
     available = enabled and has_posterior(model_name, folder)
@@ -184,8 +184,11 @@ def _posterior_summaries(
         head = summary_head.load_summary_head(model_name, folder, posterior)
     done, from_head = (np.zeros(0, dtype=int), {})
     if head is not None:
+        chosen = None if features is None else features.iloc[rows]
+        # Long tonic trains with k unknown take k from their rate (draw), which no head was distilled from.
+        by_rate = read_by_rate_mask(posterior, model_name, trains, chosen) & ~np.isfinite(known_k[rows])
         done, from_head = summary_head.head_summaries(
-            head, predictor, trains, known_k[rows], network, None if features is None else features.iloc[rows]
+            head, predictor, trains, known_k[rows], network, chosen, skip=by_rate
         )
     sampled = np.setdiff1d(np.arange(len(rows)), done)
     table = {name: np.full(len(rows), np.nan) for name in from_head}

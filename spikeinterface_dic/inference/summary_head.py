@@ -151,7 +151,7 @@ def summary_columns(statistics: np.ndarray) -> dict:
 
 
 def head_summaries(
-    head: SummaryHead, predictor, trains_s: list, known_k: np.ndarray, network: np.ndarray, features=None
+    head: SummaryHead, predictor, trains_s: list, known_k: np.ndarray, network: np.ndarray, features=None, skip=None
 ):
     """Summary columns for the trains the flows read whole (one segment, :func:`.posterior.segments`).
 
@@ -159,15 +159,16 @@ def head_summaries(
     :func:`.posterior.draw` does. ``network``: the network's outputs per train (as divided). Returns (indices of the
     trains summarised, {column: values for those trains}); long trains are left to the sampled segment mixture.
     ``features``: the trains' :func:`~spikeinterface_dic.features.spike_train_features` rows, when computed (reused
-    for the joint flow, whose trains are not divided).
+    for the joint flow, whose trains are not divided). ``skip``: trains left to the sampled path (one bool each).
     """
     known_k = np.asarray(known_k, dtype=float)
     window = training_window_s(predictor.model_name)
     indices, tables = [], []
+    skip = np.zeros(len(trains_s), dtype=bool) if skip is None else np.asarray(skip, dtype=bool)
     for flow, chosen in (("known_k", np.isfinite(known_k)), ("joint", ~np.isfinite(known_k))):
         if flow in head.sampled_flows:
             continue
-        rows = np.flatnonzero(chosen)
+        rows = np.flatnonzero(chosen & ~skip)
         trains = [trains_s[i] / (known_k[i] if flow == "known_k" else 1.0) for i in rows]
         scale = window_time_scale(network[rows], flow)
         whole = np.array([len(segments(t, window * s)) == 1 for t, s in zip(trains, scale, strict=True)], dtype=bool)

@@ -1,0 +1,61 @@
+"""k of long tonic trains from their rate (inference/tonic_rate.py), not from how long they were recorded."""
+
+import math
+
+import numpy as np
+import pytest
+
+import spikeinterface_dic as sdic
+from spikeinterface_dic.inference.posterior import load_posterior
+from spikeinterface_dic.inference.tonic_rate import fit_tonic_rate_density, sample_log_k
+from spikeinterface_dic.inference.train import K_LOG2_RANGE, K_PRIOR_POINT_MASS
+
+
+def test_rate_posterior_of_k_is_bayes_rule_on_the_rate():
+    """Against rejection sampling of the generative model (k from the prior, the k = 1 log rate from its density,
+    the rate divided by k; keep what fires at the observed rate): the same mass at k = 1 and the same quantiles."""
+    rng = np.random.default_rng(0)
+    entry = fit_tonic_rate_density(rng.normal(0.3, 0.5, 20_000))
+    observed = 1.0
+    n = 2_000_000
+    at_one = rng.random(n) < K_PRIOR_POINT_MASS
+    log_k = np.where(at_one, 0.0, rng.uniform(*K_LOG2_RANGE, n) * math.log(2.0))
+    log_rate = rng.normal(0.3, 0.5, n) - log_k
+    kept = log_k[np.abs(log_rate - observed) < 0.01]
+    assert kept.size > 5_000
+    draws = sample_log_k(entry, [observed], 20_000, seed=1, keys=[b"unit"])[0]
+    assert np.mean(draws == 0.0) == pytest.approx(np.mean(kept == 0.0), abs=0.02)
+    np.testing.assert_allclose(
+        np.quantile(draws, [0.1, 0.16, 0.5, 0.84, 0.9]), np.quantile(kept, [0.1, 0.16, 0.5, 0.84, 0.9]), atol=0.06
+    )
+    # seeded by key, within a user's range of k
+    again = sample_log_k(entry, [observed, 0.0], 20_000, seed=1, keys=[b"unit", b"other"])[0]
+    np.testing.assert_array_equal(draws, again)
+    ranged = sample_log_k(entry, [observed], 5_000, seed=1, keys=[b"unit"], k_range=(0.2, 0.5))[0]
+    assert ranged.min() >= math.log(0.2) - 0.01 and ranged.max() <= math.log(0.5) + 0.01
+    # a rate no k of the prior reaches: no draws
+    assert np.isnan(sample_log_k(entry, [12.0], 10, seed=1, keys=[b"unit"])).all()
+
+
+def test_da_card_carries_the_tonic_rate_density():
+    """DA's card reads long tonic trains by their rate; STG's does not (its k = 1 tonic rates span 9-20 Hz, and its
+    flows read k from the rate already: long STG trains' median |ln k error| 0.025, benchmarks/long_trains.py)."""
+    assert load_posterior("stg").tonic_rate_density is None
+    entry = load_posterior("da").tonic_rate_density
+    assert entry is not None and entry["n_trains"] > 1_000
+    density = np.asarray(entry["density"])
+    assert (density >= 0).all() and np.sum(density) * entry["log_rate_step"] == pytest.approx(1.0, abs=0.01)
+
+
+def test_long_regular_train_gets_the_same_k_whatever_its_length():
+    """A slow regular DA unit (0.5 Hz) recorded for 20 s or 160 s: read from its span, its k grew with the length
+    read (9 / 18 / 30 / 60 / 118 s gave k 1.1 / 2.2 / 3.7 / 7.7 / 10.5 for one such unit, each +-10 %); read from
+    its rate, both lengths give the same k, and the k = 1 of the model's own kinetics stays in the 68 % interval."""
+    rng = np.random.default_rng(3)
+    times = np.cumsum(rng.normal(2.0, 0.02, 80))
+    trains = {"short": times[times < 20.0], "long": times[times < 160.0]}
+    table = sdic.infer_dics(trains, model="da")
+    k = table["time_scale"].to_numpy(float)
+    assert k.max() / k.min() < 1.3
+    assert (table["time_scale_low"] <= 1.0).all() and (table["time_scale_high"] >= 1.0).all()
+    assert np.isfinite(table[["g_s", "g_u", "g_s_q16", "g_u_q84"]].to_numpy(float)).all()
