@@ -365,6 +365,7 @@ def main() -> None:
             fit_calibration,
             fit_reported_calibration,
             load_posterior,
+            read_by_rate_mask,
         )
         from spikeinterface_dic.inference.predict import WEIGHTS_DIR, load_predictor
 
@@ -398,8 +399,10 @@ def main() -> None:
                     for block in (joint_trains[start : start + 1000] for start in range(0, len(joint_trains), 1000))
                 ]
             )
+            # Trains that take k from their rate are reported without the map (draw): not fitted on them either.
+            flowing = ~read_by_rate_mask(posterior, args.model, joint_trains)
             card["calibration"]["reported_knots"] = fit_reported_calibration(
-                reported, truths["joint"], contexts["joint"]
+                reported[flowing], truths["joint"][flowing], contexts["joint"][flowing]
             )
             path.write_text(json.dumps(card, indent=2, default=str))
             load_posterior.cache_clear()
