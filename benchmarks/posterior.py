@@ -275,6 +275,12 @@ def main() -> None:
         "--init-seed", type=int, default=None, help="initial weights and batch order (default: --seed); same examples"
     )
     fit.add_argument("--flows", nargs="+", default=["joint", "known_k"], choices=["joint", "known_k"])
+    fit.add_argument(
+        "--base-context",
+        action="store_true",
+        help="the flows read the context without the burst-shape statistics (BASE_CONTEXT_NAMES: the cards before "
+        "2026-12-06)",
+    )
     _span_fraction_argument(
         fit,
         "--joint-crop",
@@ -412,7 +418,7 @@ def main() -> None:
                 for low, high, quantiles in zip(bounds[:-1], bounds[1:], strata["quantiles"], strict=True):
                     print(flow, name, f"n_spikes {low:.0f}-{high:.0f}", np.round(quantiles, 3).tolist())
     elif args.command == "fit":
-        from spikeinterface_dic.inference.posterior import JOINT_CROP, fit_posterior
+        from spikeinterface_dic.inference.posterior import BASE_CONTEXT_NAMES, CONTEXT_NAMES, JOINT_CROP, fit_posterior
         from spikeinterface_dic.inference.predict import load_predictor
         from spikeinterface_dic.inference.train import load_folders
 
@@ -431,6 +437,7 @@ def main() -> None:
             work_dir=args.work_dir,
             config=json.loads(args.config) if args.config else None,
             crop=tuple(args.joint_crop) if args.joint_crop else JOINT_CROP,
+            context_names=BASE_CONTEXT_NAMES if args.base_context else CONTEXT_NAMES,
             progress=lambda *state: print("progress", *state, flush=True),
         )
         for name, metric in card["metrics"].items():
