@@ -152,10 +152,12 @@ def test_fitting_is_deterministic(tmp_path):
 
 
 class _FolderPosterior:
-    """The shipped posterior seen from another folder (the loader needs only its sha256, card and scaling)."""
+    """The shipped posterior seen from another folder (the loader needs its sha256, card, scaling, context columns
+    and point-mass rule)."""
 
     def __init__(self, posterior):
         self.weights_sha256, self.card, self.scaling = posterior.weights_sha256, posterior.card, posterior.scaling
+        self.context_columns, self.point_mass = posterior.context_columns, posterior.point_mass
 
 
 def test_implausible_head_summaries_are_replaced_by_sampled_ones(monkeypatch):

@@ -7,7 +7,7 @@ import pytest
 
 import spikeinterface_dic as sdic
 from spikeinterface_dic.inference.posterior import load_posterior
-from spikeinterface_dic.inference.tonic_rate import fit_tonic_rate_density, sample_log_k
+from spikeinterface_dic.inference.tonic_rate import fit_tonic_rate_density, flow_weight, sample_log_k
 from spikeinterface_dic.inference.train import K_LOG2_RANGE, K_PRIOR_POINT_MASS
 
 
@@ -48,14 +48,29 @@ def test_da_card_carries_the_tonic_rate_density():
 
 
 def test_long_regular_train_gets_the_same_k_whatever_its_length():
-    """A slow regular DA unit (0.5 Hz) recorded for 20 s or 160 s: read from its span, its k grew with the length
-    read (9 / 18 / 30 / 60 / 118 s gave k 1.1 / 2.2 / 3.7 / 7.7 / 10.5 for one such unit, each +-10 %); read from
-    its rate, both lengths give the same k, and the k = 1 of the model's own kinetics stays in the 68 % interval."""
+    """A slow regular DA unit (0.5 Hz) recorded for 40 s or 160 s: read from its span, its k grew with the length
+    read (9 / 18 / 30 / 60 / 118 s gave k 1.1 / 2.2 / 3.7 / 7.7 / 10.5 for one such unit, each +-10 %); spans that
+    long are what a recording lasts, not what k implies (flow_weight ~0.1 and 0), so both lengths are read by the
+    rate and get the same k, and the k = 1 of the model's own kinetics stays in the 68 % interval."""
     rng = np.random.default_rng(3)
     times = np.cumsum(rng.normal(2.0, 0.02, 80))
-    trains = {"short": times[times < 20.0], "long": times[times < 160.0]}
+    trains = {"short": times[times < 40.0], "long": times[times < 160.0]}
     table = sdic.infer_dics(trains, model="da")
     k = table["time_scale"].to_numpy(float)
     assert k.max() / k.min() < 1.3
     assert (table["time_scale_low"] <= 1.0).all() and (table["time_scale_high"] >= 1.0).all()
     assert np.isfinite(table[["g_s", "g_u", "g_s_q16", "g_u_q84"]].to_numpy(float)).all()
+
+
+def test_the_span_weighs_the_two_readings_by_their_evidence():
+    """A span that a k allowed by the rate explains as a training window keeps the joint flow's reading; a span no
+    such k explains (a long recording) takes the rate's; in between, the weight falls with the span."""
+    rng = np.random.default_rng(1)
+    entry = fit_tonic_rate_density(rng.normal(0.0, 0.3, 20_000))  # k = 1 neurons fire at ~1 Hz (0.5-2 Hz)
+    window, crop = 9.0, (0.25, 1.0)
+    weights = [flow_weight(entry, math.log(1.0), span, window, crop) for span in (5.0, 9.0, 20.0, 40.0, 90.0, 400.0)]
+    assert weights[0] > 0.8 and weights[1] > 0.8  # spans of a k = 1 window: the flow's reading
+    assert all(a >= b for a, b in zip(weights, weights[1:], strict=False))
+    assert weights[-2] < 0.1 and weights[-1] < 1e-3  # at ~1 Hz only k >= 10 (out of the rate's reach) spans 90 s
+    # A slow rate that only a large k gives: a long span is then what k implies, and the flow keeps its reading.
+    assert flow_weight(entry, math.log(0.12), 60.0, window, crop) > 0.8

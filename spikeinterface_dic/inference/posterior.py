@@ -623,6 +623,7 @@ class PosteriorEstimator:
         read = self.read_columns(context, flow)
         standardised = (read - scaling["context_mean"]) / scaling["context_std"]
         n_parameters = len(FLOWS[flow])
+        given_keys = keys  # None: each flow keys a train by the context columns it reads
         keys = self.context_keys(context, flow) if keys is None else keys
         noise = np.empty((int(n), len(standardised), n_parameters), dtype=np.float32)
         for j, key in enumerate(keys):
@@ -637,7 +638,7 @@ class PosteriorEstimator:
         rows = np.atleast_2d(context)
         out = self.calibration.apply(draws, flow, class_of(rows), rows[:, CONTEXT_NAMES.index("log_n_spikes")])
         if flow == "joint" and self.point_mass:
-            self._given_point_mass(out, out[:, :, 2], rows, seed, keys)
+            self._given_point_mass(out, out[:, :, 2], rows, seed, given_keys)
         return out
 
     def report(self, samples: np.ndarray, context_rows: np.ndarray) -> np.ndarray:
@@ -682,7 +683,7 @@ class PosteriorEstimator:
         if not rows.size:
             return
         if keys is None:
-            keys = self.context_keys(context, "joint")
+            keys = self.context_keys(context, self.point_mass["flow"])  # as that flow's own draws of the train
         given = self.sample(context[rows], out.shape[1], self.point_mass["flow"], seed, [keys[r] for r in rows])
         for draws, row in zip(given, rows, strict=True):
             positions = np.flatnonzero(at_one[row])
@@ -1247,17 +1248,14 @@ def draw(
                 continue  # the range holds (almost) none of the posterior: NaN, reported by the caller
             out[row] = np.asarray(accepted[j][:n])
     joint = np.flatnonzero(~np.isfinite(known_k))
-    by_rate = np.zeros(0, dtype=np.int64)
-    if posterior.tonic_rate_density is not None and joint.size:
-        by_rate = read_by_rate(posterior, predictor, trains_s, joint, n, seed, k_range, out)
     if posterior.rescaling and joint.size:
-        flowing = ~np.isin(joint, by_rate)
-        rows, first_segment = joint[flowing], np.searchsorted(joint_owners, np.flatnonzero(flowing))
-        block = out[rows]
-        given_time_scale(posterior, predictor, [trains_s[i] for i in rows], block, seed)
+        block = out[joint]
+        given_time_scale(posterior, predictor, [trains_s[i] for i in joint], block, seed)
         # the card's reported map, last (PosteriorEstimator.report): each train's class and length from its first
         # segment, as the map was fitted on single windows
-        out[rows] = posterior.report(block, joint_context[first_segment])
+        out[joint] = posterior.report(block, joint_context[np.searchsorted(joint_owners, np.arange(joint.size))])
+    if posterior.tonic_rate_density is not None and joint.size:
+        read_by_rate(posterior, predictor, trains_s, joint, n, seed, k_range, out)
     return out
 
 
@@ -1282,10 +1280,11 @@ def read_by_rate_mask(posterior, model_name: str, trains_s: list, features=None)
 
 
 def read_by_rate(posterior, predictor, trains_s, joint, n, seed, k_range, out) -> np.ndarray:
-    """Draws of the trains among ``joint`` that :func:`read_by_rate_mask` selects, from their rate
-    (:mod:`.tonic_rate`: ln k from the rate, (g_s, g_u) from the known_k flow given each k), in place in ``out``;
-    returns their rows (those whose rate the density reaches; the others keep the joint flow's draws)."""
-    from .tonic_rate import sample_log_k
+    """For the trains among ``joint`` that :func:`read_by_rate_mask` selects, the draws that the rate's reading
+    takes (:mod:`.tonic_rate`: ln k from the rate, (g_s, g_u) from the known_k flow given each k), in place in
+    ``out``: a share 1 - :func:`.tonic_rate.flow_weight` of each train's draws (keyed uniforms), the rest keeping the
+    joint flow's. Returns the rows read by rate (those whose rate the density reaches)."""
+    from .tonic_rate import flow_weight, sample_log_k
 
     trains = [trains_s[i] for i in joint]
     rows = joint[read_by_rate_mask(posterior, predictor.model_name, trains)]
@@ -1294,15 +1293,23 @@ def read_by_rate(posterior, predictor, trains_s, joint, n, seed, k_range, out) -
     rates = spike_train_features([trains_s[i] for i in rows])["mean_rate_hz"].to_numpy(float)
     keys = [np.round(np.asarray(trains_s[i], dtype=np.float64), 9).tobytes() for i in rows]
     log_k = sample_log_k(posterior.tonic_rate_density, np.log(rates), n, seed, keys, k_range)
-    reached = np.isfinite(log_k).all(axis=1)
-    rows = rows[reached]
+    reached = np.flatnonzero(np.isfinite(log_k).all(axis=1))
+    rows, rates, log_k, keys = rows[reached], rates[reached], log_k[reached], [keys[j] for j in reached]
     if not rows.size:
         return rows
     block = np.full((rows.size, n, 3), np.nan)
-    block[:, :, 2] = log_k[reached]
+    block[:, :, 2] = log_k
     rule = posterior.rescaling or RESCALING_RULE
     given_time_scale(posterior, predictor, [trains_s[i] for i in rows], block, seed, rule, point_mass=True)
-    out[rows] = block
+    window, crop = training_window_s(predictor.model_name), tuple(posterior.card["joint_crop"])
+    for j, row in enumerate(rows):
+        span = float(trains_s[row][-1] - trains_s[row][0])
+        weight = flow_weight(posterior.tonic_rate_density, math.log(rates[j]), span, window, crop)
+        if not np.isfinite(out[row]).all():  # a range of k the joint flow's posterior missed: the rate's alone
+            weight = 0.0
+        entropy = int.from_bytes(hashlib.sha256(b"reading" + keys[j]).digest()[:8], "little")
+        by_rate = np.random.default_rng([int(seed), entropy]).random(n) >= weight
+        out[row, by_rate] = block[j, by_rate]
     return rows
 
 

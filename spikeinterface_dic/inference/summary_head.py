@@ -38,6 +38,7 @@ import numpy as np
 
 from .common import WEIGHTS_DIR
 from .posterior import (
+    BASE_CONTEXT_NAMES,
     CONTEXT_NAMES,
     FLOWS,
     read_context_columns,
@@ -100,13 +101,42 @@ def _statistics_from_raw(raw, n_parameters: int):
     return torch.stack([q05, q16, median, q84, q95, softplus(r[..., 5])], dim=-1)
 
 
+def head_columns(posterior) -> dict:
+    """Per flow, the context columns its head reads: every column the reported posterior of that flow depends on
+    (the joint flow's draws at k = 1 come from the point-mass flow, which may read more columns than the joint
+    flow: a head without them would average over what they tell)."""
+    columns = {flow: np.asarray(posterior.context_columns[flow]) for flow in FLOWS}
+    if posterior.point_mass:
+        columns["joint"] = np.union1d(columns["joint"], posterior.context_columns[posterior.point_mass["flow"]])
+    return columns
+
+
+def head_scaling(posterior, columns: dict) -> dict:
+    """Per flow, the standardisation of its head's context columns (each column's mean and sd from a flow that reads
+    it, the head's own flow first) and of its targets (the flow's)."""
+    out = {}
+    for flow in FLOWS:
+        mean, std = np.empty(len(columns[flow])), np.empty(len(columns[flow]))
+        for j, column in enumerate(columns[flow]):
+            source = next(f for f in (flow, *FLOWS) if column in posterior.context_columns[f])
+            where = int(np.flatnonzero(posterior.context_columns[source] == column)[0])
+            mean[j] = posterior.scaling[source]["context_mean"][where]
+            std[j] = posterior.scaling[source]["context_std"][where]
+        out[flow] = {**posterior.scaling[flow], "context_mean": mean, "context_std": std}
+    return out
+
+
+def column_names(columns: dict) -> dict:
+    return {flow: [CONTEXT_NAMES[c] for c in columns[flow]] for flow in FLOWS}
+
+
 class SummaryHead:
-    """The heads of a model's flows with the posterior's standardisation (see module docstring)."""
+    """The heads of a model's flows with their standardisation (see module docstring)."""
 
     def __init__(self, state: dict, card: dict, scaling: dict, sampled_flows: tuple = (), context_columns=None):
         self.card = card
         self.scaling = scaling
-        # A head reads the context columns of the flow it was distilled from (the posterior's context_columns).
+        # The context columns each head reads (head_columns); all of train_context's by default.
         every = np.arange(len(CONTEXT_NAMES))
         self.context_columns = {flow: (context_columns or {}).get(flow, every) for flow in FLOWS}
         self.sampled_flows = tuple(sampled_flows)  # flows whose summaries are sampled, not read from the head
@@ -255,6 +285,11 @@ def _load_head(model_name, weights_dir, posterior_sha256, digest, posterior) -> 
         )
     if card.get("calibration_sha256") != digest:
         problems.append("it was distilled under another calibration of the posterior")
+    columns = head_columns(posterior)
+    # Heads distilled before the burst-shape statistics record no columns: they read the 24 of that context.
+    fitted_on = card.get("contexts", {flow: list(BASE_CONTEXT_NAMES) for flow in FLOWS})
+    if fitted_on != column_names(columns):
+        problems.append("it reads other context columns than this posterior's reported draws depend on")
     if problems:
         _logger.warning(
             "summary head %s refused (%s): posterior summaries are sampled instead; refit it with "
@@ -268,7 +303,7 @@ def _load_head(model_name, weights_dir, posterior_sha256, digest, posterior) -> 
     sampled = set(SAMPLED_FLOWS.get(model_name, ()))
     if posterior.card.get("rescaling"):  # the joint draws are then read from rescaled trains, which no head sees
         sampled.add("joint")
-    return SummaryHead(state, card, posterior.scaling, tuple(sorted(sampled)), posterior.context_columns)
+    return SummaryHead(state, card, head_scaling(posterior, columns), tuple(sorted(sampled)), columns)
 
 
 # ------------------------------------------------------------------------------------------------------- fitting
@@ -388,15 +423,17 @@ def fit_summary_head(
 
     started = time.perf_counter()
     state, metrics = {}, {}
+    columns = head_columns(posterior)
+    scaling = head_scaling(posterior, columns)
     for index, flow in enumerate(FLOWS):
         flow_started = time.perf_counter()
         targets = distillation_targets(posterior, examples[flow], flow, samples, seed + index)
         target_seconds = time.perf_counter() - flow_started
         head_state, metrics[flow] = fit_head(
-            posterior.read_columns(examples[flow], flow),
+            read_context_columns(examples[flow], columns[flow]),
             targets,
             examples["groups"],
-            posterior.scaling[flow],
+            scaling[flow],
             seed,
             hidden,
             epochs=epochs,
@@ -413,6 +450,7 @@ def fit_summary_head(
         "config": {"hidden": list(hidden), "activation": "SiLU", "sd_floor": SD_FLOOR},
         "posterior_weights_sha256": posterior.weights_sha256,
         "calibration_sha256": calibration_digest(posterior.card),
+        "contexts": column_names(columns),
         "distillation": {
             "n_contexts": int(len(examples["groups"])),
             "samples_per_context": int(samples),

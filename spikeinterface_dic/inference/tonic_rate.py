@@ -19,6 +19,14 @@ probability K_PRIOR_POINT_MASS, else log2 k uniform on K_LOG2_RANGE). The same 2
 68 % intervals covering 76 %. (g_s, g_u) then come from the known_k flow reading the train divided by each drawn
 k (:func:`.posterior.given_time_scale`): p(g | train, k) = p_known_k(g | train / k).
 
+Which reading a long tonic train gets is itself a posterior (:func:`flow_weight`): in simulated data a train's span
+is the window times k times a crop (the flows' training, and held-out sets made the same way), so the span does tell
+k; in a recording it is how long the experiment lasted. The two hypotheses are weighed by their evidence for the
+span read: p(S | span from k) = P(k in [S / window, S / (crop_low x window)] | rate) / ln(1 / crop_low) per unit of
+ln S, against a log-uniform density of recording spans between 1 s and 1 h, with even prior odds. A slow regular DA
+unit read over 60 s, whose rate allows k of 1-3, gets the rate's reading; a train whose span fits a k its rate allows
+keeps most of the flow's. The reported draws mix the two readings in that proportion.
+
 Cost: one grid of GRID_POINTS values of ln k per train (a few hundred multiplications), no network pass.
 """
 
@@ -34,6 +42,8 @@ from .train import K_LOG2_RANGE, K_PRIOR_POINT_MASS
 # Gaussian kernel of the log-rate density f_1 (ln units): a tenth of the spread of rates within one degenerate
 # population is ~0.1; narrower kernels follow the training sample's noise.
 BANDWIDTH = 0.08
+# Recording spans when the span says nothing of k: log-uniform from 1 s to 1 h (s).
+RECORDING_SPAN_RANGE_S = (1.0, 3600.0)
 # Step of the stored density's grid of ln rate, and points of the grid of ln k each train's posterior is built on.
 DENSITY_STEP = 0.02
 GRID_POINTS = 601
@@ -106,3 +116,19 @@ def sample_log_k(entry: dict, log_rates, n: int, seed: int, keys, k_range: tuple
         draws[(uniform >= below_zero) & (uniform < below_zero + point)] = 0.0
         out[row] = draws
     return out
+
+
+def flow_weight(entry: dict, log_rate: float, span_s: float, window_s: float, crop: tuple) -> float:
+    """The posterior probability that a tonic train's span was drawn as the flows' training spans were (window_s x k
+    x a crop fraction log-uniform in ``crop``), rather than as a recording's (log-uniform on RECORDING_SPAN_RANGE_S):
+    the weight of the joint flow's reading against the rate's (module docstring). ``crop``: the card's joint_crop
+    (low < 1)."""
+    grid, continuous, point = log_k_weights(entry, log_rate)
+    total = continuous.sum() + point
+    if not np.isfinite(total) or total <= 0.0:
+        return 1.0
+    low, high = math.log(span_s / window_s), math.log(span_s / (crop[0] * window_s))
+    inside = (continuous[(grid >= low) & (grid <= high)].sum() + (point if low <= 0.0 <= high else 0.0)) / total
+    span_from_k = inside / math.log(1.0 / crop[0])
+    span_of_a_recording = 1.0 / math.log(RECORDING_SPAN_RANGE_S[1] / RECORDING_SPAN_RANGE_S[0])
+    return float(span_from_k / (span_from_k + span_of_a_recording))
