@@ -79,6 +79,7 @@ def fit(args) -> None:
         time_budget_s=args.time_budget_s,
         recipe=recipe,
         epochs=args.epochs,
+        patience=args.patience,
     )
     for flow, metric in card["metrics"].items():
         print(
@@ -198,6 +199,7 @@ def main() -> None:
     fitting.add_argument("--seed", type=int, default=0)
     fitting.add_argument("--time-budget-s", type=float, default=600.0, help="per head's gradient steps")
     fitting.add_argument("--epochs", type=int, default=300, help="per head (the time budget may stop it first)")
+    fitting.add_argument("--patience", type=int, default=20, help="epochs without a better validation loss")
     fitting.add_argument("--weights-dir", default=None, help="posterior to distil (default: the shipped one)")
     fitting.add_argument("--out", default=None, help="default: next to the posterior weights")
     # 1: the flow's inverse is many small passes; on a shared 2-core machine 2 torch threads made each call ~6 s

@@ -411,6 +411,7 @@ def fit_summary_head(
     time_budget_s: float = 600.0,
     recipe: dict | None = None,
     epochs: int = 300,
+    patience: int = 20,
 ) -> dict:
     """Distil both flows of ``posterior`` into heads and write ``<model>_summary.pt/.json`` in ``out_dir``.
 
@@ -437,6 +438,7 @@ def fit_summary_head(
             seed,
             hidden,
             epochs=epochs,
+            patience=patience,
             time_budget_s=time_budget_s,
         )
         metrics[flow]["target_seconds"] = target_seconds
@@ -455,6 +457,7 @@ def fit_summary_head(
             "n_contexts": int(len(examples["groups"])),
             "samples_per_context": int(samples),
             "seed": seed,
+            "patience": patience,
             "seconds": time.perf_counter() - started,
             "torch_threads": torch.get_num_threads(),
             **(recipe or {}),
