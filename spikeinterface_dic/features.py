@@ -126,15 +126,19 @@ def _burst_thresholds(isi: np.ndarray, isi_train: np.ndarray, n_trains: int, mod
     # Sorted by train, then log ISI: one float sort of train x (a step wider than every log-ISI range) + log ISI is
     # ~10x faster than np.lexsort on these two keys (the same order up to values within ~1e-9 of each other).
     step = float(log_isi.max() - log_isi.min()) + 1.0
-    order = np.argsort(train * step + log_isi, kind="stable")
+    order = np.argsort(train * step + log_isi)
     log_isi, train = log_isi[order], train[order]
     same = train[1:] == train[:-1]
     lower, upper, gap_train = log_isi[:-1][same], log_isi[1:][same], train[1:][same]
     gaps = upper - lower
-    # By train, then largest gap first; stable: the first of equal largest gaps wins, like argmax.
-    by_gap = np.argsort(gap_train * step - gaps, kind="stable")
-    trains_with_gap, first = np.unique(gap_train[by_gap], return_index=True)
-    largest = by_gap[first]
+    if not gaps.size:
+        return midpoint
+    # Each train's first largest gap (like argmax), without another sort: gaps are grouped by train, in order.
+    starts = np.flatnonzero(np.concatenate(([True], gap_train[1:] != gap_train[:-1])))
+    trains_with_gap = gap_train[starts]
+    segment = np.repeat(np.arange(starts.size), np.diff(np.concatenate((starts, [gaps.size]))))
+    candidates = np.flatnonzero(gaps == np.maximum.reduceat(gaps, starts)[segment])
+    largest = candidates[np.concatenate(([True], gap_train[candidates[1:]] != gap_train[candidates[:-1]]))]
     clear = gaps[largest] >= _MIN_LOG_GAP  # otherwise no clear bimodality: keep the original rule
     threshold = midpoint.copy()
     threshold[trains_with_gap[clear]] = np.exp(0.5 * (lower[largest] + upper[largest]))[clear]
@@ -312,14 +316,15 @@ def _kept_bursts(times_ms: np.ndarray, offsets: np.ndarray, mode: str):
     return first, last, burst_train, np.bincount(burst_train, minlength=n_trains)
 
 
-def _burst_features(times_ms: np.ndarray, offsets: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
+def _burst_features(times_ms: np.ndarray, offsets: np.ndarray, mode: str, kept=None) -> tuple[np.ndarray, np.ndarray]:
     """Burst features of the concatenated trains delimited by offsets (each with >= 3 spikes and a positive span).
 
     Returns an (n_trains, 4) array of (spikes per burst, duration ms, f_intra Hz, f_inter Hz), NaN where no burst
-    (f_inter: fewer than 2 bursts) is left, and the number of bursts used per train.
+    (f_inter: fewer than 2 bursts) is left, and the number of bursts used per train. ``kept``: the trains'
+    :func:`_kept_bursts`, when already found.
     """
     n_trains = offsets.size - 1
-    first, last, burst_train, n_bursts = _kept_bursts(times_ms, offsets, mode)
+    first, last, burst_train, n_bursts = _kept_bursts(times_ms, offsets, mode) if kept is None else kept
 
     counts = (last - first + 1).astype(np.float64)
     onsets = times_ms[first]
@@ -376,7 +381,15 @@ def burst_shape_statistics(trains_s, bursting) -> np.ndarray:
         return out
     times_ms = 1000.0 * np.concatenate([trains[r] for r in rows])
     offsets = np.concatenate(([0], np.cumsum([trains[r].size for r in rows])))
-    first, last, burst_train, n_bursts = _kept_bursts(times_ms, offsets, "improved")
+    out[rows] = _burst_shape(times_ms, _kept_bursts(times_ms, offsets, "improved"), rows.size)
+    return out
+
+
+def _burst_shape(times_ms: np.ndarray, kept, n_rows: int) -> np.ndarray:
+    """(n_rows, len(BURST_SHAPE_NAMES)) burst shape of concatenated trains (ms) from their :func:`_kept_bursts`."""
+    first, last, burst_train, n_bursts = kept
+    out = np.zeros((n_rows, len(BURST_SHAPE_NAMES)))
+    rows = np.arange(n_rows)
     if not first.size:
         return out
     n_isi = last - first  # >= 1: bursts have >= 2 spikes
@@ -420,7 +433,9 @@ def burst_shape_statistics(trains_s, bursting) -> np.ndarray:
     return out
 
 
-def spike_train_features(spike_trains, mode: str = "improved", cv_threshold: float = 0.15) -> pd.DataFrame:
+def spike_train_features(
+    spike_trains, mode: str = "improved", cv_threshold: float = 0.15, burst_shape: bool = False
+) -> pd.DataFrame:
     """Label spike trains as silent / spiking / bursting / irregular and measure their rates and burst statistics.
 
     A train with fewer than 3 spikes is silent. Otherwise CV = std(ISI)/mean(ISI) (population std, ddof=0); the
@@ -462,6 +477,9 @@ def spike_train_features(spike_trains, mode: str = "improved", cv_threshold: flo
           measured zero.
     cv_threshold : float, default: 0.15
         Largest coefficient of variation of the ISIs of a tonic spiking train (spec 5.1 uses 0.15 for STG and DA).
+    burst_shape : bool, default: False
+        Also return the :data:`BURST_SHAPE_NAMES` columns (:func:`burst_shape_statistics` of the bursting trains, 0
+        for the others), from the same bursts (improved mode's segmentation) at no second burst detection.
 
     Returns
     -------
@@ -541,11 +559,16 @@ def spike_train_features(spike_trains, mode: str = "improved", cv_threshold: flo
     burst = np.full((n_trains, len(_BURST_COLUMNS)), not_applicable)
     n_bursts = np.full(n_trains, not_applicable)
     bursting = np.flatnonzero(label_code == 2)
+    shape = np.zeros((n_trains, len(BURST_SHAPE_NAMES)))
     if bursting.size:
         in_bursting = (label_code == 2)[train_of_spike]
-        burst[bursting], n_bursts[bursting] = _burst_features(
-            times_ms[in_bursting], np.concatenate(([0], np.cumsum(n_spikes[bursting]))), mode
-        )
+        bursting_times, bursting_offsets = times_ms[in_bursting], np.concatenate(([0], np.cumsum(n_spikes[bursting])))
+        kept = _kept_bursts(bursting_times, bursting_offsets, mode)
+        burst[bursting], n_bursts[bursting] = _burst_features(bursting_times, bursting_offsets, mode, kept)
+        if burst_shape:
+            if mode != "improved":  # the shape is always read from the improved segmentation
+                kept = _kept_bursts(bursting_times, bursting_offsets, "improved")
+            shape[bursting] = _burst_shape(bursting_times, kept, bursting.size)
     # An irregular train has no period: its main frequency is its mean rate (what a twin would have to match).
     main_frequency = np.select(
         [label_code == 1, label_code == 2, label_code == 3], [f_spiking, burst[:, 3], mean_rate], np.nan
@@ -564,7 +587,11 @@ def spike_train_features(spike_trains, mode: str = "improved", cv_threshold: flo
         "log_isi_separation": separation,
         "n_burst_runs": n_runs,
     }
-    return pd.DataFrame(columns, index=index)[list(FEATURE_COLUMNS)]
+    table = pd.DataFrame(columns, index=index)[list(FEATURE_COLUMNS)]
+    if burst_shape:
+        for j, name in enumerate(BURST_SHAPE_NAMES):
+            table[name] = shape[:, j]
+    return table
 
 
 def isi_distance(train_a, train_b) -> float:

@@ -131,10 +131,14 @@ def train_context(
         rows = gapped[finite]
         library[rows] = np.stack([log_k[finite], np.log(log_sd[finite]), np.ones(finite.sum())], axis=1)
     if features is None:
-        features = spike_train_features(trains_s)
+        features = spike_train_features(trains_s, burst_shape=True)
     elif len(features) != len(trains_s):
         raise ValueError(f"features has {len(features)} rows for {len(trains_s)} trains; give one row per train")
     bursting = features["label"].to_numpy() == "bursting"
+    if all(name in features.columns for name in BURST_SHAPE_NAMES):  # spike_train_features(..., burst_shape=True)
+        shape_of_bursts = features[list(BURST_SHAPE_NAMES)].to_numpy(float)
+    else:
+        shape_of_bursts = burst_shape_statistics(trains_s, bursting)
 
     def log_or_zero(column):
         values = features[column].to_numpy(float)
@@ -156,7 +160,7 @@ def train_context(
             log_or_zero("nbr_spikes_bursting"),
             log_or_zero("f_intra_bursting_hz"),
             log_or_zero("f_inter_bursting_hz"),
-            burst_shape_statistics(trains_s, bursting),
+            shape_of_bursts,
         ]
     )
     return context.astype(np.float32)

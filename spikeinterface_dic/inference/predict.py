@@ -299,22 +299,31 @@ def infer_dics(
     predictor = load_predictor(model.name, str(weights_dir) if weights_dir else None, device)
     ids, trains = as_trains(spike_trains)
     known_k = known_time_scales(time_scale, ids)
-    cleaned, violations = [], []
-    for train in trains:
-        keep = np.concatenate([[True], np.diff(train) >= refractory_ms / 1000.0]) if train.size else np.ones(0, bool)
-        cleaned.append(train[keep])
-        violations.append(int((~keep).sum()))
+    # Refractory cleaning of all trains at once: a spike closer than refractory_ms to the previous one of its train
+    # is dropped (each train's first spike is kept).
+    lengths = np.array([train.size for train in trains], dtype=np.int64)
+    flat = np.concatenate(trains).astype(float) if trains else np.zeros(0)
+    train_of_spike = np.repeat(np.arange(len(trains)), lengths)
+    keep = np.ones(flat.size, dtype=bool)
+    keep[1:] = (train_of_spike[1:] != train_of_spike[:-1]) | (np.diff(flat) >= refractory_ms / 1000.0)
+    kept = np.bincount(train_of_spike[keep], minlength=len(trains))
+    violations = (lengths - kept).tolist()
+    flat = flat[keep]
+    starts = np.concatenate(([0], np.cumsum(kept)))
+    cleaned = [flat[starts[i] : starts[i + 1]] for i in range(len(trains))]
+    isi_ms = np.diff(flat) * 1000.0  # ISI j of train i: isi_ms[starts[i] + j] for j < kept[i] - 1
     # Units whose trains would lose most of their spikes get no estimate (a reason instead of an error: one bad
     # unit must not abort the others, e.g. in the SpikeInterface extension).
     too_many_violations = [
         count > MAX_REFRACTORY_FRACTION * train.size for count, train in zip(violations, trains, strict=True)
     ]
-    features = spike_train_features(cleaned)
+    features = spike_train_features(cleaned, burst_shape=True)  # the burst shape for the posterior's context
     windows, owner = [], []
     for index, train in enumerate(cleaned):
         if train.size >= 3 and not too_many_violations[index]:
             scale = 1.0 if np.isnan(known_k[index]) else known_k[index]
-            for w in isi_windows(np.maximum(np.diff(train) * 1000.0 / scale, 0.05), predictor.window):
+            isi = isi_ms[starts[index] : starts[index + 1] - 1]
+            for w in isi_windows(np.maximum(isi / scale, 0.05), predictor.window):
                 windows.append(w)
                 owner.append(index)
     owner = np.array(owner, dtype=int)
