@@ -371,7 +371,6 @@ def main() -> None:
             fit_calibration,
             fit_reported_calibration,
             load_posterior,
-            read_by_rate_mask,
         )
         from spikeinterface_dic.inference.predict import WEIGHTS_DIR, load_predictor
 
@@ -399,16 +398,17 @@ def main() -> None:
         posterior = PosteriorEstimator(folder, args.model)
         if posterior.rescaling:  # in blocks: the rescaled copies of 12,000 trains at once need > 20 GB
             predictor = load_predictor(args.model)
+            # The map serves the flows' path, which long tonic trains' rate draws join after it (draw): fitted on the
+            # flows' draws alone.
+            posterior.tonic_rate_density = None
             reported = np.concatenate(
                 [
                     draw(posterior, predictor, block, 400, np.full(len(block), np.nan), seed=args.seed)
                     for block in (joint_trains[start : start + 1000] for start in range(0, len(joint_trains), 1000))
                 ]
             )
-            # Trains that take k from their rate are reported without the map (draw): not fitted on them either.
-            flowing = ~read_by_rate_mask(posterior, args.model, joint_trains)
             card["calibration"]["reported_knots"] = fit_reported_calibration(
-                reported[flowing], truths["joint"][flowing], contexts["joint"][flowing]
+                reported, truths["joint"], contexts["joint"]
             )
             path.write_text(json.dumps(card, indent=2, default=str))
             load_posterior.cache_clear()
