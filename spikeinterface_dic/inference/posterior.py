@@ -12,7 +12,10 @@ Context (:data:`CONTEXT_NAMES`, one row per train, computed by :func:`train_cont
 - the time-scale library's ln k and log sd for trains with long ISI gaps (NaN elsewhere, then 0 with a flag);
 - speed-invariant shape statistics of log ISIs (:func:`.shape.shape_statistics`), the log mean ISI (the speed), the
   log number of spikes, and burst statistics (log spikes per burst, log intra- and inter-burst frequency) with a
-  bursting flag.
+  bursting flag;
+- the shape of the bursts (:data:`~spikeinterface_dic.features.BURST_SHAPE_NAMES`: first and last intra-burst ISI
+  against the burst's mean, range and trend of log ISIs, duty cycle, spread of the period). Each flow reads the
+  columns its card names (:func:`flow_context`): cards before them read the first 24.
 
 Two flows per model: ``joint`` over (g_s, g_u, ln k) for k unknown, trained under the network's prior of k (k = 1
 with probability 1/2, else log2 k uniform on [-2.5, 3.5]: with k unknown, the trains and g_u trade off against k,
@@ -25,7 +28,8 @@ includes 1 keeps the prior's extra weight at k = 1.
 The reported posterior combines the two flows by the time-scaling symmetry p(g | train, k) = p_known_k(g | train /
 k), by rules its card records: the joint draws at the prior's point mass k = 1 take (g_s, g_u) from the known_k flow
 (:meth:`PosteriorEstimator._given_point_mass`, both models), and, for DA, the draws at a continuous k from the
-known_k flow reading the train rescaled to their (binned) k (:func:`given_time_scale`).
+known_k flow reading the train rescaled to their (binned) k (:func:`given_time_scale`). Cards with a
+``tonic_rate_density`` (DA) read long tonic trains partly by their rate (:func:`read_by_rate`, :mod:`.tonic_rate`).
 
 Cost model: the context is one batched network pass (see :mod:`.predict`) plus O(n_spikes) statistics per train;
 m samples of one train cost, per transform, one hyper-network pass on one row (the first group of features, which
