@@ -1298,7 +1298,8 @@ def read_by_rate(posterior, predictor, trains_s, joint, n, seed, k_range, out) -
     rows = joint[read_by_rate_mask(posterior, predictor.model_name, trains)]
     if not rows.size:
         return rows
-    rates = spike_train_features([trains_s[i] for i in rows])["mean_rate_hz"].to_numpy(float)
+    # the mean rate of spike_train_features, (n - 1) / span: its label was read already (read_by_rate_mask)
+    rates = np.array([(trains_s[i].size - 1) / (trains_s[i][-1] - trains_s[i][0]) for i in rows])
     keys = [np.round(np.asarray(trains_s[i], dtype=np.float64), 9).tobytes() for i in rows]
     log_k = sample_log_k(posterior.tonic_rate_density, np.log(rates), n, seed, keys, k_range)
     reached = np.flatnonzero(np.isfinite(log_k).all(axis=1))
