@@ -335,6 +335,11 @@ def main() -> None:
     calibration.add_argument(
         "--whole-fraction", type=float, default=0.5, help="calibration trains kept whole (the others cropped)"
     )
+    calibration.add_argument(
+        "--no-irregularity-split",
+        action="store_true",
+        help="one map per class and length stratum (the cards before 2026-12-06's split by irregularity)",
+    )
     rate = commands.add_parser(
         "rate-density",
         help="fit the log-rate density of tonic training trains at k = 1 (the k of long tonic trains, "
@@ -379,16 +384,19 @@ def main() -> None:
         contexts, truths, recipe, joint_trains = calibration_examples(
             args.model, args.data, args.seed, args.jitter_fraction, args.max_trains, crop, args.whole_fraction
         )
-        knots = fit_calibration(PosteriorEstimator(folder, args.model), contexts, truths)
+        split = not args.no_irregularity_split
+        knots = fit_calibration(PosteriorEstimator(folder, args.model), contexts, truths, split=split)
         path = folder / f"{args.model}_posterior.json"
         card = json.loads(path.read_text())
         card["calibration"] = {
             "scale": "cdf",
             "levels": list(CALIBRATION_LEVELS),
             "knots": knots,
-            "method": "marginal CDF map per flow, class (context burst flag), length stratum (log number of spikes: "
-            "each train its own stratum's map) and parameter: quantiles of the truths' CDF positions in the flow's "
-            "marginal (spikeinterface_dic.inference.posterior.MarginalCalibration)",
+            "method": "marginal CDF map per flow, class (context burst flag), "
+            + ("irregularity half (-shape_q05 against the class's median), " if split else "")
+            + "length stratum (log number of spikes: each train its own stratum's map) and parameter: quantiles of "
+            "the truths' CDF positions in the flow's marginal (spikeinterface_dic.inference.posterior."
+            "MarginalCalibration)",
             "data": recipe,
         }
         path.write_text(json.dumps(card, indent=2, default=str))
@@ -408,15 +416,20 @@ def main() -> None:
                 ]
             )
             card["calibration"]["reported_knots"] = fit_reported_calibration(
-                reported, truths["joint"], contexts["joint"]
+                reported, truths["joint"], contexts["joint"], split=split
             )
             path.write_text(json.dumps(card, indent=2, default=str))
             load_posterior.cache_clear()
         for flow, classes in knots.items():
-            for name, strata in classes.items():
-                bounds = [0.0, *np.exp(strata["log_n_edges"]).round().tolist(), math.inf]
-                for low, high, quantiles in zip(bounds[:-1], bounds[1:], strata["quantiles"], strict=True):
-                    print(flow, name, f"n_spikes {low:.0f}-{high:.0f}", np.round(quantiles, 3).tolist())
+            for name, class_map in classes.items():
+                groups = class_map.get("groups", [class_map])
+                for group_name, strata in zip(
+                    ("regular", "irregular") if len(groups) > 1 else ("",), groups, strict=True
+                ):
+                    bounds = [0.0, *np.exp(strata["log_n_edges"]).round().tolist(), math.inf]
+                    for low, high, quantiles in zip(bounds[:-1], bounds[1:], strata["quantiles"], strict=True):
+                        where = f"{group_name} n_spikes {low:.0f}-{high:.0f}"
+                        print(flow, name, where, np.round(quantiles, 3).tolist())
     elif args.command == "fit":
         from spikeinterface_dic.inference.posterior import BASE_CONTEXT_NAMES, CONTEXT_NAMES, JOINT_CROP, fit_posterior
         from spikeinterface_dic.inference.predict import load_predictor

@@ -97,7 +97,7 @@ def test_cdf_calibration_makes_the_truths_ranks_uniform_per_class():
 
     flow = _ShiftedFlow()
     context, truth, _ = trains(6000, 1)
-    knots = fit_calibration(flow, {"known_k": context}, {"known_k": truth}, n_samples=400, strata=1)
+    knots = fit_calibration(flow, {"known_k": context}, {"known_k": truth}, n_samples=400, strata=1, split=False)
     fresh_context, fresh_truth, bursting = trains(4000, 2)
     samples = flow.sample(fresh_context, 400, "known_k", 7)
     classes = bursting.astype(int)
@@ -153,7 +153,9 @@ def test_calibration_follows_train_length():
     thirds = np.searchsorted(np.quantile(log_n, [1 / 3, 2 / 3]), log_n)
     coverage = {}
     for strata in (1, 3):
-        knots = fit_calibration(flow, {"known_k": context}, {"known_k": truth}, n_samples=400, strata=strata)
+        knots = fit_calibration(
+            flow, {"known_k": context}, {"known_k": truth}, n_samples=400, strata=strata, split=False
+        )
         assert len(knots["known_k"]["tonic"]["log_n_edges"]) == strata - 1
         calibrated = MarginalCalibration(knots).apply(samples, "known_k", np.zeros(len(samples), int), log_n)
         inside = _covered_68(calibrated, fresh_truth)
@@ -166,6 +168,56 @@ def test_calibration_follows_train_length():
     assert np.abs(coverage[3] - 0.68).max() < np.abs(coverage[1] - 0.68).max() / 3
     with pytest.raises(ValueError, match="log_n_spikes"):
         MarginalCalibration(knots).apply(samples, "known_k", np.zeros(len(samples), int))
+
+
+class _JitterFlow:
+    """A stand-in posterior whose samples are N(0, 1) per parameter for every train, calibrated on truths N(0, 0.7^2)
+    for regular trains (exact spike times: the flow is too wide) and N(0, 1.3^2) for irregular ones (jittered: too
+    narrow), told apart by the context's shape_q05 (0 or about -0.06, as noise-free and 2 ms-jittered STG trains)."""
+
+    def sample(self, context, n, flow, seed, calibrated=False):
+        rng = np.random.default_rng([seed, len(context)])
+        return rng.standard_normal((len(context), n, 2))
+
+
+def test_calibration_splits_regular_and_jittered_trains():
+    """One map for exact and jittered trains is wrong for both when the flow errs in opposite directions on them;
+    split at the median irregularity, each half is in the band, a train without the statistic (NaN) takes the
+    irregular half's map, and a split map refuses to run without each train's irregularity."""
+    from spikeinterface_dic.inference.posterior import CONTEXT_NAMES, MarginalCalibration, fit_calibration
+
+    def trains(n, seed):
+        rng = np.random.default_rng(seed)
+        context = np.zeros((n, len(CONTEXT_NAMES)), dtype=np.float32)
+        context[:, CONTEXT_NAMES.index("log_n_spikes")] = rng.uniform(np.log(8), np.log(400), n)
+        jittered = rng.random(n) < 0.5
+        context[:, CONTEXT_NAMES.index("shape_q05")] = np.where(jittered, rng.normal(-0.06, 0.01, n), -1e-4)
+        spread = np.where(jittered, 1.3, 0.7)[:, None]
+        return context, spread * rng.standard_normal((n, 2)), jittered
+
+    flow = _JitterFlow()
+    context, truth, _ = trains(8000, 1)
+    fresh_context, fresh_truth, jittered = trains(6000, 2)
+    samples = flow.sample(fresh_context, 400, "known_k", 7)
+    coverage = {}
+    for split in (False, True):
+        knots = fit_calibration(flow, {"known_k": context}, {"known_k": truth}, n_samples=400, split=split)
+        calibrated = MarginalCalibration(knots).apply_to(samples, "known_k", fresh_context)
+        inside = _covered_68(calibrated, fresh_truth)
+        coverage[split] = np.array([inside[~jittered].mean(axis=0), inside[jittered].mean(axis=0)])
+    assert (coverage[False][0] > 0.80).all() and (coverage[False][1] < 0.56).all(), coverage[False]
+    np.testing.assert_allclose(coverage[True], 0.68, atol=0.03)
+    split_map = MarginalCalibration(knots)
+    assert split_map.needs_irregularity()
+    no_statistic = fresh_context.copy()
+    no_statistic[:, CONTEXT_NAMES.index("shape_q05")] = np.nan
+    unknown = split_map.apply_to(samples, "known_k", no_statistic)
+    as_irregular = fresh_context.copy()
+    as_irregular[:, CONTEXT_NAMES.index("shape_q05")] = -0.06
+    np.testing.assert_array_equal(unknown, split_map.apply_to(samples, "known_k", as_irregular))
+    log_n = fresh_context[:, CONTEXT_NAMES.index("log_n_spikes")]
+    with pytest.raises(ValueError, match="irregularity"):
+        split_map.apply(samples, "known_k", np.zeros(len(samples), int), log_n)
 
 
 def test_length_strata_keep_equal_lengths_together():
@@ -207,10 +259,8 @@ def test_reported_map_calibrates_the_reported_mixture():
     knots = fit_reported_calibration(draws, truth, context)
     fresh_context, fresh_truth, fresh_draws = trains(6000, 2)
     reported = MarginalCalibration(knots)
-    log_n = fresh_context[:, CONTEXT_NAMES.index("log_n_spikes")]
-    classes = (fresh_context[:, CONTEXT_NAMES.index("burst_flag")] > 0.5).astype(int)
     before = _covered_68(fresh_draws, fresh_truth).mean(axis=0)
-    after = reported.apply(fresh_draws, "joint", classes, log_n, parameters=(0, 1))
+    after = reported.apply_to(fresh_draws, "joint", fresh_context, parameters=(0, 1))
     covered = _covered_68(after, fresh_truth).mean(axis=0)
     assert before[0] < 0.53 and before[1] < 0.62, before  # 0.50 and 0.57 expected
     np.testing.assert_allclose(covered[:2], 0.68, atol=0.025)

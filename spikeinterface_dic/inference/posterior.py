@@ -357,6 +357,14 @@ CALIBRATION_BATCH = 256  # trains per flow call when fitting
 # its stratum's trains, so only they are calibrated by it (interpolated between the strata's median lengths, tonic
 # ln k with k unknown covered 0.65 at 68 % on the calibration trains themselves, their own stratum's map 0.68).
 CALIBRATION_STRATA = 3
+# Within each class the calibration trains are also split in two at their median irregularity (:func:`irregularity`:
+# how far below the median log ISI the shortest 5 % of the ISIs lie), each half with its own length strata. Why: the
+# flows err differently on trains whose spike times are exact and on jittered ones, and one map for both was wrong
+# for each (held-out STG tonic trains with k known, cropped: 0.63 clean, 0.70 with 2 ms jitter at 68 %). The
+# statistic separates them (median split: 1 % of STG tonic, 4 % of bursting trains on the wrong side); a recorded
+# unit, never as regular as a noise-free simulation, takes the irregular half's map, fitted on degraded and noisy
+# trains.
+IRREGULARITY_COLUMN = "shape_q05"
 
 
 class MarginalCalibration:
@@ -379,7 +387,9 @@ class MarginalCalibration:
     number of spikes x takes the map of stratum (number of edges <= x). Cards of 2026-12-05's second session store
     the strata's median lengths instead (``"log_n_spikes": centres``) and interpolate the map linearly in log n
     between the two nearest (a convex combination of increasing knots stays increasing). Legacy cards (scale
-    "central") map central levels |2F - 1| symmetrically.
+    "central") map central levels |2F - 1| symmetrically. Since 2026-12-06 a class is split in two at the median
+    irregularity of its calibration trains (IRREGULARITY_COLUMN says why), ``{"irregularity_edge": x, "groups":
+    [regular, irregular]}`` with each group's strata as above; a train of irregularity <= x takes the first.
     """
 
     def __init__(self, knots: dict, scale: str = "cdf"):
@@ -389,26 +399,53 @@ class MarginalCalibration:
         self.levels = np.array([0.0, *(CALIBRATION_LEVELS if scale == "cdf" else CENTRAL_LEVELS), 1.0])
         # flow -> class -> (how strata are chosen: "edges" or "centres", their log n (m - 1 edges or m centres),
         # knots (m, n_parameters, levels incl. 0 and 1))
+        # flow -> class -> (irregularity edge or None, [per irregularity group: its length strata as above])
         self.knots = {}
         for flow, classes in knots.items():
             self.knots[flow] = {}
             for name, values in classes.items():
-                if isinstance(values, dict) and "log_n_edges" in values:
-                    strata = ("edges", np.asarray(values["log_n_edges"], dtype=float))
-                elif isinstance(values, dict):
-                    strata = ("centres", np.asarray(values["log_n_spikes"], dtype=float))
-                else:  # one map for every length
-                    strata, values = ("edges", np.zeros(0)), {"quantiles": [values]}
-                inner = np.asarray(values["quantiles"], dtype=float)
-                ends = np.zeros((*inner.shape[:2], 1))
-                self.knots[flow][name] = (*strata, np.concatenate((ends, inner, ends + 1.0), axis=2))
+                if isinstance(values, dict) and "groups" in values:
+                    groups = (float(values["irregularity_edge"]), [self._strata(group) for group in values["groups"]])
+                else:  # cards before the irregularity split: one group
+                    groups = (None, [self._strata(values)])
+                self.knots[flow][name] = groups
 
-    def nominal(self, flow: str, class_name: str, parameter: int, level: np.ndarray, log_n_spikes) -> np.ndarray:
+    @staticmethod
+    def _strata(values) -> tuple:
+        if isinstance(values, dict) and "log_n_edges" in values:
+            strata = ("edges", np.asarray(values["log_n_edges"], dtype=float))
+        elif isinstance(values, dict):
+            strata = ("centres", np.asarray(values["log_n_spikes"], dtype=float))
+        else:  # one map for every length
+            strata, values = ("edges", np.zeros(0)), {"quantiles": [values]}
+        inner = np.asarray(values["quantiles"], dtype=float)
+        ends = np.zeros((*inner.shape[:2], 1))
+        return (*strata, np.concatenate((ends, inner, ends + 1.0), axis=2))
+
+    def needs_irregularity(self) -> bool:
+        """Whether some map is split by irregularity (then :meth:`apply` needs each train's)."""
+        return any(edge is not None for classes in self.knots.values() for edge, _ in classes.values())
+
+    def nominal(
+        self, flow: str, class_name: str, parameter: int, level: np.ndarray, log_n_spikes, irregularity=None
+    ) -> np.ndarray:
         """The flow's level (CDF position, or central level for legacy cards) that the calibrated ``level``
-        (rows, m) maps to, for rows of trains with ``log_n_spikes`` (rows,)."""
-        kind, strata, knots = self.knots[flow][class_name]
+        (rows, m) maps to, for rows of trains with ``log_n_spikes`` and ``irregularity`` (rows,; the latter only
+        for maps split by it: :func:`irregularity`; NaN counts as irregular)."""
+        edge, groups = self.knots[flow][class_name]
         level = np.atleast_2d(level)
         log_n = np.broadcast_to(np.asarray(log_n_spikes, dtype=float), (level.shape[0],))
+        if edge is None:
+            return self._nominal(groups[0], parameter, level, log_n)
+        irregular = ~(np.broadcast_to(np.asarray(irregularity, dtype=float), log_n.shape) <= edge)
+        out = np.empty(level.shape)
+        for group, rows in enumerate((~irregular, irregular)):
+            if rows.any():
+                out[rows] = self._nominal(groups[group], parameter, level[rows], log_n[rows])
+        return out
+
+    def _nominal(self, strata_map: tuple, parameter: int, level: np.ndarray, log_n: np.ndarray) -> np.ndarray:
+        kind, strata, knots = strata_map
         if kind == "edges":  # each row's own stratum
             rows = knots[np.searchsorted(strata, log_n, side="right"), parameter]
         else:  # each row's map linear between the two nearest centres in log n (the end strata beyond them)
@@ -425,17 +462,22 @@ class MarginalCalibration:
         return low + fraction * (high - low)
 
     def apply(
-        self, samples: np.ndarray, flow: str, classes: np.ndarray, log_n_spikes=None, parameters=None
+        self, samples: np.ndarray, flow: str, classes: np.ndarray, log_n_spikes=None, parameters=None, irregularity=None
     ) -> np.ndarray:
-        """Calibrated copy of samples (n_trains, n, p), each train with its class index and log number of spikes
-        (the context's ``log_n_spikes``; needed by length-stratified maps only); ``parameters``: the indices to
-        calibrate (default all; the others are copied)."""
+        """Calibrated copy of samples (n_trains, n, p), each train with its class index, log number of spikes (the
+        context's ``log_n_spikes``; needed by length-stratified maps only) and ``irregularity`` (needed by maps split
+        by it); ``parameters``: the indices to calibrate (default all; the others are copied). :meth:`apply_to`
+        takes all three from context rows."""
         if flow not in self.knots:
             return samples
         n = samples.shape[1]
         log_n = np.zeros(len(samples)) if log_n_spikes is None else np.asarray(log_n_spikes, dtype=float)
-        if log_n_spikes is None and any(len(knots) > 1 for _, _, knots in self.knots[flow].values()):
+        maps = [strata for _, groups in self.knots[flow].values() for strata in groups]
+        if log_n_spikes is None and any(len(knots) > 1 for _, _, knots in maps):
             raise ValueError("this calibration is stratified by train length: pass log_n_spikes")
+        if irregularity is None and any(edge is not None for edge, _ in self.knots[flow].values()):
+            raise ValueError("this calibration is split by irregularity: pass irregularity")
+        irregular = np.full(len(samples), np.nan) if irregularity is None else np.asarray(irregularity, dtype=float)
         out = samples.copy()
         order = np.argsort(samples, axis=1, kind="stable")
         rank_levels = (np.arange(n) + 0.5) / n  # a sample's CDF position from its rank
@@ -451,12 +493,19 @@ class MarginalCalibration:
             for p in range(samples.shape[2]) if parameters is None else parameters:
                 position = rank_levels[ranks[rows, :, p]]  # (rows, n)
                 if self.scale == "cdf":
-                    target = self.nominal(flow, name, p, position, log_n[rows])
+                    target = self.nominal(flow, name, p, position, log_n[rows], irregular[rows])
                 else:
                     level = np.abs(2.0 * position - 1.0)
-                    target = 0.5 + np.sign(position - 0.5) * self.nominal(flow, name, p, level, log_n[rows]) / 2.0
+                    central = self.nominal(flow, name, p, level, log_n[rows], irregular[rows])
+                    target = 0.5 + np.sign(position - 0.5) * central / 2.0
                 out[rows, :, p] = _quantiles_from_sorted(sorted_samples[rows, :, p], target)
         return out
+
+    def apply_to(self, samples: np.ndarray, flow: str, context_rows: np.ndarray, parameters=None) -> np.ndarray:
+        """:meth:`apply` with each train's class, length and irregularity read from its context row."""
+        rows = np.atleast_2d(context_rows)
+        log_n = rows[:, CONTEXT_NAMES.index("log_n_spikes")]
+        return self.apply(samples, flow, class_of(rows), log_n, parameters, irregularity(rows))
 
 
 def _quantiles_from_sorted(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -473,12 +522,18 @@ def _quantiles_from_sorted(values: np.ndarray, positions: np.ndarray) -> np.ndar
 
 
 def fit_calibration(
-    posterior, contexts: dict, truths: dict, n_samples: int = 400, seed: int = 0, strata: int = CALIBRATION_STRATA
+    posterior,
+    contexts: dict,
+    truths: dict,
+    n_samples: int = 400,
+    seed: int = 0,
+    strata: int = CALIBRATION_STRATA,
+    split: bool = True,
 ) -> dict:
     """Knots of :class:`MarginalCalibration` (scale "cdf") from calibration trains (never used in training): per
-    flow, class, length stratum (``strata`` quantile groups of the log number of spikes) and parameter, the
-    quantiles at CALIBRATION_LEVELS of the truths' CDF positions in the uncalibrated flow's marginal (estimated from
-    ``n_samples`` draws per train).
+    flow, class, irregularity half (``split``: IRREGULARITY_COLUMN says why), length stratum (``strata`` quantile
+    groups of the log number of spikes) and parameter, the quantiles at CALIBRATION_LEVELS of the truths' CDF
+    positions in the uncalibrated flow's marginal (estimated from ``n_samples`` draws per train).
 
     ``contexts[flow]`` (n, n_context) and ``truths[flow]`` (n, n_parameters).
     """
@@ -491,59 +546,78 @@ def fit_calibration(
             position[rows] = ((samples < truths[flow][rows, None, :]).sum(axis=1) + 0.5) / (n_samples + 1)
         classes = class_of(context)
         log_n = np.asarray(context)[:, CONTEXT_NAMES.index("log_n_spikes")].astype(float)
-        knots[flow] = {}
-        for index, name in enumerate(CLASSES):
-            in_class = classes == index
-            if flow == "joint" and getattr(posterior, "point_mass", None):
+        # Which trains each parameter's map is fitted on (n, p).
+        chosen = np.ones(position.shape, dtype=bool)
+        if flow == "joint":
+            off_one = np.abs(truths[flow][:, 2]) > 1e-9
+            # ln k only where the prior is continuous: trains at the prior's point mass k = 1 sit at the flow's
+            # sharp peak and would make every other train's interval of ln k too narrow.
+            chosen[:, 2] = off_one
+            if getattr(posterior, "point_mass", None):
                 # With the point-mass rule the joint flow's (g_s, g_u) are reported only for draws at k != 1 (those
                 # at k = 1 come from the known_k flow), so its map is fitted where it serves (STG tonic g_u with k
                 # unknown covered 0.60 at 68 % on cropped trains at k != 1 when fitted on all).
-                in_class &= np.abs(truths[flow][:, 2]) > 1e-9
-            members = np.flatnonzero(in_class)
-            if members.size < strata:  # no such trains to calibrate on: that class is left as the flow draws it
-                continue
-            edges = stratum_edges(log_n[members], strata)
-            quantiles = []
-            for stratum in range(len(edges) + 1):
-                in_stratum = np.zeros(len(log_n), dtype=bool)
-                in_stratum[members] = np.searchsorted(edges, log_n[members], side="right") == stratum
-                per_parameter = []
-                for p in range(position.shape[1]):
-                    chosen = in_stratum.copy()
-                    if flow == "joint" and p == 2:
-                        # ln k only where the prior is continuous: trains at the prior's point mass k = 1 sit at
-                        # the flow's sharp peak and would make every other train's interval of ln k too narrow.
-                        chosen &= np.abs(truths[flow][:, 2]) > 1e-9
-                    per_parameter.append(np.quantile(position[chosen, p], CALIBRATION_LEVELS).tolist())
-                quantiles.append(per_parameter)
-            knots[flow][name] = {"log_n_edges": edges, "quantiles": quantiles}
+                chosen[:, :2] = off_one[:, None]
+        knots[flow] = {}
+        for index, name in enumerate(CLASSES):
+            in_class = chosen & (classes == index)[:, None]
+            class_map = _class_knots(position, in_class, log_n, irregularity(context), strata, split)
+            if class_map is not None:  # None: too few such trains to calibrate on: left as the flow draws them
+                knots[flow][name] = class_map
     return knots
 
 
 def fit_reported_calibration(
-    samples: np.ndarray, truths: np.ndarray, context: np.ndarray, strata: int = CALIBRATION_STRATA
+    samples: np.ndarray, truths: np.ndarray, context: np.ndarray, strata: int = CALIBRATION_STRATA, split: bool = True
 ) -> dict:
     """Knots of the reported map (:meth:`PosteriorEstimator.report`): per class and length stratum, the quantiles at
     CALIBRATION_LEVELS of the truths' CDF positions among the *reported* joint posterior's (g_s, g_u) draws
     ``samples`` (n_trains, n, >= 2): after the flows' maps and the card's rules, on calibration trains at the
-    prior's k (k = 1 included). ``context``: each train's context row (its class and length)."""
+    prior's k (k = 1 included). ``context``: each train's context row (its class, irregularity and length)."""
     n = samples.shape[1]
     position = ((samples[:, :, :2] < truths[:, None, :2]).sum(axis=1) + 0.5) / (n + 1)
     classes = class_of(context)
     log_n = np.asarray(context)[:, CONTEXT_NAMES.index("log_n_spikes")].astype(float)
+    drawn = np.isfinite(samples[:, 0, 0])
     knots = {}
     for index, name in enumerate(CLASSES):
-        members = np.flatnonzero((classes == index) & np.isfinite(samples[:, 0, 0]))
-        if members.size < strata:
-            continue
-        edges = stratum_edges(log_n[members], strata)
-        stratum_of = np.searchsorted(edges, log_n[members], side="right")
-        quantiles = [
-            [np.quantile(position[members[stratum_of == stratum], p], CALIBRATION_LEVELS).tolist() for p in (0, 1)]
-            for stratum in range(len(edges) + 1)
-        ]
-        knots[name] = {"log_n_edges": edges, "quantiles": quantiles}
+        in_class = np.repeat((drawn & (classes == index))[:, None], 2, axis=1)
+        class_map = _class_knots(position, in_class, log_n, irregularity(context), strata, split)
+        if class_map is not None:
+            knots[name] = class_map
     return {"joint": knots}
+
+
+def _class_knots(
+    position: np.ndarray, chosen: np.ndarray, log_n: np.ndarray, irregular: np.ndarray, strata: int, split: bool
+):
+    """One class's map (:class:`MarginalCalibration`): its trains (any parameter ``chosen``, (n, p)) split at their
+    median ``irregular``-ity (``split``; else one group, the format before the split), each half in ``strata``
+    length strata, each parameter's knots from the CDF positions ``position`` (n, p) of the trains chosen for it.
+    None when a group has fewer than ``strata`` trains."""
+    members = chosen.any(axis=1)
+    edge = float(np.nanmedian(irregular[members])) if members.any() else math.inf
+    if split and min((members & (irregular <= edge)).sum(), (members & ~(irregular <= edge)).sum()) < strata:
+        split = False  # one irregularity for (nearly) all: nothing to split
+    groups = []
+    # NaN counts as irregular, as MarginalCalibration reads it.
+    for in_group in (irregular <= edge, ~(irregular <= edge)) if split else (np.ones(len(log_n), dtype=bool),):
+        rows = np.flatnonzero(members & in_group)
+        if rows.size < strata:
+            return None
+        edges = stratum_edges(log_n[rows], strata)
+        stratum_of = np.searchsorted(edges, log_n, side="right")
+        quantiles = []
+        for stratum in range(len(edges) + 1):
+            in_stratum = members & in_group & (stratum_of == stratum)
+            quantiles.append(
+                [
+                    np.quantile(position[in_stratum & chosen[:, p], p], CALIBRATION_LEVELS).tolist()
+                    for p in range(position.shape[1])
+                ]
+            )
+        groups.append({"log_n_edges": edges, "quantiles": quantiles})
+    return {"irregularity_edge": edge, "groups": groups} if split else groups[0]
 
 
 def stratum_edges(log_n: np.ndarray, strata: int) -> list:
@@ -557,6 +631,12 @@ def stratum_edges(log_n: np.ndarray, strata: int) -> list:
         if values[0] < edge and (not edges or edge > edges[-1]):
             edges.append(edge)
     return edges
+
+
+def irregularity(context: np.ndarray) -> np.ndarray:
+    """Per context row, how far below the median log ISI the shortest 5 % of the ISIs lie (-``shape_q05``): ~0
+    for a noise-free tonic train, larger with spike-time jitter or noise (IRREGULARITY_COLUMN says why)."""
+    return -np.asarray(context, dtype=float)[:, CONTEXT_NAMES.index(IRREGULARITY_COLUMN)]
 
 
 def class_of(context: np.ndarray) -> np.ndarray:
@@ -644,7 +724,7 @@ class PosteriorEstimator:
         if not calibrated:
             return draws
         rows = np.atleast_2d(context)
-        out = self.calibration.apply(draws, flow, class_of(rows), rows[:, CONTEXT_NAMES.index("log_n_spikes")])
+        out = self.calibration.apply_to(draws, flow, rows)
         if flow == "joint" and self.point_mass:
             self._given_point_mass(out, out[:, :, 2], rows, seed, given_keys)
         return out
@@ -663,9 +743,7 @@ class PosteriorEstimator:
         narrowed STG's held-out g intervals by 0.005-0.024 (mean |coverage - 0.68| 0.018 -> 0.019): not used."""
         if "joint" not in self.reported_calibration.knots:
             return samples
-        rows = np.atleast_2d(context_rows)
-        log_n = rows[:, CONTEXT_NAMES.index("log_n_spikes")]
-        return self.reported_calibration.apply(samples, "joint", class_of(rows), log_n, parameters=(0, 1))
+        return self.reported_calibration.apply_to(samples, "joint", context_rows, parameters=(0, 1))
 
     def _given_point_mass(self, out: np.ndarray, log_k: np.ndarray, context: np.ndarray, seed: int, keys) -> None:
         """Joint draws at the prior's point mass k = 1 take their (g_s, g_u) from the known_k flow (in place).
