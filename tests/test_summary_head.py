@@ -110,7 +110,8 @@ def test_a_stale_head_is_refused_and_sampling_is_used(tmp_path, caplog, monkeypa
     else:  # as after recalibrating the flows
         card_path = folder / "stg_posterior.json"
         card = json.loads(card_path.read_text())
-        card["calibration"]["knots"]["joint"]["tonic"]["quantiles"][0][0][1] += 0.01  # stratum 0, g_s, 5 %
+        tonic = card["calibration"]["knots"]["joint"]["tonic"]
+        tonic["groups"][0]["quantiles"][0][0][1] += 0.01  # regular half, stratum 0, g_s, 5 %
         card_path.write_text(json.dumps(card))
     with caplog.at_level(logging.WARNING, logger=summary_head.__name__):
         assert summary_head.load_summary_head("stg", str(folder), load_posterior("stg", str(folder))) is None
