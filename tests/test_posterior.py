@@ -207,8 +207,8 @@ def test_calibration_splits_regular_and_jittered_trains():
         coverage[split] = np.array([inside[~jittered].mean(axis=0), inside[jittered].mean(axis=0)])
     assert (coverage[False][0] > 0.80).all() and (coverage[False][1] < 0.56).all(), coverage[False]
     np.testing.assert_allclose(coverage[True], 0.68, atol=0.03)
+    assert all("groups" in class_map for class_map in knots["known_k"].values())
     split_map = MarginalCalibration(knots)
-    assert split_map.needs_irregularity()
     no_statistic = fresh_context.copy()
     no_statistic[:, CONTEXT_NAMES.index("shape_q05")] = np.nan
     unknown = split_map.apply_to(samples, "known_k", no_statistic)

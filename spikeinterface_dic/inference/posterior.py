@@ -397,9 +397,8 @@ class MarginalCalibration:
             raise ValueError(f"calibration scale must be 'cdf' or 'central'; got {scale!r}")
         self.scale = scale
         self.levels = np.array([0.0, *(CALIBRATION_LEVELS if scale == "cdf" else CENTRAL_LEVELS), 1.0])
-        # flow -> class -> (how strata are chosen: "edges" or "centres", their log n (m - 1 edges or m centres),
-        # knots (m, n_parameters, levels incl. 0 and 1))
-        # flow -> class -> (irregularity edge or None, [per irregularity group: its length strata as above])
+        # flow -> class -> (irregularity edge or None for one group, [per group: (how strata are chosen: "edges" or
+        # "centres", their log n (m - 1 edges or m centres), knots (m, n_parameters, levels incl. 0 and 1))])
         self.knots = {}
         for flow, classes in knots.items():
             self.knots[flow] = {}
@@ -421,10 +420,6 @@ class MarginalCalibration:
         inner = np.asarray(values["quantiles"], dtype=float)
         ends = np.zeros((*inner.shape[:2], 1))
         return (*strata, np.concatenate((ends, inner, ends + 1.0), axis=2))
-
-    def needs_irregularity(self) -> bool:
-        """Whether some map is split by irregularity (then :meth:`apply` needs each train's)."""
-        return any(edge is not None for classes in self.knots.values() for edge, _ in classes.values())
 
     def nominal(
         self, flow: str, class_name: str, parameter: int, level: np.ndarray, log_n_spikes, irregularity=None
