@@ -592,11 +592,11 @@ def _class_knots(
     None when a group has fewer than ``strata`` trains."""
     members = chosen.any(axis=1)
     edge = float(np.nanmedian(irregular[members])) if members.any() else math.inf
-    if split and min((members & (irregular <= edge)).sum(), (members & ~(irregular <= edge)).sum()) < strata:
+    regular = irregular <= edge  # NaN counts as irregular, as MarginalCalibration reads it
+    if split and min((members & regular).sum(), (members & ~regular).sum()) < strata:
         split = False  # one irregularity for (nearly) all: nothing to split
     groups = []
-    # NaN counts as irregular, as MarginalCalibration reads it.
-    for in_group in (irregular <= edge, ~(irregular <= edge)) if split else (np.ones(len(log_n), dtype=bool),):
+    for in_group in (regular, ~regular) if split else (np.ones(len(log_n), dtype=bool),):
         rows = np.flatnonzero(members & in_group)
         if rows.size < strata:
             return None
