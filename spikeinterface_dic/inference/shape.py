@@ -95,19 +95,21 @@ class ShapeReference:
         self.std = vectors.std(axis=0) + 1e-6
         self.vectors = (vectors - self.mean) / self.std
         self.n_neighbours = n_neighbours
+        self._tree = None
         self.threshold = float(np.quantile(self._distance(self.vectors, leave_one_out=True), quantile))
 
     def _distance(self, standardised: np.ndarray, leave_one_out: bool = False) -> np.ndarray:
-        out = np.empty(len(standardised))
-        for start in range(0, len(standardised), 512):
-            block = standardised[start : start + 512]
-            squared = (block**2).sum(1)[:, None] + (self.vectors**2).sum(1)[None, :] - 2.0 * block @ self.vectors.T
-            d = np.sqrt(np.maximum(squared, 0.0))
-            k = self.n_neighbours + (1 if leave_one_out else 0)
-            # The k smallest in ascending order, as a full sort would give them (O(n) selection, then k sorted).
-            nearest = np.sort(np.partition(d, k - 1, axis=1)[:, :k], axis=1)
-            out[start : start + 512] = nearest[:, (1 if leave_one_out else 0) :].mean(axis=1)
-        return out
+        """Mean distance to the n_neighbours nearest reference rows (itself left out with ``leave_one_out``).
+        Cost: a k-d tree query per row, O(log n_reference) for these 8 dimensions (a brute-force scan of the 3,123
+        STG rows took ~3x as long for 2,000 trains)."""
+        if self._tree is None:
+            from scipy.spatial import cKDTree
+
+            self._tree = cKDTree(self.vectors)
+        skip = 1 if leave_one_out else 0
+        # k as a list: the distances come back (n, k) even for one neighbour
+        distances, _ = self._tree.query(standardised, k=list(range(1, self.n_neighbours + skip + 1)))
+        return distances[:, skip:].mean(axis=1)
 
     def score(self, vectors: np.ndarray) -> np.ndarray:
         """Novelty distance of each row (NaN rows give NaN)."""
