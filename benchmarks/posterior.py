@@ -35,7 +35,16 @@ def heldout_trains(model: str, n_trains: int, seed: int, folder=None) -> dict:
     from spikeinterface_dic.features import spike_train_features
     from spikeinterface_dic.inference.data import load_training_data
 
-    data = load_training_data(Path(folder) if folder else HELDOUT / f"test_{model}")
+    folders = [folder] if isinstance(folder, (str, Path)) else list(folder or [HELDOUT / f"test_{model}"])
+    parts = [load_training_data(Path(f)) for f in folders]
+    # Several folders pool into one set; each folder's targets keep their own numbers (offset past the last one's).
+    offsets = np.cumsum([0] + [int(part["target_index"].max()) + 1 for part in parts[:-1]])
+    data = {
+        "trains": [t for part in parts for t in part["trains"]],
+        "g_s": np.concatenate([part["g_s"] for part in parts]),
+        "g_u": np.concatenate([part["g_u"] for part in parts]),
+        "target_index": np.concatenate([part["target_index"] + o for part, o in zip(parts, offsets, strict=True)]),
+    }
     labels = spike_train_features(data["trains"])["label"].to_numpy()
     usable = np.flatnonzero(np.array([t.size >= 8 for t in data["trains"]]) & np.isin(labels, ["spiking", "bursting"]))
     rng = np.random.default_rng(seed)
@@ -317,7 +326,10 @@ def main() -> None:
         "are (JOINT_CROP: 0.25 1)",
     )
     evaluation.add_argument(
-        "--heldout", default=None, help="held-out data folder (default: tests/data/heldout/test_<model>)"
+        "--heldout",
+        nargs="+",
+        default=None,
+        help="held-out data folder(s), pooled (default: tests/data/heldout/test_<model>)",
     )
     evaluation.add_argument(
         "--card", action="store_true", help="record the table in the posterior's model card (heldout_metrics)"
@@ -484,7 +496,7 @@ def main() -> None:
             key = (
                 ("jitter_2ms_deletions_5pct" if args.jitter else "clean")
                 + (f"_cropped_{args.crop[0]:g}-{args.crop[1]:g}" if args.crop else "")
-                + ("_" + Path(args.heldout).name if args.heldout else "")
+                + ("_" + "+".join(Path(folder).name for folder in args.heldout) if args.heldout else "")
             )
             card.setdefault("heldout_metrics", {})[key] = {
                 "n_trains": args.n_trains,

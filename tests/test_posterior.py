@@ -565,3 +565,15 @@ def test_joint_examples_are_cropped_so_the_span_does_not_tell_k():
 
     assert spread(span_whole - whole["targets"][:, 2]) < 0.3 * spread(span_cut - cut["targets"][:, 2])
     np.testing.assert_array_equal(whole["known_k"], cut["known_k"])  # the known_k flow's examples are not cropped
+
+
+def test_heldout_folders_pool_with_targets_kept_apart():
+    """``evaluate --heldout A B`` pools several held-out sets: every usable train of both, and a target of the second
+    never shares its number (its cluster for the coverage's standard error) with one of the first."""
+    folder = DATA / "heldout" / "current_stg"
+    one = heldout_trains("stg", 10**6, seed=0, folder=folder)
+    both = heldout_trains("stg", 10**6, seed=0, folder=[folder, folder])
+    assert len(both["trains"]) == 2 * len(one["trains"])
+    first, second = np.split(np.sort(both["target"]), 2)
+    assert first.max() < second.min()
+    assert np.unique(both["target"]).size == 2 * np.unique(one["target"]).size
