@@ -103,7 +103,9 @@ class DICNet(nn.Module):
         x = self.embed(token_features(log_isi, mask, cfg["log_isi_mean"], cfg["log_isi_std"]))
         for conv in self.convs:
             x = conv(x, mask)
-        x = self.transformer(x, src_key_padding_mask=~mask)
+        # A batch without padding (the predictor batches windows sorted by length) needs no mask, and attention
+        # without one runs ~2x faster on CPU (same outputs to float32 round-off).
+        x = self.transformer(x, src_key_padding_mask=None if bool(mask.all()) else ~mask)
         scores = (self.key(x) @ self.query) / x.shape[-1] ** 0.5
         scores = scores.float().masked_fill(~mask, float("-inf"))
         attention = torch.softmax(scores, dim=1).unsqueeze(-1)
