@@ -227,7 +227,12 @@ def draw_in_blocks(posterior, predictor, trains: list, n_samples: int, time_scal
     return np.concatenate(
         [
             draw(
-                posterior, predictor, trains[start : start + block], n_samples, time_scales[start : start + block], seed
+                posterior,
+                predictor,
+                trains[start : start + block],
+                n_samples,
+                time_scales[start : start + block],
+                seed=seed,
             )
             for start in range(0, len(trains), block)
         ]
