@@ -219,8 +219,10 @@ def evaluate(
 
 
 def draw_in_blocks(posterior, predictor, trains: list, n_samples: int, time_scales, seed: int, block: int = 1000):
-    """``draw`` over blocks of ``block`` trains (the same draws as one call: each train's noise is keyed by the train
-    alone). Why: with the rescaling rule (DA) the rescaled copies of 12,000 trains at once need > 20 GB."""
+    """``draw`` over blocks of ``block`` trains. Each train's noise is keyed by its own context, not by the batch, so
+    the draws are one call's, except where the network's float32 round-off differs between batch compositions (a
+    train's context bytes, hence its noise, then differ: other draws of the same posterior). Why blocks: with the
+    rescaling rule (DA) the rescaled copies of 12,000 trains at once need > 20 GB."""
     from spikeinterface_dic.inference.posterior import draw
 
     time_scales = np.asarray(time_scales, dtype=float)
