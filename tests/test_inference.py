@@ -236,3 +236,16 @@ def test_known_time_scale_restores_dic_accuracy(heldout_bursters):
     at_one = sdic.infer_dics(heldout_bursters, model="stg")["g_u"].to_numpy()
     assert np.mean(np.abs(known - truth)) < 0.8 * np.mean(np.abs(unknown - truth))
     assert np.mean(np.abs(known - truth)) < 1.1 * np.mean(np.abs(at_one - truth))
+
+
+def test_network_reads_a_window_alike_with_and_without_padding():
+    """A batch without padding runs attention without a mask (DICNet.forward, for speed); the same window padded in a
+    batch with a longer one runs the masked path: both must give the same outputs (float32 round-off)."""
+    predictor = load_predictor("stg")
+    rng = np.random.default_rng(4)
+    window = rng.uniform(20.0, 120.0, 40)
+    longer = rng.uniform(20.0, 120.0, 90)
+    alone = predictor.predict_windows([window])
+    padded = predictor.predict_windows([window, longer])
+    for single, batched in zip(alone, padded, strict=True):
+        np.testing.assert_allclose(single[0], batched[0], rtol=1e-5, atol=1e-5)
