@@ -33,18 +33,10 @@ LEVELS = (0.50, 0.68, 0.90)
 
 def heldout_trains(model: str, n_trains: int, seed: int, folder=None) -> dict:
     from spikeinterface_dic.features import spike_train_features
-    from spikeinterface_dic.inference.data import load_training_data
+    from spikeinterface_dic.inference.train import load_folders
 
-    folders = [folder] if isinstance(folder, (str, Path)) else list(folder or [HELDOUT / f"test_{model}"])
-    parts = [load_training_data(Path(f)) for f in folders]
-    # Several folders pool into one set; each folder's targets keep their own numbers (offset past the last one's).
-    offsets = np.cumsum([0] + [int(part["target_index"].max()) + 1 for part in parts[:-1]])
-    data = {
-        "trains": [t for part in parts for t in part["trains"]],
-        "g_s": np.concatenate([part["g_s"] for part in parts]),
-        "g_u": np.concatenate([part["g_u"] for part in parts]),
-        "target_index": np.concatenate([part["target_index"] + o for part, o in zip(parts, offsets, strict=True)]),
-    }
+    # Several folders pool into one set, each folder's targets numbered apart (load_folders).
+    data = load_folders(folder or HELDOUT / f"test_{model}")
     labels = spike_train_features(data["trains"])["label"].to_numpy()
     usable = np.flatnonzero(np.array([t.size >= 8 for t in data["trains"]]) & np.isin(labels, ["spiking", "bursting"]))
     rng = np.random.default_rng(seed)
