@@ -110,17 +110,28 @@ def evaluate(
     jitter: bool = False,
     heldout=None,
     crop=None,
+    jitter_fraction: float | None = None,
+    whole_fraction: float | None = None,
 ) -> pd.DataFrame:
+    """The table of the module docstring. ``jitter`` degrades every train; ``jitter_fraction`` a random fraction of
+    them instead. ``crop`` crops every train; with ``whole_fraction`` a random fraction of them stays whole. Mixed so
+    (``--jitter-fraction 0.5 --whole-fraction 0.5``) the held-out trains are drawn as the calibration trains are
+    (``calibration_examples``): the distribution over which the maps were fitted, where a calibrated posterior must
+    cover at its level; the pure protocols are its parts, which a train does not reveal."""
     import spikeinterface_dic as sdic
     from spikeinterface_dic.inference.posterior import cropped, load_posterior
     from spikeinterface_dic.inference.predict import load_predictor
 
     held = heldout_trains(model, n_trains, seed, heldout)
-    if jitter:  # labels stay those of the clean trains
-        held["trains"] = degrade(held["trains"], seed)
+    if jitter or jitter_fraction:  # labels stay those of the clean trains
+        rough = degrade(held["trains"], seed)
+        chosen = np.random.default_rng([seed, 11]).random(len(rough)) < (1.0 if jitter else jitter_fraction)
+        held["trains"] = [r if c else t for t, r, c in zip(held["trains"], rough, chosen, strict=True)]
     if crop:  # recordings of any length: a random sub-window of each train (labels of the whole train)
         rng = np.random.default_rng([seed, 7])
-        held["trains"] = [cropped(t, rng, tuple(crop), 8) for t in held["trains"]]
+        parts = [cropped(t, rng, tuple(crop), 8) for t in held["trains"]]
+        whole = np.random.default_rng([seed, 13]).random(len(parts)) < (whole_fraction or 0.0)
+        held["trains"] = [t if w else p for t, p, w in zip(held["trains"], parts, whole, strict=True)]
     predictor = load_predictor(model)
     posterior = load_posterior(model, weights_dir)
     rows = []
@@ -341,6 +352,12 @@ def main() -> None:
         "are (JOINT_CROP: 0.25 1)",
     )
     evaluation.add_argument(
+        "--jitter-fraction", type=float, default=None, help="degrade this fraction of the trains (instead of --jitter)"
+    )
+    evaluation.add_argument(
+        "--whole-fraction", type=float, default=None, help="with --crop: keep this fraction of the trains whole"
+    )
+    evaluation.add_argument(
         "--heldout",
         nargs="+",
         default=None,
@@ -496,6 +513,8 @@ def main() -> None:
             jitter=args.jitter,
             heldout=args.heldout,
             crop=args.crop,
+            jitter_fraction=args.jitter_fraction,
+            whole_fraction=args.whole_fraction,
         )
         print(table.round(3).to_string(index=False))
         if args.card:
@@ -503,9 +522,11 @@ def main() -> None:
 
             path = Path(args.weights_dir or WEIGHTS_DIR) / f"{args.model}_posterior.json"
             card = json.loads(path.read_text())
+            degraded = f"jitter_2ms_deletions_5pct_of_{args.jitter_fraction:g}" if args.jitter_fraction else "clean"
             key = (
-                ("jitter_2ms_deletions_5pct" if args.jitter else "clean")
+                ("jitter_2ms_deletions_5pct" if args.jitter else degraded)
                 + (f"_cropped_{args.crop[0]:g}-{args.crop[1]:g}" if args.crop else "")
+                + (f"_whole_{args.whole_fraction:g}" if args.crop and args.whole_fraction else "")
                 + ("_" + "+".join(Path(folder).name for folder in args.heldout) if args.heldout else "")
             )
             card.setdefault("heldout_metrics", {})[key] = {
@@ -513,6 +534,8 @@ def main() -> None:
                 "seed": args.seed,
                 "k_prior_of_the_test": "k = 1 with probability 1/2, else log2 k uniform on [-2.5, 3.5]",
                 "crop": args.crop,
+                "jitter_fraction": 1.0 if args.jitter else (args.jitter_fraction or 0.0),
+                "whole_fraction": (args.whole_fraction or 0.0) if args.crop else 1.0,
                 "rows": table.round(4).to_dict(orient="records"),
             }
             path.write_text(json.dumps(card, indent=2, default=str))

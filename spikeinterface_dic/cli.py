@@ -87,6 +87,7 @@ def _time_unit_option(parser: argparse.ArgumentParser) -> None:
 
 def _pipeline_options(parser: argparse.ArgumentParser, population_size: int = 100) -> None:
     from .config import TWIN_SAMPLING
+    from .inference.tonic_rate import SPAN_SOURCES
 
     group = parser.add_argument_group("pipeline")
     group.add_argument(
@@ -146,6 +147,13 @@ def _pipeline_options(parser: argparse.ArgumentParser, population_size: int = 10
         metavar=("LOW", "HIGH"),
         help="what you know of every unit's k as a range (e.g. 2 6): the posterior under a prior flat in ln k on it "
         "(default: the network's prior)",
+    )
+    group.add_argument(
+        "--span-source",
+        choices=SPAN_SOURCES,
+        default=None,
+        help="how the trains came to span what they span, if you know: recording (as long as the recording lasted) "
+        "or window (simulated windows times k, as generate-data writes them); default: both weighed by their evidence",
     )
     group.add_argument(
         "--adapt-time-scale",
@@ -647,6 +655,7 @@ def _run_config(args, model: str, **overrides):
         "twin_sampling": "twin_sampling",
         "time_scale": "time_scale",
         "time_scale_range": "time_scale_range",
+        "span_source": "span_source",
     }
     settings = {"model": model}
     for field, destination in options.items():

@@ -55,6 +55,10 @@ class RunConfig:
     time_scale_range : (k_low, k_high) | None, default: None
         What is known of k as a range, for the units whose k is not given (applied to the joint posterior; see
         docs/posterior.md).
+    span_source : "recording" | "window" | None, default: None
+        How the units' trains came to span what they span, if known: "recording" (as long as the recording lasted,
+        which says nothing of k), "window" (simulated windows times k, as ``generate-data`` writes them); None weighs
+        both by their evidence (see :func:`~spikeinterface_dic.infer_dics`).
     population_size : int, default: 100
         Twins per unit.
     simulate : bool, default: True
@@ -91,6 +95,7 @@ class RunConfig:
     refractory_ms: float = 1.0
     time_scale: float | Mapping | None = None
     time_scale_range: tuple | None = None
+    span_source: str | None = None
     population_size: int = 100
     simulate: bool = True
     seed: int = 0
@@ -144,6 +149,9 @@ class RunConfig:
                     f"time_scale_range must be (k_low, k_high) with k_low < k_high; got {self.time_scale_range}"
                 )
             set_(self, "time_scale_range", (low, high))
+        from .inference.tonic_rate import check_span_source  # the inference layer owns the list of sources
+
+        check_span_source(self.span_source)
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -239,7 +247,7 @@ def _normalise_time_scale(value):
 # Which settings each SpikeInterface extension holds: the DIC extension reads the trains, the twin extension builds
 # twins from its estimates. Together they are one RunConfig (device is an execution choice of the analyzer's session
 # and stays "cpu" there).
-INFERENCE_SETTINGS = ("model", "weights_dir", "refractory_ms", "time_scale", "time_scale_range")
+INFERENCE_SETTINGS = ("model", "weights_dir", "refractory_ms", "time_scale", "time_scale_range", "span_source")
 TWIN_SETTINGS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in (*INFERENCE_SETTINGS, "device"))
 
 __all__ = ["RunConfig", "INFERENCE_SETTINGS", "TWIN_SETTINGS"]

@@ -91,6 +91,7 @@ def run_pipeline(
             refractory_ms=config.refractory_ms,
             time_scale=config.time_scale_argument(),
             time_scale_range=config.time_scale_range,
+            span_source=config.span_source,
         )
     else:
         estimates = estimates.loc[list(spike_trains)].copy()

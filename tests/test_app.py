@@ -185,6 +185,9 @@ def test_run_without_data_or_with_bad_settings_explains(app):
     assert "0 &lt; from &lt; to" in app.alert.object and not app.busy
     app.k_low_input.value, app.k_high_input.value = 0.5, 4.0
     assert app._prepare_run()["config"].time_scale_range == (0.5, 4.0)
+    assert app._prepare_run()["config"].span_source is None  # unknown unless the user says
+    app.span_select.value = "recording"
+    assert app._prepare_run()["config"].span_source == "recording"
 
 
 def test_a_failing_analysis_is_reported(app, monkeypatch):

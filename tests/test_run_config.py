@@ -40,6 +40,7 @@ def test_defaults_validate_and_round_trip():
         ({"time_scale": 0.0}, "time_scale"),
         ({"time_scale": {"u1": -2.0}}, "unit 'u1'"),
         ({"model": "cortex"}, "unknown model"),
+        ({"span_source": "simulated"}, "span_source"),
     ],
 )
 def test_bad_settings_are_refused_once_with_their_name(settings, message):
@@ -63,6 +64,28 @@ def test_pattern_tolerances_come_from_one_place():
     assert config.pattern_tolerances(frequency=False)["frequency_tolerance"] == float("inf")
     args = cli.build_parser().parse_args(["run", "x.csv", "--spikes-per-burst-relative-tolerance", "0.25"])
     assert cli._run_config(args, "stg").spikes_per_burst_relative_tolerance == 0.25
+
+
+def test_span_source_reaches_every_front_end():
+    """What the user knows of how the spans came about (tonic_rate.SPAN_SOURCES) is one setting: the command line
+    and the DIC extension's stored params carry it to the same RunConfig."""
+    from spikeinterface_dic import cli
+    from spikeinterface_dic.config import INFERENCE_SETTINGS
+
+    args = cli.build_parser().parse_args(["run", "x.csv", "--span-source", "recording"])
+    assert cli._run_config(args, "da").span_source == "recording"
+    assert cli._run_config(cli.build_parser().parse_args(["run", "x.csv"]), "da").span_source is None
+    assert "span_source" in INFERENCE_SETTINGS
+    assert RunConfig.from_dict({"span_source": "window"}).span_source == "window"
+    times = np.cumsum(np.full(12, 2.0))  # a regular 0.5 Hz DA unit over 22 s: both readings weigh in by default
+    analyzer = _analyzer({"u": times})
+    analyzer.compute("dynamic_input_conductances", model="da", span_source="recording")
+    extension = analyzer.get_extension("dynamic_input_conductances")
+    assert extension.params["span_source"] == "recording"
+    expected = sdic.infer_dics({"u": times}, model="da", span_source="recording")["time_scale"].iloc[0]
+    assert extension.get_data().loc["u", "time_scale"] == pytest.approx(expected, rel=1e-6)
+    default = sdic.infer_dics({"u": times}, model="da")["time_scale"].iloc[0]
+    assert abs(np.log(default / expected)) > 0.2  # the statement made a difference here (k 2.5 vs 1.2)
 
 
 def test_unknown_setting_lists_the_known_ones():

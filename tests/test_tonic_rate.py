@@ -74,3 +74,47 @@ def test_the_span_weighs_the_two_readings_by_their_evidence():
     assert weights[-2] < 0.1 and weights[-1] < 1e-3  # at ~1 Hz only k >= 10 (out of the rate's reach) spans 90 s
     # A slow rate that only a large k gives: a long span is then what k implies, and the flow keeps its reading.
     assert flow_weight(entry, math.log(0.12), 60.0, window, crop) > 0.8
+
+
+def test_a_stated_span_source_takes_one_reading():
+    """A regular 0.5 Hz DA unit read over 20 s, where the span's evidence splits the draws between the joint flow's
+    reading and the rate's (flow_weight ~0.5): a caller who knows how the span came about gets one reading alone.
+    "window" (a simulated window times k): the flow's, as a card without the rate density draws it; "recording" (a
+    recording's length says nothing of k): ln k exactly the rate's draws. A misspelt source is refused up front."""
+    from spikeinterface_dic.inference.common import WEIGHTS_DIR
+    from spikeinterface_dic.inference.posterior import PosteriorEstimator, draw
+    from spikeinterface_dic.inference.predict import load_predictor
+
+    rng = np.random.default_rng(5)
+    train = np.cumsum(rng.normal(2.0, 0.02, 10))
+    posterior, predictor = load_posterior("da"), load_predictor("da")
+    span = train[-1] - train[0]
+    window, crop = 9.0, tuple(posterior.card["joint_crop"])
+    log_rate = math.log((train.size - 1) / span)
+    assert 0.2 < flow_weight(posterior.tonic_rate_density, log_rate, span, window, crop) < 0.8
+    unknown = np.full(1, np.nan)
+    mixed, by_window, by_recording = (
+        draw(posterior, predictor, [train], 400, unknown, seed=4, span_source=source)
+        for source in (None, "window", "recording")
+    )
+    flow_only = PosteriorEstimator(WEIGHTS_DIR, "da")
+    flow_only.tonic_rate_density = None
+    np.testing.assert_array_equal(by_window, draw(flow_only, predictor, [train], 400, unknown, seed=4))
+    key = np.round(train, 9).tobytes()
+    rate_log_k = sample_log_k(posterior.tonic_rate_density, [log_rate], 400, 4, [key])[0]
+    np.testing.assert_array_equal(by_recording[0, :, 2], rate_log_k)
+    # the default mixes the two: some draws of each
+    from_flow = np.all(mixed == by_window, axis=2)[0]
+    from_rate = np.all(mixed == by_recording, axis=2)[0]
+    assert 0.1 < from_flow.mean() < 0.9 and np.all(from_flow | from_rate)
+    # the summaries (infer_dics) follow the same statement, and the default stays the mixture
+    table = {
+        source: sdic.infer_dics({"unit": train}, model="da", span_source=source)
+        for source in (None, "window", "recording")
+    }
+    assert table["recording"]["time_scale_low"].iloc[0] <= 1.0 <= table["recording"]["time_scale_high"].iloc[0]
+    assert table["window"]["time_scale"].iloc[0] > table["recording"]["time_scale"].iloc[0]
+    with pytest.raises(ValueError, match="span_source must be one of"):
+        sdic.infer_dics({"unit": train}, model="da", span_source="recorded")
+    with pytest.raises(ValueError, match="span_source must be one of"):
+        sdic.sample_posterior({"unit": train}, model="da", span_source="simulated")

@@ -36,6 +36,12 @@ MAX_POPULATION_SIZE = 1000
 OOD_LINES_SHOWN = 5  # out-of-distribution units listed before "show more"
 MAX_UPLOAD_BYTES = 1024**3  # largest upload accepted by the server (the file travels over the websocket)
 MODELS = {"STG: stomatogastric neuron (crab)": "stg", "DA: midbrain dopaminergic neuron": "da"}
+# RunConfig.span_source in words (tonic_rate.SPAN_SOURCES): what the user knows of how the trains' spans came about.
+SPAN_SOURCE_CHOICES = {
+    "unknown (weighed by the evidence)": None,
+    "as long as their recording lasted": "recording",
+    "simulated windows × k (generate-data)": "window",
+}
 SUPPORTED = (
     "NWB files (.nwb, Units table), Spike2Pop CSV files (columns ID and spiking_times in ms), long CSV files "
     "(columns unit_id and spike_time_s) and single-file formats read by neo"
@@ -207,6 +213,11 @@ class DicApp:
         self.k_high_input = pn.widgets.FloatInput(
             **_label("Time scale k to (optional)"), value=None, start=0.0, step=0.5, sizing_mode="stretch_width"
         )
+        # How the trains came to span what they span (RunConfig.span_source): it decides how long tonic trains of
+        # models with a rate density are read.
+        self.span_select = pn.widgets.Select(
+            **_label("The trains span"), options=SPAN_SOURCE_CHOICES, value=None, sizing_mode="stretch_width"
+        )
         self.run_button = pn.widgets.Button(
             **_label("Run analysis"),
             **_color("success"),
@@ -329,6 +340,7 @@ class DicApp:
             self.seed_input,
             self.k_low_input,
             self.k_high_input,
+            self.span_select,
             pn.pane.Markdown("### 3. Run"),
             self.run_button,
             self.spinner,
@@ -501,6 +513,7 @@ class DicApp:
                 simulate=bool(self.simulate_checkbox.value),
                 seed=int(seed),
                 time_scale_range=None if bounds[0] is None else bounds,
+                span_source=self.span_select.value,
             )
         except ValueError as error:
             raise UserError(f"Settings: {error}.") from None
@@ -612,6 +625,7 @@ class DicApp:
             self.seed_input,
             self.k_low_input,
             self.k_high_input,
+            self.span_select,
         ):
             widget.disabled = busy
         self.run_button.param.update(**_label("Running…" if busy else "Run analysis"))

@@ -52,6 +52,7 @@ import numpy as np
 from ..features import BURST_SHAPE_NAMES, burst_shape_statistics, spike_train_features
 from .common import WEIGHTS_DIR, combine_windows_by_owner, isi_windows, mean_by_owner, threads_for
 from .shape import library_statistics_batch, shape_statistics_batch
+from .tonic_rate import check_span_source
 from .train import K_LOG2_RANGE, K_PRIOR_POINT_MASS  # the network's prior of k: the flows use the same
 
 # The context of the cards before the burst-shape statistics (a card lists the columns each of its flows reads).
@@ -1285,6 +1286,7 @@ def draw(
     k_range: tuple | None = None,
     seed: int = 0,
     network: np.ndarray | None = None,
+    span_source: str | None = None,
 ) -> np.ndarray:
     """(n_trains, n, 3) samples of (g_s, g_u, ln k) for trains of at least 4 spikes.
 
@@ -1292,8 +1294,11 @@ def draw(
     given one); the others by the ``joint`` flow, restricted to ``k_range`` = (k_low, k_high) by rejection (the
     flow's prior is flat in ln k, so rejection is the exact posterior under a prior flat in ln k on that range).
     Trains longer than the flows' training window are read in segments (:func:`segments`).
-    ``network``: the network's outputs for these trains (as divided), when already computed.
+    ``network``: the network's outputs for these trains (as divided), when already computed. ``span_source``: how
+    the trains' spans came about, when known (:data:`.tonic_rate.SPAN_SOURCES`; None: weighed by their evidence),
+    which decides how long tonic trains are read (:func:`read_by_rate`).
     """
+    check_span_source(span_source)
     known_k = np.asarray(known_k, dtype=float)
     out = np.full((len(trains_s), n, 3), np.nan)
     for flow, chosen in (("known_k", np.isfinite(known_k)), ("joint", ~np.isfinite(known_k))):
@@ -1336,13 +1341,14 @@ def draw(
         # segment, as the map was fitted on single windows
         out[joint] = posterior.report(block, joint_context[np.searchsorted(joint_owners, np.arange(joint.size))])
     if posterior.tonic_rate_density is not None and joint.size:
-        read_by_rate(posterior, predictor, trains_s, joint, n, seed, k_range, out)
+        read_by_rate(posterior, predictor, trains_s, joint, n, seed, k_range, out, span_source)
     return out
 
 
-def read_by_rate_mask(posterior, model_name: str, trains_s: list, features=None) -> np.ndarray:
+def read_by_rate_mask(posterior, model_name: str, trains_s: list, features=None, span_source=None) -> np.ndarray:
     """(n,) whether each train, read with k unknown, takes its k from its rate (:mod:`.tonic_rate`): cards with a
-    ``tonic_rate_density``, trains labelled spiking that span more than SEGMENT_WINDOWS training windows at k = 1.
+    ``tonic_rate_density``, trains labelled spiking that span more than SEGMENT_WINDOWS training windows at k = 1,
+    unless the caller says the spans are windows times k (``span_source`` "window": the joint flow's reading alone).
 
     Why that span: within one window at k = 1 the span is what a k = 1 neuron's recording could be, and the joint
     flow's reading (calibrated on such windows) is kept; beyond it the flow can explain the span only with a larger
@@ -1350,7 +1356,7 @@ def read_by_rate_mask(posterior, model_name: str, trains_s: list, features=None)
     ``features``: the trains' :func:`~spikeinterface_dic.features.spike_train_features`, when computed.
     """
     mask = np.zeros(len(trains_s), dtype=bool)
-    if posterior.tonic_rate_density is None or not len(trains_s):
+    if posterior.tonic_rate_density is None or not len(trains_s) or check_span_source(span_source) == "window":
         return mask
     spans = np.array([t[-1] - t[0] if len(t) > 1 else 0.0 for t in trains_s], dtype=float)
     long = np.flatnonzero(spans > SEGMENT_WINDOWS * training_window_s(model_name))
@@ -1360,15 +1366,16 @@ def read_by_rate_mask(posterior, model_name: str, trains_s: list, features=None)
     return mask
 
 
-def read_by_rate(posterior, predictor, trains_s, joint, n, seed, k_range, out) -> np.ndarray:
+def read_by_rate(posterior, predictor, trains_s, joint, n, seed, k_range, out, span_source=None) -> np.ndarray:
     """For the trains among ``joint`` that :func:`read_by_rate_mask` selects, the draws that the rate's reading
     takes (:mod:`.tonic_rate`: ln k from the rate, (g_s, g_u) from the known_k flow given each k), in place in
     ``out``: a share 1 - :func:`.tonic_rate.flow_weight` of each train's draws (keyed uniforms), the rest keeping the
-    joint flow's. Returns the rows read by rate (those whose rate the density reaches)."""
+    joint flow's; all of them when ``span_source`` is "recording" (the span says nothing of k), none when it is
+    "window". Returns the rows read by rate (those whose rate the density reaches)."""
     from .tonic_rate import flow_weight, sample_log_k
 
     trains = [trains_s[i] for i in joint]
-    rows = joint[read_by_rate_mask(posterior, predictor.model_name, trains)]
+    rows = joint[read_by_rate_mask(posterior, predictor.model_name, trains, span_source=span_source)]
     if not rows.size:
         return rows
     # the mean rate of spike_train_features, (n - 1) / span: its label was read already (read_by_rate_mask)
@@ -1387,7 +1394,8 @@ def read_by_rate(posterior, predictor, trains_s, joint, n, seed, k_range, out) -
     for j, row in enumerate(rows):
         span = float(trains_s[row][-1] - trains_s[row][0])
         weight = flow_weight(posterior.tonic_rate_density, math.log(rates[j]), span, window, crop)
-        if not np.isfinite(out[row]).all():  # a range of k the joint flow's posterior missed: the rate's alone
+        # a recording's span says nothing of k; a range of k the joint flow's posterior missed: the rate's alone
+        if span_source == "recording" or not np.isfinite(out[row]).all():
             weight = 0.0
         entropy = int.from_bytes(hashlib.sha256(b"reading" + keys[j]).digest()[:8], "little")
         by_rate = np.random.default_rng([int(seed), entropy]).random(n) >= weight

@@ -151,6 +151,7 @@ def _posterior_summaries(
     enabled,
     k_range,
     features=None,
+    span_source=None,
 ) -> dict:
     """{train index: posterior summary columns} for the trains of at least 4 spikes, when the model has posterior
     flows and ``enabled``; the network's window outputs are reused as the flows' embedding."""
@@ -186,7 +187,7 @@ def _posterior_summaries(
     if head is not None:
         chosen = None if features is None else features.iloc[rows]
         # Long tonic trains with k unknown take k from their rate (draw), which no head was distilled from.
-        by_rate = read_by_rate_mask(posterior, model_name, trains, chosen) & ~np.isfinite(known_k[rows])
+        by_rate = read_by_rate_mask(posterior, model_name, trains, chosen, span_source) & ~np.isfinite(known_k[rows])
         done, from_head = summary_head.head_summaries(
             head, predictor, trains, known_k[rows], network, chosen, skip=by_rate
         )
@@ -201,6 +202,7 @@ def _posterior_summaries(
             known_k[rows][sampled],
             k_range,
             network=network[sampled],
+            span_source=span_source,
         )
         for name, values in summarise(samples).items():
             table.setdefault(name, np.full(len(rows), np.nan))[sampled] = values
@@ -256,6 +258,7 @@ def infer_dics(
     time_scale=None,
     time_scale_range: tuple | None = None,
     posterior: bool = True,
+    span_source: str | None = None,
 ) -> pd.DataFrame:
     """Estimate (g_s, g_u) at threshold and the time scale k of every train, with standard deviations.
 
@@ -283,6 +286,11 @@ def infer_dics(
         Report the joint posterior's summaries (:mod:`.posterior`) where the model has posterior flows: g_s, g_u
         and k are posterior medians, the sds posterior sds, ``*_q16``/``*_q84`` and k's interval the 16/84 %
         quantiles. False (or no flows): the network's mean and sd (quantile columns NaN).
+    span_source : "recording" | "window" | None, default: None
+        How the trains' spans came about, if you know: "recording" (they last as long as the recording did, which
+        says nothing of k), "window" (simulated windows times k, as ``generate-data`` writes them). None weighs both
+        by their evidence. It decides how long tonic trains of models with a rate density (DA) are read
+        (docs/posterior.md, "Long trains").
 
     Returns
     -------
@@ -295,6 +303,9 @@ def infer_dics(
         short to beat the prior (:data:`MIN_INFORMATIVE_SPIKES`, :data:`MIN_INFORMATIVE_BURSTS`) and irregular
         trains keep their estimate (so it can be seen) but are never in distribution, with the reason in words.
     """
+    from .tonic_rate import check_span_source
+
+    check_span_source(span_source)  # before any work: a misspelt value must not cost a run
     model = get_model(model)
     predictor = load_predictor(model.name, str(weights_dir) if weights_dir else None, device)
     ids, trains = as_trains(spike_trains)
@@ -343,6 +354,7 @@ def infer_dics(
         posterior,
         time_scale_range,
         features,
+        span_source,
     )
     n_trains = len(cleaned)
     # Everything per train that numpy can do for all trains at once (equal to the one-train functions' results);
@@ -455,6 +467,7 @@ def sample_posterior(
     time_scale_range: tuple | None = None,
     weights_dir=None,
     refractory_ms: float = 1.0,
+    span_source: str | None = None,
 ) -> dict:
     """Posterior samples of (g_s, g_u, k) for every unit: ``{unit_id: (n, 3) array}`` (NaN rows for trains of fewer
     than 4 spikes, or whose posterior holds no mass inside ``time_scale_range``).
@@ -475,9 +488,13 @@ def sample_posterior(
         flat in ln k on that range.
     weights_dir : str | None, default: None
         Folder holding ``<model>_posterior.pt/.json`` and the network (None: the shipped ones).
+    span_source : "recording" | "window" | None, default: None
+        How the trains' spans came about, if you know (as :func:`~spikeinterface_dic.infer_dics` takes it).
     """
     from .posterior import draw, load_posterior
+    from .tonic_rate import check_span_source
 
+    check_span_source(span_source)
     model = get_model(model)
     ids, trains = as_trains(spike_trains)
     known = known_time_scales(time_scale, ids)
@@ -494,6 +511,7 @@ def sample_posterior(
             known[rows],
             time_scale_range,
             seed,
+            span_source=span_source,
         )
         samples[:, :, 2] = np.exp(samples[:, :, 2])
         for j, row in enumerate(rows):

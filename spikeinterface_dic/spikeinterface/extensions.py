@@ -50,6 +50,7 @@ def compute_dic_data(sorting, unit_ids, config: RunConfig) -> dict:
         time_scale=config.time_scale,
         weights_dir=config.weights_dir,
         time_scale_range=config.time_scale_range,
+        span_source=config.span_source,
     )
     return _estimates_to_data(frame)
 
@@ -126,6 +127,10 @@ class ComputeDynamicInputConductances(_UnitwiseExtension):
         Network weights made by ``spikeinterface-dic train`` (None: the shipped ones).
     time_scale_range : (k_low, k_high) | None, default: None
         A prior range of every unit's k, applied to the joint posterior (docs/posterior.md).
+    span_source : "recording" | "window" | None, default: None
+        How the units' trains came to span what they span: "recording" for a sorting of a real recording (its
+        duration says nothing of k), "window" for simulated windows times k; None weighs both by their evidence
+        (:func:`spikeinterface_dic.infer_dics`).
     time_scale : float | None, default: None
         Known time scale k of every unit (e.g. from the recording temperature and a Q10): used as given, with a
         zero-width interval, instead of estimated (see :func:`spikeinterface_dic.infer_dics`).
@@ -164,6 +169,7 @@ class ComputeDynamicInputConductances(_UnitwiseExtension):
         weights_dir=None,
         time_scale_range: tuple | None = None,
         sorting_quality: dict | None = None,
+        span_source: str | None = None,
     ):
         config = RunConfig(
             model=model,
@@ -171,6 +177,7 @@ class ComputeDynamicInputConductances(_UnitwiseExtension):
             time_scale=time_scale,
             weights_dir=weights_dir,
             time_scale_range=time_scale_range,
+            span_source=span_source,
         )
         if config.time_scale is not None and not isinstance(config.time_scale, float):
             raise ValueError("time_scale of the extension is one k for every unit (or None to estimate it)")

@@ -64,6 +64,7 @@ def infer_dics_segments(
     time_scale: float | None = None,
     weights_dir=None,
     time_scale_range: tuple | None = None,
+    span_source: str | None = None,
 ) -> pd.DataFrame:
     """DIC estimates of units whose spikes come in several segments.
 
@@ -79,6 +80,8 @@ def infer_dics_segments(
         Network weights made by ``spikeinterface-dic train`` (None: the shipped ones).
     time_scale : float, default: None
         A known time scale k for every unit (see :func:`spikeinterface_dic.infer_dics`); None estimates it.
+    time_scale_range, span_source :
+        As :func:`spikeinterface_dic.infer_dics` takes them.
 
     Returns
     -------
@@ -105,6 +108,7 @@ def infer_dics_segments(
         time_scale=time_scale,
         weights_dir=weights_dir,
         time_scale_range=time_scale_range,
+        span_source=span_source,
     )
     if len(owners) == len(unit_ids):  # one segment: infer_dics's rows as they are
         return frame.set_axis(pd.Index(unit_ids, name="unit_id"), axis=0)
