@@ -112,12 +112,14 @@ def evaluate(
     crop=None,
     jitter_fraction: float | None = None,
     whole_fraction: float | None = None,
+    span_source: str | None = None,
 ) -> pd.DataFrame:
     """The table of the module docstring. ``jitter`` degrades every train; ``jitter_fraction`` a random fraction of
     them instead. ``crop`` crops every train; with ``whole_fraction`` a random fraction of them stays whole. Mixed so
     (``--jitter-fraction 0.5 --whole-fraction 0.5``) the held-out trains are drawn as the calibration trains are
     (``calibration_examples``): the distribution over which the maps were fitted, where a calibrated posterior must
-    cover at its level; the pure protocols are its parts, which a train does not reveal."""
+    cover at its level; the pure protocols are its parts, which a train does not reveal. ``span_source``: what the
+    posterior is told of the spans (``draw``; "window" is the truth of these sets: windows times k, cropped or not)."""
     import spikeinterface_dic as sdic
     from spikeinterface_dic.inference.posterior import cropped, load_posterior
     from spikeinterface_dic.inference.predict import load_predictor
@@ -142,7 +144,13 @@ def evaluate(
         # The reported posterior, as sample_posterior draws it (calibration, point-mass and rescaling rules).
         started = time.perf_counter()
         samples = draw_in_blocks(
-            posterior, predictor, scaled, n_samples, factors if known else np.full(len(scaled), np.nan), seed
+            posterior,
+            predictor,
+            scaled,
+            n_samples,
+            factors if known else np.full(len(scaled), np.nan),
+            seed,
+            span_source=span_source,
         )
         samples = samples[:, :, :2] if known else samples
         draw_s = time.perf_counter() - started
@@ -221,7 +229,9 @@ def evaluate(
     return pd.DataFrame(rows)
 
 
-def draw_in_blocks(posterior, predictor, trains: list, n_samples: int, time_scales, seed: int, block: int = 1000):
+def draw_in_blocks(
+    posterior, predictor, trains: list, n_samples: int, time_scales, seed: int, block: int = 1000, span_source=None
+):
     """``draw`` over blocks of ``block`` trains. Each train's noise is keyed by its own context, not by the batch, so
     the draws are one call's, except where the network's float32 round-off differs between batch compositions (a
     train's context bytes, hence its noise, then differ: other draws of the same posterior). Why blocks: with the
@@ -238,6 +248,7 @@ def draw_in_blocks(posterior, predictor, trains: list, n_samples: int, time_scal
                 n_samples,
                 time_scales[start : start + block],
                 seed=seed,
+                span_source=span_source,
             )
             for start in range(0, len(trains), block)
         ]
@@ -296,6 +307,8 @@ def _span_fraction_argument(parser, flag: str, help_text: str) -> None:
 
 
 def main() -> None:
+    from spikeinterface_dic.inference.tonic_rate import SPAN_SOURCES
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     fit = commands.add_parser("fit")
@@ -356,6 +369,12 @@ def main() -> None:
     )
     evaluation.add_argument(
         "--whole-fraction", type=float, default=None, help="with --crop: keep this fraction of the trains whole"
+    )
+    evaluation.add_argument(
+        "--span-source",
+        choices=SPAN_SOURCES,
+        default=None,
+        help="tell the posterior how the spans came about (these sets: window); default: unknown, as users' trains",
     )
     evaluation.add_argument(
         "--heldout",
@@ -515,6 +534,7 @@ def main() -> None:
             crop=args.crop,
             jitter_fraction=args.jitter_fraction,
             whole_fraction=args.whole_fraction,
+            span_source=args.span_source,
         )
         print(table.round(3).to_string(index=False))
         if args.card:
@@ -527,6 +547,7 @@ def main() -> None:
                 ("jitter_2ms_deletions_5pct" if args.jitter else degraded)
                 + (f"_cropped_{args.crop[0]:g}-{args.crop[1]:g}" if args.crop else "")
                 + (f"_whole_{args.whole_fraction:g}" if args.crop and args.whole_fraction else "")
+                + (f"_span_{args.span_source}" if args.span_source else "")
                 + ("_" + "+".join(Path(folder).name for folder in args.heldout) if args.heldout else "")
             )
             card.setdefault("heldout_metrics", {})[key] = {
@@ -536,6 +557,7 @@ def main() -> None:
                 "crop": args.crop,
                 "jitter_fraction": 1.0 if args.jitter else (args.jitter_fraction or 0.0),
                 "whole_fraction": (args.whole_fraction or 0.0) if args.crop else 1.0,
+                "span_source": args.span_source,
                 "rows": table.round(4).to_dict(orient="records"),
             }
             path.write_text(json.dumps(card, indent=2, default=str))
