@@ -525,31 +525,53 @@ def fit_calibration(
     seed: int = 0,
     strata: int = CALIBRATION_STRATA,
     split: bool = True,
+    randomized_point_mass: bool = True,
 ) -> dict:
     """Knots of :class:`MarginalCalibration` (scale "cdf") from calibration trains (never used in training): per
     flow, class, irregularity half (``split``: IRREGULARITY_COLUMN says why), length stratum (``strata`` quantile
     groups of the log number of spikes) and parameter, the quantiles at CALIBRATION_LEVELS of the truths' CDF
     positions in the uncalibrated flow's marginal (estimated from ``n_samples`` draws per train).
 
-    ``contexts[flow]`` (n, n_context) and ``truths[flow]`` (n, n_parameters).
+    ``contexts[flow]`` (n, n_context) and ``truths[flow]`` (n, n_parameters). ``randomized_point_mass`` (cards with
+    the point-mass rule): the joint flow's map of ln k is fitted on every train, a truth at k = 1 taking a uniform
+    position within the flow's draws that the rule reads as k = 1; False: on the trains at k != 1 alone (the cards
+    before 2026-12-06's fourth session).
     """
     knots = {}
+    point_mass = getattr(posterior, "point_mass", None)
     for flow, context in contexts.items():
         position = np.empty(truths[flow].shape)
+        at_one = np.zeros(len(context), dtype=bool)
+        if flow == "joint" and point_mass and randomized_point_mass:
+            at_one = np.abs(truths[flow][:, 2]) <= 1e-9
+        uniform = np.random.default_rng([seed, 19]).random(len(context))
         for start in range(0, len(context), CALIBRATION_BATCH):  # bounded memory: n_samples rows per train
             rows = slice(start, start + CALIBRATION_BATCH)
             samples = posterior.sample(context[rows], n_samples, flow, seed, calibrated=False)
             position[rows] = ((samples < truths[flow][rows, None, :]).sum(axis=1) + 0.5) / (n_samples + 1)
+            if at_one[rows].any():
+                # A truth at the prior's point mass sits at a uniform position within the draws the point-mass rule
+                # reads as k = 1 (randomized PIT: a distribution with an atom has no single CDF position there).
+                log_k = samples[at_one[rows], :, 2]
+                bound = float(point_mass["log_k_within"])
+                below = (log_k <= -bound).sum(axis=1)
+                inside = (np.abs(log_k) < bound).sum(axis=1)
+                position[np.flatnonzero(at_one[rows]) + start, 2] = (
+                    below + uniform[rows][at_one[rows]] * inside + 0.5
+                ) / (n_samples + 1)
         classes = class_of(context)
         log_n = np.asarray(context)[:, CONTEXT_NAMES.index("log_n_spikes")].astype(float)
         # Which trains each parameter's map is fitted on (n, p).
         chosen = np.ones(position.shape, dtype=bool)
         if flow == "joint":
             off_one = np.abs(truths[flow][:, 2]) > 1e-9
-            # ln k only where the prior is continuous: trains at the prior's point mass k = 1 sit at the flow's
-            # sharp peak and would make every other train's interval of ln k too narrow.
-            chosen[:, 2] = off_one
-            if getattr(posterior, "point_mass", None):
+            # ln k: with ``randomized_point_mass``, on every train, the truths at k = 1 at random within the point
+            # mass, so that the reported ln k is calibrated over the prior (its randomized CDF position uniform);
+            # otherwise (cards before 2026-12-06's fourth session) on the trains at k != 1 alone, a subset chosen by
+            # the truth over which not even the exact posterior covers at its level (docs/posterior.md,
+            # "Calibration of ln k").
+            chosen[:, 2] = True if at_one.any() else off_one
+            if point_mass:
                 # With the point-mass rule the joint flow's (g_s, g_u) are reported only for draws at k != 1 (those
                 # at k = 1 come from the known_k flow), so its map is fitted where it serves (STG tonic g_u with k
                 # unknown covered 0.60 at 68 % on cropped trains at k != 1 when fitted on all).
