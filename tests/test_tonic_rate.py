@@ -1,6 +1,8 @@
 """k of long tonic trains from their rate (inference/tonic_rate.py), not from how long they were recorded."""
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,3 +120,30 @@ def test_a_stated_span_source_takes_one_reading():
         sdic.infer_dics({"unit": train}, model="da", span_source="recorded")
     with pytest.raises(ValueError, match="span_source must be one of"):
         sdic.sample_posterior({"unit": train}, model="da", span_source="simulated")
+
+
+def test_exact_posterior_with_an_atom_is_calibrated_over_the_prior_not_at_k_other_than_1():
+    """Why ln k's calibration is measured by the randomized position over every train: the exact posterior of ln k
+    given a tonic train's rate (the prior's atom at k = 1 included) puts the truth's randomized CDF position uniformly
+    on (0, 1) over trains drawn from the prior, yet its central 68 % intervals cover far less than 0.68 of the trains
+    at k != 1 (~0.5 here: a truth near k = 1 falls outside intervals that end in the atom) and nearly all at k = 1.
+    A subset chosen by the truth is not one a calibrated posterior covers at its level."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from posterior import randomized_pit
+
+    rng = np.random.default_rng(0)
+    entry = fit_tonic_rate_density(rng.normal(0.0, 0.4, 20_000))
+    n = 3000
+    log_k = np.where(rng.random(n) < K_PRIOR_POINT_MASS, 0.0, rng.uniform(*K_LOG2_RANGE, n) * math.log(2.0))
+    log_rate = rng.normal(0.0, 0.4, n) - log_k
+    draws = sample_log_k(entry, log_rate, 1000, seed=1, keys=[i.to_bytes(4, "little") for i in range(n)])
+    reached = np.isfinite(draws).all(axis=1)
+    draws, log_k = draws[reached], log_k[reached]
+    position, rank = randomized_pit(draws, log_k, seed=2)
+    assert np.mean(abs(position - 0.5) <= 0.34) == pytest.approx(0.68, abs=0.03)
+    assert np.mean(abs(position - 0.5) <= 0.45) == pytest.approx(0.90, abs=0.02)
+    counts = np.histogram(rank, bins=10, range=(0, 1001))[0]
+    assert ((counts - counts.mean()) ** 2 / counts.mean()).sum() < 30  # chi-square, 9 dof: uniform ranks
+    low, high = np.quantile(draws, [0.16, 0.84], axis=1)
+    central = (log_k >= low) & (log_k <= high)
+    assert central[log_k != 0.0].mean() < 0.6 and central[log_k == 0.0].mean() > 0.9
