@@ -541,9 +541,8 @@ def fit_calibration(
     point_mass = getattr(posterior, "point_mass", None)
     for flow, context in contexts.items():
         position = np.empty(truths[flow].shape)
-        at_one = np.zeros(len(context), dtype=bool)
-        if flow == "joint" and point_mass and randomized_point_mass:
-            at_one = np.abs(truths[flow][:, 2]) <= 1e-9
+        over_the_prior = flow == "joint" and bool(point_mass) and randomized_point_mass
+        at_one = np.abs(truths[flow][:, 2]) <= 1e-9 if over_the_prior else np.zeros(len(context), dtype=bool)
         uniform = np.random.default_rng([seed, 19]).random(len(context))
         for start in range(0, len(context), CALIBRATION_BATCH):  # bounded memory: n_samples rows per train
             rows = slice(start, start + CALIBRATION_BATCH)
@@ -570,7 +569,7 @@ def fit_calibration(
             # otherwise (cards before 2026-12-06's fourth session) on the trains at k != 1 alone, a subset chosen by
             # the truth over which not even the exact posterior covers at its level (docs/posterior.md,
             # "Calibration of ln k").
-            chosen[:, 2] = True if at_one.any() else off_one
+            chosen[:, 2] = True if over_the_prior else off_one
             if point_mass:
                 # With the point-mass rule the joint flow's (g_s, g_u) are reported only for draws at k != 1 (those
                 # at k = 1 come from the known_k flow), so its map is fitted where it serves (STG tonic g_u with k
