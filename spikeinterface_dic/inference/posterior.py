@@ -1413,11 +1413,11 @@ def read_by_rate(posterior, predictor, trains_s, joint, n, seed, k_range, out, s
     given_time_scale(posterior, predictor, [trains_s[i] for i in rows], block, seed, rule, point_mass=True)
     window, crop = training_window_s(predictor.model_name), tuple(posterior.card["joint_crop"])
     for j, row in enumerate(rows):
-        span = float(trains_s[row][-1] - trains_s[row][0])
-        weight = flow_weight(posterior.tonic_rate_density, math.log(rates[j]), span, window, crop)
         # a recording's span says nothing of k; a range of k the joint flow's posterior missed: the rate's alone
-        if span_source == "recording" or not np.isfinite(out[row]).all():
-            weight = 0.0
+        weight = 0.0
+        if span_source != "recording" and np.isfinite(out[row]).all():
+            span = float(trains_s[row][-1] - trains_s[row][0])
+            weight = flow_weight(posterior.tonic_rate_density, math.log(rates[j]), span, window, crop)
         entropy = int.from_bytes(hashlib.sha256(b"reading" + keys[j]).digest()[:8], "little")
         by_rate = np.random.default_rng([int(seed), entropy]).random(n) >= weight
         out[row, by_rate] = block[j, by_rate]
